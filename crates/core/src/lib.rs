@@ -1,1 +1,35 @@
-//! x
+//! The signalling core: meshcall's routes, written once against two ports, so the same code
+//! runs in the self-hosted server and in AWS Lambda.
+//!
+//! # Layout
+//!
+//! - [`route`]: [`Signalling`], the entry point. One module per route (`$connect`,
+//!   `$disconnect`, `joinRoom`, `sendMsgToRoom`, `signal`, `leaveRoom`, `ping`, `$default`).
+//! - [`store`]: the [`ConnectionStore`] port: who is connected, who is in which room.
+//! - [`memory`]: [`MemoryStore`], the in-memory store of the self-hosted server.
+//! - [`pusher`]: the [`Pusher`] port: send a frame to a connection id, which may be gone.
+//! - [`config`]: [`Config`], every limit, defaulting to API Gateway's.
+//! - [`rate`]: [`TokenBucket`], the per-connection rate limit a gateway applies.
+//!
+//! # Contract
+//!
+//! The core decides; adapters do the IO. Gateways hand it connection events and text frames
+//! with the current time; it reads and writes membership through the store and sends frames
+//! through the pusher. It never touches a socket, a clock or a random source itself.
+//! Bad client input is answered with an `error` frame, never a panic.
+
+pub mod config;
+pub mod memory;
+pub mod pusher;
+pub mod rate;
+pub mod route;
+pub mod store;
+
+pub use config::{Config, RateLimit};
+pub use memory::MemoryStore;
+pub use pusher::{Delivery, Kind, Outbound, PushError, Pusher};
+pub use rate::TokenBucket;
+pub use route::{Outcome, Route, Signalling};
+pub use store::{ConnectionStore, JoinError, Joined, StoreError};
+
+pub use meshcall_protocol as protocol;

@@ -75,7 +75,9 @@ fn required_string<'a>(
 }
 
 fn room_id(raw: Option<&RawValue>) -> Result<RoomId, ProtocolError> {
-    let s = raw.and_then(as_string).ok_or(ProtocolError::InvalidRoomId)?;
+    let s = raw
+        .and_then(as_string)
+        .ok_or(ProtocolError::InvalidRoomId)?;
     Ok(RoomId::parse(&s)?)
 }
 
@@ -155,7 +157,9 @@ mod tests {
             r#"{"action": "sendMsgToRoom", "roomId": "123", "message": "hello world!"}"#,
         )
         .unwrap();
-        assert!(matches!(m, ClientMessage::SendMsgToRoom { message, .. } if message == "hello world!"));
+        assert!(
+            matches!(m, ClientMessage::SendMsgToRoom { message, .. } if message == "hello world!")
+        );
     }
 
     #[test]
@@ -191,15 +195,30 @@ mod tests {
         assert_eq!(code("[1,2]"), ErrorCode::BadJson);
         assert_eq!(code("42"), ErrorCode::BadJson);
         assert_eq!(code(r#""joinRoom""#), ErrorCode::BadJson);
-        assert_eq!(code(r#"{"action":"ping","action":"ping"}"#), ErrorCode::BadJson);
+        assert_eq!(
+            code(r#"{"action":"ping","action":"ping"}"#),
+            ErrorCode::BadJson
+        );
         assert_eq!(code("{}"), ErrorCode::UnknownAction);
         assert_eq!(code(r#"{"action":7}"#), ErrorCode::UnknownAction);
         assert_eq!(code(r#"{"action":"fly"}"#), ErrorCode::UnknownAction);
         assert_eq!(code(r#"{"action":"joinRoom"}"#), ErrorCode::InvalidRoomId);
-        assert_eq!(code(r#"{"action":"joinRoom","roomId":123}"#), ErrorCode::InvalidRoomId);
-        assert_eq!(code(r#"{"action":"joinRoom","roomId":null}"#), ErrorCode::InvalidRoomId);
-        assert_eq!(code(r#"{"action":"joinRoom","roomId":"a b"}"#), ErrorCode::InvalidRoomId);
-        assert_eq!(code(r#"{"action":"joinRoom","roomId":""}"#), ErrorCode::InvalidRoomId);
+        assert_eq!(
+            code(r#"{"action":"joinRoom","roomId":123}"#),
+            ErrorCode::InvalidRoomId
+        );
+        assert_eq!(
+            code(r#"{"action":"joinRoom","roomId":null}"#),
+            ErrorCode::InvalidRoomId
+        );
+        assert_eq!(
+            code(r#"{"action":"joinRoom","roomId":"a b"}"#),
+            ErrorCode::InvalidRoomId
+        );
+        assert_eq!(
+            code(r#"{"action":"joinRoom","roomId":""}"#),
+            ErrorCode::InvalidRoomId
+        );
         assert_eq!(
             code(r#"{"action":"sendMsgToRoom","roomId":"1"}"#),
             ErrorCode::InvalidField
@@ -208,10 +227,22 @@ mod tests {
             code(r#"{"action":"sendMsgToRoom","roomId":"1","message":{"a":1}}"#),
             ErrorCode::InvalidField
         );
-        assert_eq!(code(r#"{"action":"signal","data":{}}"#), ErrorCode::InvalidField);
-        assert_eq!(code(r#"{"action":"signal","to":5,"data":{}}"#), ErrorCode::InvalidField);
-        assert_eq!(code(r#"{"action":"signal","to":"a b","data":{}}"#), ErrorCode::InvalidField);
-        assert_eq!(code(r#"{"action":"signal","to":"abc"}"#), ErrorCode::InvalidField);
+        assert_eq!(
+            code(r#"{"action":"signal","data":{}}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"action":"signal","to":5,"data":{}}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"action":"signal","to":"a b","data":{}}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"action":"signal","to":"abc"}"#),
+            ErrorCode::InvalidField
+        );
     }
 
     #[test]

@@ -33,7 +33,11 @@ impl RoomId {
             && s.len() <= MAX_ROOM_ID_LEN
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if ok { Ok(Self(s.into())) } else { Err(InvalidId::Room) }
+        if ok {
+            Ok(Self(s.into()))
+        } else {
+            Err(InvalidId::Room)
+        }
     }
 
     /// The id as a string.
@@ -106,7 +110,15 @@ mod tests {
         for ok in ["123", "a", "Room_1-b", &"x".repeat(64)] {
             assert_eq!(RoomId::parse(ok).unwrap().as_str(), ok);
         }
-        for bad in ["", "undefined room", "a/b", "é", "a.b", &"x".repeat(65), "a\n"] {
+        for bad in [
+            "",
+            "undefined room",
+            "a/b",
+            "é",
+            "a.b",
+            &"x".repeat(65),
+            "a\n",
+        ] {
             assert_eq!(RoomId::parse(bad), Err(InvalidId::Room), "{bad:?}");
         }
     }
@@ -120,7 +132,11 @@ mod tests {
     fn connection_ids_are_printable_ascii() {
         assert!(ConnectionId::parse("diZbufWlSQ0CFHQ=").is_ok());
         for bad in ["", "a b", "tab\t", "é", &"x".repeat(129)] {
-            assert_eq!(ConnectionId::parse(bad), Err(InvalidId::Connection), "{bad:?}");
+            assert_eq!(
+                ConnectionId::parse(bad),
+                Err(InvalidId::Connection),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 
 /// A connection that sends nothing for this long is closed: API Gateway's idle timeout.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+pub const IDLE_TIMEOUT: Duration = Duration::from_mins(10);
 
 /// Most participants in one room. A full mesh of more than eight is not usable on a home
 /// uplink: each participant sends its video once per other participant.

@@ -24,7 +24,11 @@ pub struct IceServer {
 
 /// A message from the service to one connection.
 #[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum ServerMessage<'a> {
     /// To every other member: someone joined. The id is the joiner's.
     NewParticipant {
@@ -67,6 +71,9 @@ pub enum ServerMessage<'a> {
 
 impl ServerMessage<'_> {
     /// The message as a JSON text frame.
+    ///
+    /// # Panics
+    /// Never: every field serialises (strings, ids and raw JSON that was parsed before).
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("server messages always serialise")
     }
@@ -104,7 +111,11 @@ mod tests {
         );
         let data = RawValue::from_string(r#"{"x": 1}"#.into()).unwrap();
         assert_eq!(
-            ServerMessage::Signal { from: &a, data: &data }.to_json(),
+            ServerMessage::Signal {
+                from: &a,
+                data: &data
+            }
+            .to_json(),
             r#"{"type":"signal","from":"A=","data":{"x": 1}}"#
         );
         assert_eq!(ServerMessage::Pong.to_json(), r#"{"type":"pong"}"#);

@@ -1,0 +1,17 @@
+//! `$default`: frames no route takes. They, and every refused frame, are answered with an
+//! `error` frame to the sender alone; the connection stays open.
+
+use meshcall_protocol::{ConnectionId, ErrorCode, ServerMessage};
+
+use super::Signalling;
+use crate::{ConnectionStore, Kind, Outbound, Pusher};
+
+pub(super) async fn refuse<S: ConnectionStore, P: Pusher>(
+    sig: &Signalling<S, P>,
+    conn: &ConnectionId,
+    code: ErrorCode,
+    message: &str,
+) {
+    let frame = ServerMessage::Error { code, message }.to_json();
+    sig.send_to(conn, &Outbound::new(Kind::Error, frame)).await;
+}

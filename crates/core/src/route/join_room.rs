@@ -1,0 +1,53 @@
+//! `joinRoom`: put the sender in a room (leaving any other), answer `joined` with the members
+//! already there, and tell those members the joiner's id (the tutorial sent each receiver
+//! its own id instead).
+
+use std::time::SystemTime;
+
+use meshcall_protocol::{ConnectionId, ErrorCode, RoomId, ServerMessage};
+
+use super::{RouteError, Signalling, client_error};
+use crate::{ConnectionStore, JoinError, Kind, Outbound, Pusher};
+
+pub(super) async fn run<S: ConnectionStore, P: Pusher>(
+    sig: &Signalling<S, P>,
+    conn: &ConnectionId,
+    room: RoomId,
+    now: SystemTime,
+) -> Result<(), RouteError> {
+    let cap = sig.config.max_room_size;
+    let joined = match sig.store.join(conn, &room, cap, now).await {
+        Ok(joined) => joined,
+        Err(JoinError::RoomFull) => {
+            return Err(client_error(
+                ErrorCode::RoomFull,
+                format!("room {room} is full ({cap} participants)"),
+            ));
+        }
+        Err(JoinError::Store(e)) => return Err(e.into()),
+    };
+    tracing::debug!(conn_id = %conn, room_id = %room, others = joined.others.len(), "joined");
+    if let Some(old) = &joined.left {
+        let members = sig.store.members(old).await?;
+        sig.announce_departure(conn, &members).await;
+    }
+    let reply = ServerMessage::Joined {
+        room_id: &room,
+        connection_id: conn,
+        participants: &joined.others,
+        ice_servers: &sig.config.ice_servers,
+    };
+    sig.send_to(conn, &Outbound::new(Kind::Joined, reply.to_json()))
+        .await;
+    if !joined.already_member {
+        let news = ServerMessage::NewParticipant {
+            participant_connection_id: conn,
+        };
+        sig.send_to_all(
+            &joined.others,
+            &Outbound::new(Kind::NewParticipant, news.to_json()),
+        )
+        .await;
+    }
+    Ok(())
+}

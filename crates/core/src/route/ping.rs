@@ -1,0 +1,19 @@
+//! `ping`: answer `pong`. Any frame keeps a connection from idling out; this one also
+//! tells the client the service is still there.
+
+use meshcall_protocol::{ConnectionId, ServerMessage};
+
+use super::{RouteError, Signalling};
+use crate::{ConnectionStore, Kind, Outbound, Pusher};
+
+pub(super) async fn run<S: ConnectionStore, P: Pusher>(
+    sig: &Signalling<S, P>,
+    conn: &ConnectionId,
+) -> Result<(), RouteError> {
+    sig.send_to(
+        conn,
+        &Outbound::new(Kind::Pong, ServerMessage::Pong.to_json()),
+    )
+    .await;
+    Ok(())
+}
