@@ -12,7 +12,7 @@ mod signal;
 
 use std::{borrow::Cow, time::SystemTime};
 
-use futures_util::{StreamExt, stream};
+use futures_util::{StreamExt, stream::FuturesUnordered};
 use meshcall_protocol::{ClientMessage, ConnectionId, ErrorCode, ServerMessage};
 
 use crate::{
@@ -206,23 +206,36 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
         }
     }
 
-    /// Pushes concurrently; returns the connections that were gone.
+    /// Pushes to every target, at most `fanout_concurrency` at a time; returns the
+    /// connections that were gone.
     async fn push_all(&self, targets: &[ConnectionId], frame: &Outbound) -> Vec<ConnectionId> {
-        stream::iter(targets)
-            .map(|to| async move { (to, self.pusher.push(to, frame).await) })
-            .buffer_unordered(self.config.fanout_concurrency.max(1))
-            .filter_map(|(to, result)| async move {
-                match result {
-                    Ok(Delivery::Delivered) => None,
-                    Ok(Delivery::Gone) => Some(to.clone()),
-                    Err(e) => {
-                        tracing::warn!(conn_id = %to, kind = frame.kind.as_str(), error = %e, "push failed");
-                        None
-                    }
-                }
-            })
-            .collect()
-            .await
+        let limit = self.config.fanout_concurrency.max(1);
+        let mut pending = targets.iter();
+        let mut in_flight = FuturesUnordered::new();
+        let mut gone = Vec::new();
+        loop {
+            while in_flight.len() < limit {
+                let Some(to) = pending.next() else { break };
+                in_flight.push(self.push_one(to, frame));
+            }
+            match in_flight.next().await {
+                Some(Some(conn)) => gone.push(conn),
+                Some(None) => {}
+                None => return gone,
+            }
+        }
+    }
+
+    /// Pushes to one target; returns it if it was gone.
+    async fn push_one(&self, to: &ConnectionId, frame: &Outbound) -> Option<ConnectionId> {
+        match self.pusher.push(to, frame).await {
+            Ok(Delivery::Delivered) => None,
+            Ok(Delivery::Gone) => Some(to.clone()),
+            Err(e) => {
+                tracing::warn!(conn_id = %to, kind = frame.kind.as_str(), error = %e, "push failed");
+                None
+            }
+        }
     }
 
     /// Tells every one of `members` but `conn` itself that `conn` left.

@@ -1,0 +1,203 @@
+//! One task per WebSocket. It gives the connection an id, registers its queue with the
+//! pusher, then loops over four events until one ends the connection:
+//!
+//! - a frame from the client: limits first (binary, size, rate), then the core;
+//! - a frame in the connection's queue: written to the socket (with a send timeout);
+//! - the idle deadline: any received frame, WebSocket pings included, pushes it back;
+//! - server shutdown: close with 1001.
+//!
+//! On the way out it always runs the core's `$disconnect`, so the room hears of every
+//! departure, clean or not.
+
+use std::{
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use bytes::Bytes;
+use meshcall_core::{Outbound, Route, TokenBucket};
+use meshcall_protocol::{ConnectionId, ErrorCode};
+use rand::RngExt as _;
+use tokio::sync::mpsc;
+use tracing::Instrument as _;
+
+use crate::app::AppState;
+
+/// A fresh, unguessable connection id: 96 random bits, 16 base64 characters, the shape of
+/// API Gateway's ids.
+pub fn new_connection_id() -> ConnectionId {
+    let bytes: [u8; 12] = rand::rng().random();
+    ConnectionId::parse(&STANDARD.encode(bytes)).expect("base64 is printable ASCII")
+}
+
+/// Serves one upgraded WebSocket until it closes.
+pub async fn serve(state: AppState, socket: WebSocket) {
+    let conn = new_connection_id();
+    let span = tracing::info_span!("conn", conn_id = %conn);
+    run(state, socket, conn).instrument(span).await;
+}
+
+/// Why the loop ended, and what close frame to send, if any.
+enum End {
+    /// The client closed, or the socket failed: nothing more to send.
+    Quiet,
+    /// We close with this code and reason.
+    Close(u16, &'static str),
+}
+
+async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId) {
+    let core = &state.core;
+    let settings = &state.settings;
+    let (queue, mut outbound) = mpsc::channel::<Outbound>(settings.queue_capacity);
+    core.pusher().register(conn.clone(), queue);
+    if let Err(e) = core.connect(&conn, SystemTime::now()).await {
+        tracing::error!(error = %e, "store refused a connection");
+        core.pusher().unregister(&conn);
+        let _ = send_close(&mut socket, close_code::ERROR, "store unavailable", &state).await;
+        return;
+    }
+    tracing::info!("connected");
+
+    let idle_timeout = settings.idle_timeout;
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
+    let mut bucket = TokenBucket::new(core.config().rate, Instant::now());
+
+    let end = loop {
+        tokio::select! {
+            biased;
+            () = state.shutdown.cancelled() => break End::Close(close_code::AWAY, "server shutting down"),
+            frame = outbound.recv() => match frame {
+                Some(frame) => {
+                    if !send(&mut socket, &frame, &state).await {
+                        break End::Quiet;
+                    }
+                }
+                // The pusher dropped our queue: it was full.
+                None => break End::Close(close_code::AGAIN, "too slow: outbound queue full"),
+            },
+            incoming = socket.recv() => {
+                let Some(incoming) = incoming else { break End::Quiet };
+                let message = match incoming {
+                    Ok(message) => message,
+                    Err(e) => break read_failed(&e),
+                };
+                idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                match message {
+                    Message::Text(text) => {
+                        if !bucket.try_take(Instant::now()) {
+                            refuse(&state, &conn, ErrorCode::RateLimited, "too many messages; slow down").await;
+                        } else {
+                            handle_text(&state, &conn, &text).await;
+                        }
+                    }
+                    Message::Binary(_) => {
+                        refuse(&state, &conn, ErrorCode::BinaryNotSupported, "send JSON text frames").await;
+                    }
+                    Message::Ping(_) | Message::Pong(_) => {}
+                    Message::Close(_) => break End::Quiet,
+                }
+            }
+            () = &mut idle => break End::Close(close_code::AWAY, "idle timeout"),
+        }
+    };
+
+    core.pusher().unregister(&conn);
+    if let End::Close(code, reason) = end {
+        tracing::info!(code, reason, "closing");
+        let _ = send_close(&mut socket, code, reason, &state).await;
+    } else {
+        tracing::info!("closed");
+    }
+    if let Err(e) = core.disconnect(&conn).await {
+        tracing::error!(error = %e, "store failed on disconnect");
+    }
+}
+
+async fn handle_text(state: &AppState, conn: &ConnectionId, text: &str) {
+    let started = Instant::now();
+    let outcome = state.core.message(conn, text, SystemTime::now()).await;
+    tracing::debug!(
+        route = outcome.route.as_str(),
+        bytes = text.len(),
+        "message"
+    );
+    if let Some(code) = outcome.error {
+        state.metrics.error(code);
+    } else if outcome.route == Route::JoinRoom {
+        state.metrics.join_notify(started.elapsed().as_secs_f64());
+    }
+}
+
+async fn refuse(state: &AppState, conn: &ConnectionId, code: ErrorCode, message: &str) {
+    tracing::debug!(code = code.as_str(), "refused");
+    state.metrics.error(code);
+    state.core.refuse(conn, code, message).await;
+}
+
+/// A read error ends the connection. A frame over the size limit gets 1009, as API Gateway
+/// does; anything else is a broken socket.
+fn read_failed(e: &axum::Error) -> End {
+    let too_big = std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
+    if too_big {
+        tracing::debug!(
+            code = ErrorCode::MessageTooLarge.as_str(),
+            "frame over the size limit"
+        );
+        End::Close(close_code::SIZE, "message too large")
+    } else {
+        tracing::debug!(error = %e, "read failed");
+        End::Quiet
+    }
+}
+
+/// Writes one queued frame; `false` if the socket failed or stalled past the send timeout.
+async fn send(socket: &mut WebSocket, frame: &Outbound, state: &AppState) -> bool {
+    let text = Utf8Bytes::try_from(Bytes::from_owner(SharedText(frame.text.clone())))
+        .expect("frames are built from strings");
+    match tokio::time::timeout(
+        state.settings.send_timeout,
+        socket.send(Message::Text(text)),
+    )
+    .await
+    {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "write failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("socket stalled past the send timeout; dropping it");
+            false
+        }
+    }
+}
+
+async fn send_close(
+    socket: &mut WebSocket,
+    code: u16,
+    reason: &'static str,
+    state: &AppState,
+) -> Result<(), ()> {
+    let frame = Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }));
+    match tokio::time::timeout(state.settings.send_timeout, socket.send(frame)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// Lets a shared frame text back a `Bytes` without copying it.
+struct SharedText(Arc<str>);
+
+impl AsRef<[u8]> for SharedText {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}

@@ -1,0 +1,244 @@
+//! The one helper integration tests use: start the real server on 127.0.0.1 port 0, talk
+//! WebSocket and HTTP to it. Every receive has a timeout; "nothing arrives" is proven with
+//! a ping barrier (see [`Client::expect_only_pong`]), never a sleep.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Parser as _;
+use futures_util::{SinkExt as _, StreamExt as _};
+use meshcall::Settings;
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpListener, TcpStream},
+    task::JoinHandle,
+};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream, connect_async,
+    tungstenite::{Message, client::IntoClientRequest as _, protocol::CloseFrame},
+};
+use tokio_util::sync::CancellationToken;
+
+/// How long any single wait may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Settings from flags, as a user would give them (`meshcall` is prepended).
+pub fn settings(flags: &[&str]) -> Settings {
+    Settings::parse_from(std::iter::once("meshcall").chain(flags.iter().copied()))
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with(&[]).await
+    }
+
+    pub async fn with(flags: &[&str]) -> Self {
+        let settings = settings(flags);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let handle = tokio::spawn(async move { meshcall::run(listener, &settings, token).await });
+        Self {
+            addr,
+            shutdown,
+            handle,
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub async fn client(&self) -> Client {
+        let (ws, _) = tokio::time::timeout(WAIT, connect_async(self.ws_url()))
+            .await
+            .expect("connect timed out")
+            .expect("connect failed");
+        Client { ws }
+    }
+
+    /// Connects with an `Origin` header; returns the HTTP status of a refused upgrade.
+    pub async fn client_with_origin(&self, origin: &str) -> Result<Client, u16> {
+        let mut req = self.ws_url().into_client_request().unwrap();
+        req.headers_mut().insert("origin", origin.parse().unwrap());
+        match tokio::time::timeout(WAIT, connect_async(req))
+            .await
+            .expect("connect timed out")
+        {
+            Ok((ws, _)) => Ok(Client { ws }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("unexpected connect error: {e}"),
+        }
+    }
+
+    /// A plain HTTP/1.1 GET; returns status, headers (lower-cased names) and body.
+    pub async fn get(&self, path: &str) -> (u16, Vec<(String, String)>, String) {
+        http_get(self.addr, path).await
+    }
+
+    /// Cancels the server and waits for `run` to return.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, self.handle)
+            .await
+            .expect("server did not stop in time")
+            .expect("server task panicked")
+    }
+
+    /// Cancels the server without waiting (the caller watches clients instead).
+    pub fn begin_shutdown(&self) -> &CancellationToken {
+        self.shutdown.cancel();
+        &self.shutdown
+    }
+
+    pub async fn join_handle(self) -> anyhow::Result<()> {
+        tokio::time::timeout(WAIT, self.handle)
+            .await
+            .expect("server did not stop in time")
+            .expect("server task panicked")
+    }
+}
+
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<(String, String)>, String) {
+    let fut = async {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.unwrap();
+        String::from_utf8(buf).unwrap()
+    };
+    let raw = tokio::time::timeout(WAIT, fut)
+        .await
+        .expect("GET timed out");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("no header end");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+/// Reads one value from a Prometheus text exposition (`name` includes labels, e.g.
+/// `meshcall_errors_total{code="badJson"}`).
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("metric {name} not found in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    pub async fn send_json(&mut self, v: Value) {
+        self.send_text(&v.to_string()).await;
+    }
+
+    /// The next data or close frame (WebSocket pings and pongs are skipped).
+    pub async fn recv(&mut self) -> Message {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for a frame");
+            match next {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(m)) => return m,
+                Some(Err(e)) => panic!("socket error: {e}"),
+                None => panic!("socket ended"),
+            }
+        }
+    }
+
+    pub async fn recv_text(&mut self) -> String {
+        match self.recv().await {
+            Message::Text(t) => t.to_string(),
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+
+    pub async fn recv_json(&mut self) -> Value {
+        let text = self.recv_text().await;
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    /// The next frame must be an error with `code`.
+    pub async fn expect_error(&mut self, code: &str) -> Value {
+        let v = self.recv_json().await;
+        assert_eq!(v["type"], "error", "expected error {code}, got {v}");
+        assert_eq!(v["code"], code, "got {v}");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        v
+    }
+
+    /// Joins `room`; returns the `joined` reply.
+    pub async fn join(&mut self, room: &str) -> Value {
+        self.send_json(json!({"action": "joinRoom", "roomId": room}))
+            .await;
+        let v = self.recv_json().await;
+        assert_eq!(v["type"], "joined", "got {v}");
+        v
+    }
+
+    /// This connection's id, learned by joining a throwaway room and leaving it.
+    pub async fn id_via(&mut self, room: &str) -> String {
+        self.join(room).await["connectionId"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Sends `ping` and requires the next frame to be `pong`: proves that nothing was
+    /// queued for this connection before the ping was handled.
+    pub async fn expect_only_pong(&mut self) {
+        self.send_json(json!({"action": "ping"})).await;
+        let v = self.recv_json().await;
+        assert_eq!(v, json!({"type": "pong"}), "expected nothing before pong");
+    }
+
+    /// Waits for the server to close the socket; returns the close frame.
+    pub async fn expect_close(&mut self) -> Option<CloseFrame> {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for close");
+            match next {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+        // Drain until the server's close reply, so the close is complete.
+        let _ = tokio::time::timeout(WAIT, async { while self.ws.next().await.is_some() {} }).await;
+    }
+}
