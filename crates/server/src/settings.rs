@@ -19,7 +19,7 @@ pub enum LogFormat {
 /// meshcall: peer-to-peer video calls. Serves the web app and the WebSocket signalling on
 /// one port, in memory.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "meshcall", version, about, long_about = None)]
+#[command(name = "meshcall", version)]
 pub struct Settings {
     /// Address and port to listen on (port 0 picks a free port; the log says which).
     #[arg(long, env = "MESHCALL_LISTEN", default_value = "127.0.0.1:8080")]

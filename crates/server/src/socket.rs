@@ -17,8 +17,8 @@ use std::{
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use bytes::Bytes;
-use meshcall_core::{Outbound, Route, TokenBucket};
-use meshcall_protocol::{ConnectionId, ErrorCode};
+use meshcall_core::{Kind, Outbound, Route, TokenBucket};
+use meshcall_protocol::{ConnectionId, ErrorCode, ServerMessage};
 use rand::RngExt as _;
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
@@ -45,6 +45,8 @@ enum End {
     Quiet,
     /// We close with this code and reason.
     Close(u16, &'static str),
+    /// The client sent a frame over the size limit: tell it why, then close with 1009.
+    TooLarge,
 }
 
 async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId) {
@@ -105,11 +107,27 @@ async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId) {
     };
 
     core.pusher().unregister(&conn);
-    if let End::Close(code, reason) = end {
-        tracing::info!(code, reason, "closing");
-        let _ = send_close(&mut socket, code, reason, &state).await;
-    } else {
-        tracing::info!("closed");
+    match end {
+        End::Quiet => tracing::info!("closed"),
+        End::Close(code, reason) => {
+            tracing::info!(code, reason, "closing");
+            let _ = send_close(&mut socket, code, reason, &state).await;
+        }
+        End::TooLarge => {
+            let code = ErrorCode::MessageTooLarge;
+            tracing::info!(code = code.as_str(), "closing");
+            state.metrics.error(code);
+            let limit = state.settings.max_message_bytes;
+            let text = ServerMessage::Error {
+                code,
+                message: &format!("frames are limited to {limit} bytes"),
+            }
+            .to_json();
+            if send(&mut socket, &Outbound::new(Kind::Error, text), &state).await {
+                let _ =
+                    send_close(&mut socket, close_code::SIZE, "message too large", &state).await;
+            }
+        }
     }
     if let Err(e) = core.disconnect(&conn).await {
         tracing::error!(error = %e, "store failed on disconnect");
@@ -137,18 +155,15 @@ async fn refuse(state: &AppState, conn: &ConnectionId, code: ErrorCode, message:
     state.core.refuse(conn, code, message).await;
 }
 
-/// A read error ends the connection. A frame over the size limit gets 1009, as API Gateway
-/// does; anything else is a broken socket.
+/// A read error ends the connection. A frame over the size limit is answered with
+/// `messageTooLarge` and close code 1009, as API Gateway closes; anything else is a broken
+/// socket.
 fn read_failed(e: &axum::Error) -> End {
     let too_big = std::error::Error::source(e)
         .and_then(|s| s.downcast_ref::<tungstenite::Error>())
         .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
     if too_big {
-        tracing::debug!(
-            code = ErrorCode::MessageTooLarge.as_str(),
-            "frame over the size limit"
-        );
-        End::Close(close_code::SIZE, "message too large")
+        End::TooLarge
     } else {
         tracing::debug!(error = %e, "read failed");
         End::Quiet
