@@ -97,7 +97,9 @@ impl ConnectionStore for MemoryStore {
         _now: SystemTime,
     ) -> Result<Joined, JoinError> {
         let mut s = self.lock();
-        let current = s.rooms_by_conn.get(conn).cloned().flatten();
+        let Some(current) = s.rooms_by_conn.get(conn).cloned() else {
+            return Err(JoinError::NotConnected);
+        };
         let others = |s: &State| -> Vec<ConnectionId> {
             s.members
                 .get(room)

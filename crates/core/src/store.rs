@@ -29,6 +29,9 @@ pub enum JoinError {
     /// The room already holds the maximum number of members.
     #[error("room is full")]
     RoomFull,
+    /// The connection is not (or no longer) known to the store.
+    #[error("connection is not connected")]
+    NotConnected,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -75,7 +78,9 @@ pub trait ConnectionStore: Send + Sync {
     ///
     /// # Errors
     /// [`JoinError::RoomFull`] if the room is full (the connection then stays where it
-    /// was); [`JoinError::Store`] if the store fails.
+    /// was); [`JoinError::NotConnected`] if the connection was never added or has been
+    /// removed (a removed connection never comes back); [`JoinError::Store`] if the store
+    /// fails.
     fn join(
         &self,
         conn: &ConnectionId,

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use crate::{
@@ -41,19 +41,24 @@ pub enum ClientMessage<'a> {
     Ping,
 }
 
-/// Every field any action reads, each kept raw until the action is known.
+/// Every field any action reads, each kept raw until the action is known. `None` means
+/// absent; a JSON `null` is present (`Some`), so `"data": null` is relayed like any value.
 #[derive(Deserialize)]
 struct Envelope<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     action: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "roomId")]
+    #[serde(borrow, default, rename = "roomId", deserialize_with = "present")]
     room_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     message: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     to: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     data: Option<&'a RawValue>,
+}
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// Reads a raw JSON value as a string, borrowing when it has no escapes.
@@ -186,6 +191,12 @@ mod tests {
         };
         assert_eq!(to.as_str(), "abc=");
         assert_eq!(data.get(), r#"{"sdp":"v=0\r\n","type":"offer"}"#);
+    }
+
+    #[test]
+    fn signal_data_may_be_null() {
+        let m = ClientMessage::parse(r#"{"action":"signal","to":"abc","data":null}"#).unwrap();
+        assert!(matches!(m, ClientMessage::Signal { data, .. } if data.get() == "null"));
     }
 
     #[test]

@@ -24,6 +24,11 @@ pub(super) async fn run<S: ConnectionStore, P: Pusher>(
                 format!("room {room} is full ({cap} participants)"),
             ));
         }
+        Err(JoinError::NotConnected) => {
+            // The connection was dropped (say, as too slow) while this frame was on its way.
+            tracing::debug!(conn_id = %conn, "join from a removed connection ignored");
+            return Ok(());
+        }
         Err(JoinError::Store(e)) => return Err(e.into()),
     };
     tracing::debug!(conn_id = %conn, room_id = %room, others = joined.others.len(), "joined");
@@ -37,9 +42,12 @@ pub(super) async fn run<S: ConnectionStore, P: Pusher>(
         participants: &joined.others,
         ice_servers: &sig.config.ice_servers,
     };
-    sig.send_to(conn, &Outbound::new(Kind::Joined, reply.to_json()))
+    let delivered = sig
+        .send_to(conn, &Outbound::new(Kind::Joined, reply.to_json()))
         .await;
-    if !joined.already_member {
+    // A joiner found gone has already been removed and its room told: announcing it now
+    // would leave the others a phantom peer.
+    if delivered && !joined.already_member {
         let news = ServerMessage::NewParticipant {
             participant_connection_id: conn,
         };

@@ -177,15 +177,27 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
         default::refuse(self, conn, code, message).await;
     }
 
-    /// Sends one frame to one connection; a gone connection is cleaned up.
-    async fn send_to(&self, to: &ConnectionId, frame: &Outbound) {
-        self.send_to_all(std::slice::from_ref(to), frame).await;
+    /// Sends one frame to one connection; a gone connection is cleaned up. Returns `false`
+    /// if the connection was gone.
+    async fn send_to(&self, to: &ConnectionId, frame: &Outbound) -> bool {
+        match self.push_one(to, frame).await {
+            None => true,
+            Some(gone) => {
+                self.settle(vec![gone]).await;
+                false
+            }
+        }
     }
 
     /// Sends one frame to each of `targets`, a bounded number at a time. Connections that
     /// turn out to be gone are removed and their rooms told; the rest still get the frame.
     async fn send_to_all(&self, targets: &[ConnectionId], frame: &Outbound) {
-        let mut gone = self.push_all(targets, frame).await;
+        let gone = self.push_all(targets, frame).await;
+        self.settle(gone).await;
+    }
+
+    /// Removes connections found gone and tells their rooms.
+    async fn settle(&self, mut gone: Vec<ConnectionId>) {
         // Telling a room that someone is gone may find more gone members: a worklist, so
         // each connection is removed once and the recursion stays flat.
         while let Some(conn) = gone.pop() {
