@@ -123,7 +123,10 @@ impl Metrics {
         self.join_notify.observe(seconds);
     }
 
-    /// The text exposition, with gauges set from `stats`.
+    /// The OpenMetrics text exposition, with gauges set from `stats`.
+    ///
+    /// # Panics
+    /// Never: encoding into a `String` cannot fail.
     pub fn render(&self, stats: Stats) -> String {
         let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         self.connections.set(gauge(stats.connections));

@@ -17,6 +17,7 @@ use std::{
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use bytes::Bytes;
+use futures_util::SinkExt as _;
 use meshcall_core::{Kind, Outbound, Route, TokenBucket};
 use meshcall_protocol::{ConnectionId, ErrorCode, ServerMessage};
 use rand::RngExt as _;
@@ -27,6 +28,9 @@ use crate::app::AppState;
 
 /// A fresh, unguessable connection id: 96 random bits, 16 base64 characters, the shape of
 /// API Gateway's ids.
+///
+/// # Panics
+/// Never: base64 is printable ASCII, always a valid id.
 pub fn new_connection_id() -> ConnectionId {
     let bytes: [u8; 12] = rand::rng().random();
     ConnectionId::parse(&STANDARD.encode(bytes)).expect("base64 is printable ASCII")
@@ -41,8 +45,10 @@ pub async fn serve(state: AppState, socket: WebSocket) {
 
 /// Why the loop ended, and what close frame to send, if any.
 enum End {
-    /// The client closed, or the socket failed: nothing more to send.
+    /// The socket failed: nothing more can be sent.
     Quiet,
+    /// The client closed; our reply is queued and needs a flush.
+    Answered,
     /// We close with this code and reason.
     Close(u16, &'static str),
     /// The client sent a frame over the size limit: tell it why, then close with 1009.
@@ -70,7 +76,15 @@ async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId) {
     let end = loop {
         tokio::select! {
             biased;
-            () = state.shutdown.cancelled() => break End::Close(close_code::AWAY, "server shutting down"),
+            () = state.shutdown.cancelled() => {
+                // Frames already queued (say, a participantLeft) still go out first.
+                while let Ok(frame) = outbound.try_recv() {
+                    if !send(&mut socket, &frame, &state).await {
+                        break;
+                    }
+                }
+                break End::Close(close_code::AWAY, "server shutting down");
+            }
             frame = outbound.recv() => match frame {
                 Some(frame) => {
                     if !send(&mut socket, &frame, &state).await {
@@ -89,17 +103,18 @@ async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId) {
                 idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
                 match message {
                     Message::Text(text) => {
-                        if !bucket.try_take(Instant::now()) {
-                            refuse(&state, &conn, ErrorCode::RateLimited, "too many messages; slow down").await;
-                        } else {
+                        if bucket.try_take(Instant::now()) {
                             handle_text(&state, &conn, &text).await;
+                        } else {
+                            refuse(&state, &conn, ErrorCode::RateLimited, "too many messages; slow down").await;
                         }
                     }
                     Message::Binary(_) => {
                         refuse(&state, &conn, ErrorCode::BinaryNotSupported, "send JSON text frames").await;
                     }
                     Message::Ping(_) | Message::Pong(_) => {}
-                    Message::Close(_) => break End::Quiet,
+                    // tungstenite has queued the close reply; write it out.
+                    Message::Close(_) => break End::Answered,
                 }
             }
             () = &mut idle => break End::Close(close_code::AWAY, "idle timeout"),
@@ -109,6 +124,10 @@ async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId) {
     core.pusher().unregister(&conn);
     match end {
         End::Quiet => tracing::info!("closed"),
+        End::Answered => {
+            tracing::info!("closed by the client");
+            let _ = tokio::time::timeout(state.settings.send_timeout, socket.flush()).await;
+        }
         End::Close(code, reason) => {
             tracing::info!(code, reason, "closing");
             let _ = send_close(&mut socket, code, reason, &state).await;
@@ -156,17 +175,17 @@ async fn refuse(state: &AppState, conn: &ConnectionId, code: ErrorCode, message:
 }
 
 /// A read error ends the connection. A frame over the size limit is answered with
-/// `messageTooLarge` and close code 1009, as API Gateway closes; anything else is a broken
-/// socket.
+/// `messageTooLarge` and close code 1009, as API Gateway closes; a text frame that is not
+/// UTF-8 gets 1007 (RFC 6455, 7.4.1); anything else is a broken socket.
 fn read_failed(e: &axum::Error) -> End {
-    let too_big = std::error::Error::source(e)
-        .and_then(|s| s.downcast_ref::<tungstenite::Error>())
-        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
-    if too_big {
-        End::TooLarge
-    } else {
-        tracing::debug!(error = %e, "read failed");
-        End::Quiet
+    let cause = std::error::Error::source(e).and_then(|s| s.downcast_ref::<tungstenite::Error>());
+    match cause {
+        Some(tungstenite::Error::Capacity(_)) => End::TooLarge,
+        Some(tungstenite::Error::Utf8(_)) => End::Close(close_code::INVALID, "invalid UTF-8"),
+        _ => {
+            tracing::debug!(error = %e, "read failed");
+            End::Quiet
+        }
     }
 }
 

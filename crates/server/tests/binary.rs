@@ -1,5 +1,7 @@
 //! The `meshcall` binary as a user runs it: flags, logs, port 0, SIGTERM.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::{

@@ -2,7 +2,7 @@
 //! WebSocket and HTTP to it. Every receive has a timeout; "nothing arrives" is proven with
 //! a ping barrier (see [`Client::expect_only_pong`]), never a sleep.
 
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -17,7 +17,17 @@ use tokio::{
 };
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream, connect_async,
-    tungstenite::{Message, client::IntoClientRequest as _, protocol::CloseFrame},
+    tungstenite::{
+        Message,
+        client::IntoClientRequest as _,
+        protocol::{
+            CloseFrame,
+            frame::{
+                Frame,
+                coding::{Data, OpCode},
+            },
+        },
+    },
 };
 use tokio_util::sync::CancellationToken;
 
@@ -70,6 +80,17 @@ impl TestServer {
     pub async fn client_with_origin(&self, origin: &str) -> Result<Client, u16> {
         let mut req = self.ws_url().into_client_request().unwrap();
         req.headers_mut().insert("origin", origin.parse().unwrap());
+        Self::connect(req).await
+    }
+
+    /// Connects without an `Origin` header; returns the HTTP status of a refused upgrade.
+    pub async fn try_client(&self) -> Result<Client, u16> {
+        Self::connect(self.ws_url().into_client_request().unwrap()).await
+    }
+
+    async fn connect(
+        req: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Result<Client, u16> {
         match tokio::time::timeout(WAIT, connect_async(req))
             .await
             .expect("connect timed out")
@@ -98,6 +119,37 @@ impl TestServer {
     pub fn begin_shutdown(&self) -> &CancellationToken {
         self.shutdown.cancel();
         &self.shutdown
+    }
+
+    /// The body of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let (status, _, body) = self.get("/metrics").await;
+        assert_eq!(status, 200, "GET /metrics: {body}");
+        body
+    }
+
+    /// Scrapes `/metrics` until every `(name, value)` in `expected` holds, and returns that
+    /// scrape. Counters are bumped just after a frame is queued and gauges are read at
+    /// scrape time, so a scrape may briefly lag what a client has already seen; this polls
+    /// (a short pause between scrapes) and fails with the last scrape after [`WAIT`].
+    pub async fn wait_for_metrics(&self, expected: &[(&str, f64)]) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let text = self.metrics().await;
+            let wrong: Vec<String> = expected
+                .iter()
+                .filter(|&&(name, want)| !metric_is(&text, name, want))
+                .map(|&(name, want)| format!("{name}: want {want}, got {}", metric(&text, name)))
+                .collect();
+            if wrong.is_empty() {
+                return text;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "metrics never matched: {wrong:#?}\nlast scrape:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn join_handle(self) -> anyhow::Result<()> {
@@ -146,6 +198,12 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .trim()
         .parse()
         .unwrap()
+}
+
+/// Whether `name` reads exactly `want` in a Prometheus text exposition.
+#[allow(clippy::float_cmp)] // metrics in tests are small whole numbers, exact in an f64
+pub fn metric_is(text: &str, name: &str, want: f64) -> bool {
+    metric(text, name) == want
 }
 
 pub struct Client {
@@ -206,7 +264,7 @@ impl Client {
         v
     }
 
-    /// This connection's id, learned by joining a throwaway room and leaving it.
+    /// This connection's id, learned by joining `room` (the connection stays in it).
     pub async fn id_via(&mut self, room: &str) -> String {
         self.join(room).await["connectionId"]
             .as_str()
@@ -234,6 +292,123 @@ impl Client {
                 Some(Err(_)) | None => return None,
             }
         }
+    }
+
+    /// Sends one binary frame.
+    pub async fn send_binary(&mut self, bytes: &[u8]) {
+        self.ws.send(Message::binary(bytes.to_vec())).await.unwrap();
+    }
+
+    /// Sends a text frame whose payload is `bytes` as given, valid UTF-8 or not.
+    pub async fn send_raw_text(&mut self, bytes: &[u8]) {
+        let frame = Frame::message(bytes.to_vec(), OpCode::Data(Data::Text), true);
+        self.ws.send(Message::Frame(frame)).await.unwrap();
+    }
+
+    /// Starts the closing handshake with `code` (does not wait for the reply).
+    pub async fn send_close(&mut self, code: u16, reason: &str) {
+        let frame = CloseFrame {
+            code: code.into(),
+            reason: reason.into(),
+        };
+        self.ws.send(Message::Close(Some(frame))).await.unwrap();
+    }
+
+    /// Sends one WebSocket Ping control frame (the server's Pong is skipped by `recv`).
+    pub async fn ws_ping(&mut self) {
+        self.ws
+            .send(Message::Ping(b"keepalive".to_vec().into()))
+            .await
+            .unwrap();
+    }
+
+    /// The next frame must be exactly `expected`.
+    pub async fn expect_json(&mut self, expected: Value) {
+        let v = self.recv_json().await;
+        assert_eq!(v, expected);
+    }
+
+    /// The next frame must announce that `id` joined.
+    pub async fn expect_new_participant(&mut self, id: &str) {
+        self.expect_json(json!({"type": "newParticipant", "participantConnectionId": id}))
+            .await;
+    }
+
+    /// The next frame must announce that `id` left.
+    pub async fn expect_participant_left(&mut self, id: &str) {
+        self.expect_json(json!({"type": "participantLeft", "participantConnectionId": id}))
+            .await;
+    }
+
+    /// Sends `leaveRoom` (which has no reply when it succeeds) and waits until the server
+    /// has handled it, with a ping barrier.
+    pub async fn leave(&mut self) {
+        self.send_json(json!({"action": "leaveRoom"})).await;
+        self.expect_only_pong().await;
+    }
+
+    /// Sends `sendMsgToRoom`.
+    pub async fn say(&mut self, room: &str, message: &str) {
+        self.send_json(json!({"action": "sendMsgToRoom", "roomId": room, "message": message}))
+            .await;
+    }
+
+    /// The next JSON frame that is not a `pong`, sending a JSON `ping` every `every` while
+    /// waiting, so that this connection does not idle out. Fails after [`WAIT`].
+    pub async fn recv_json_keeping_alive(&mut self, every: Duration) -> Value {
+        let wait = async {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        self.ws
+                            .send(Message::text(json!({"action": "ping"}).to_string()))
+                            .await
+                            .unwrap();
+                    }
+                    next = self.ws.next() => match next {
+                        Some(Ok(Message::Text(t))) => {
+                            let v: Value = serde_json::from_str(&t)
+                                .unwrap_or_else(|e| panic!("not JSON ({e}): {t}"));
+                            if v != json!({"type": "pong"}) {
+                                return v;
+                            }
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        other => panic!("expected a text frame, got {other:?}"),
+                    },
+                }
+            }
+        };
+        tokio::time::timeout(WAIT, wait)
+            .await
+            .expect("timed out waiting for a frame")
+    }
+
+    /// Waits for the server to close the socket with `code`; returns the reason.
+    pub async fn expect_close_code(&mut self, code: u16) -> String {
+        let frame = self
+            .expect_close()
+            .await
+            .unwrap_or_else(|| panic!("socket ended without a close frame (wanted {code})"));
+        assert_eq!(u16::from(frame.code), code, "close frame {frame:?}");
+        frame.reason.to_string()
+    }
+
+    /// Drops the TCP stream without a WebSocket close frame (the kernel sends FIN, or RST
+    /// if unread data is pending).
+    pub fn drop_without_close(self) {
+        drop(self);
+    }
+
+    /// Resets the TCP connection (`SO_LINGER` 0, then drop): the server sees RST, no close
+    /// frame and no FIN.
+    pub fn reset(self) {
+        match self.ws.get_ref() {
+            MaybeTlsStream::Plain(tcp) => tcp.set_zero_linger().unwrap(),
+            _ => unreachable!("tests connect over plain TCP"),
+        }
+        drop(self);
     }
 
     pub async fn close(mut self) {
