@@ -52,13 +52,17 @@ impl AppState {
     }
 }
 
-/// Every route: `/` (the app), `/ws` (signalling), `/healthz`, `/metrics`.
+/// Every route: the app (`/`, `/r/<room>`, `/config.json`, its files), `/ws` (signalling),
+/// `/healthz`, `/metrics`.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(web::index))
+        .route("/r/{room}", get(web::index))
+        .route("/config.json", get(web::config))
         .route("/ws", get(ws))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .fallback(web::asset)
         .with_state(state)
 }
 

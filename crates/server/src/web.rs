@@ -1,13 +1,95 @@
-//! The web app, embedded in the binary so that one file is the whole product.
+//! The web app, embedded in the binary so that one file is the whole product. Every file
+//! under `web/` is served at its path; `/` and `/r/<room>` serve `index.html`, which shows
+//! the lobby or the room from the URL. Files carry an `ETag` (from their SHA-256) and
+//! `Cache-Control: no-cache`, so browsers revalidate cheaply and never run a stale app.
+//!
+//! Debug builds read `web/` from disk at run time (edit and reload); release builds carry
+//! their own copy.
 
 use axum::{
-    http::header,
-    response::{Html, IntoResponse},
+    Json,
+    extract::Request,
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    response::{IntoResponse, Response},
 };
+use rust_embed::RustEmbed;
 
-const INDEX: &str = include_str!("../../../web/index.html");
+#[derive(RustEmbed)]
+#[folder = "../../web/"]
+#[exclude = "tsconfig.json"]
+struct Assets;
 
-/// `GET /`: the app's page.
-pub async fn index() -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "no-cache")], Html(INDEX))
+/// `GET /` and `GET /r/<room>`: the app's page.
+pub async fn index(headers: HeaderMap) -> Response {
+    serve("index.html", &headers)
+}
+
+/// `GET /config.json`: where the app finds its signalling endpoint. The self-hosted server
+/// says nothing, so the app uses `/ws` on its own origin; static hosting on AWS puts the
+/// API Gateway URL here.
+pub async fn config() -> Response {
+    (
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
+        Json(serde_json::json!({})),
+    )
+        .into_response()
+}
+
+/// Any other path: the embedded file of that name, or 404.
+pub async fn asset(request: Request) -> Response {
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    let path = request.uri().path().trim_start_matches('/');
+    let traversal = path.split('/').any(|seg| seg == ".." || seg == ".") || path.contains('\\');
+    if path.is_empty() || path.ends_with('/') || traversal {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    serve(path, request.headers())
+}
+
+fn serve(path: &str, request_headers: &HeaderMap) -> Response {
+    let Some(file) = Assets::get(path) else {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    };
+    let hash = file.metadata.sha256_hash();
+    let etag = format!(
+        "\"{}\"",
+        hash[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let etag = HeaderValue::from_str(&etag).expect("hex in quotes is a valid header value");
+    let mut headers = HeaderMap::new();
+    headers.insert(header::ETAG, etag.clone());
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // Room names are in URLs: never hand them to other sites.
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    let fresh = request_headers.get(header::IF_NONE_MATCH).is_some_and(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii() == etag.as_bytes())
+    });
+    if fresh {
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    let mime = file.metadata.mimetype();
+    let content_type =
+        if mime.starts_with("text/") || mime.ends_with("javascript") || mime.ends_with("json") {
+            format!("{mime}; charset=utf-8")
+        } else {
+            mime.to_owned()
+        };
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    (headers, file.data).into_response()
 }

@@ -1,0 +1,123 @@
+//! The embedded web app: its page at `/` and `/r/<room>`, its files with their content
+//! types and revalidation headers, and `/config.json`.
+
+mod support;
+
+use support::TestServer;
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[tokio::test]
+async fn room_urls_serve_the_app_page() {
+    let server = TestServer::start().await;
+    let (_, _, index) = server.get("/").await;
+    for path in ["/r/123", "/r/Some_Room-9", "/r/not%20valid"] {
+        let (status, headers, body) = server.get(path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(body, index, "{path}");
+        assert_eq!(
+            header(&headers, "content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        assert_eq!(header(&headers, "referrer-policy"), Some("no-referrer"));
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn files_are_served_with_an_etag_and_revalidated() {
+    let server = TestServer::start().await;
+    let (status, headers, _) = server.get("/index.html").await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "cache-control"), Some("no-cache"));
+    assert_eq!(header(&headers, "x-content-type-options"), Some("nosniff"));
+    let etag = header(&headers, "etag").expect("an etag").to_owned();
+
+    let (status, _, body) =
+        support::http_get_with(server.addr, "/index.html", &[("If-None-Match", &etag)]).await;
+    assert_eq!((status, body.as_str()), (304, ""));
+    let (status, _, _) = support::http_get_with(
+        server.addr,
+        "/index.html",
+        &[("If-None-Match", "\"other\"")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn every_web_file_is_served_with_its_content_type() {
+    let server = TestServer::start().await;
+    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    let mut seen = 0;
+    let mut stack = vec![web.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let rel = path
+                .strip_prefix(&web)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let (status, headers, _) = server.get(&format!("/{rel}")).await;
+            if rel == "tsconfig.json" {
+                assert_eq!(status, 404, "the type-check config is not served");
+                continue;
+            }
+            assert_eq!(status, 200, "{rel}");
+            let ct = header(&headers, "content-type")
+                .unwrap_or_default()
+                .to_owned();
+            let want = match path.extension().and_then(|e| e.to_str()) {
+                Some("html") => "text/html",
+                Some("js") => "text/javascript",
+                Some("css") => "text/css",
+                Some("svg") => "image/svg+xml",
+                Some("png") => "image/png",
+                Some("json") => "application/json",
+                _ => "",
+            };
+            assert!(ct.starts_with(want), "{rel}: {ct}");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn config_json_is_an_empty_object_on_the_self_hosted_server() {
+    let server = TestServer::start().await;
+    let (status, headers, body) = server.get("/config.json").await;
+    assert_eq!((status, body.as_str()), (200, "{}"));
+    assert!(header(&headers, "content-type").is_some_and(|c| c.starts_with("application/json")));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn paths_outside_the_app_are_not_served() {
+    let server = TestServer::start().await;
+    for path in [
+        "/../Cargo.toml",
+        "/css/../../Cargo.toml",
+        "/./index.html",
+        "/tsconfig.json",
+        "/js/",
+        "/missing.js",
+    ] {
+        let (status, _, _) = server.get(path).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    server.stop().await.unwrap();
+}
