@@ -6,6 +6,8 @@
 //! Debug builds read `web/` from disk at run time (edit and reload); release builds carry
 //! their own copy.
 
+use std::fmt::Write as _;
+
 use axum::{
     Json,
     extract::Request,
@@ -53,13 +55,11 @@ fn serve(path: &str, request_headers: &HeaderMap) -> Response {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     };
     let hash = file.metadata.sha256_hash();
-    let etag = format!(
-        "\"{}\"",
-        hash[..12]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
+    let mut etag = String::from("\"");
+    for b in &hash[..12] {
+        let _ = write!(etag, "{b:02x}");
+    }
+    etag.push('"');
     let etag = HeaderValue::from_str(&etag).expect("hex in quotes is a valid header value");
     let mut headers = HeaderMap::new();
     headers.insert(header::ETAG, etag.clone());
