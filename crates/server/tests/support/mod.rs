@@ -170,7 +170,10 @@ pub async fn http_get_with(
     path: &str,
     extra: &[(&str, &str)],
 ) -> (u16, Vec<(String, String)>, String) {
-    let extra: String = extra.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let extra = extra.iter().fold(String::new(), |mut out, (k, v)| {
+        out.push_str(&format!("{k}: {v}\r\n"));
+        out
+    });
     let fut = async {
         let mut s = TcpStream::connect(addr).await.unwrap();
         let req =
