@@ -171,7 +171,9 @@ pub async fn http_get_with(
     extra: &[(&str, &str)],
 ) -> (u16, Vec<(String, String)>, String) {
     let extra = extra.iter().fold(String::new(), |mut out, (k, v)| {
-        out.push_str(&format!("{k}: {v}\r\n"));
+        for part in [*k, ": ", *v, "\r\n"] {
+            out.push_str(part);
+        }
         out
     });
     let fut = async {
