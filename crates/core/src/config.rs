@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use meshcall_protocol::{IceServer, limits};
 
+use crate::resume::Resume;
+
 /// A token bucket's shape: `per_second` tokens are added each second, up to `burst`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -29,6 +31,8 @@ pub struct Config {
     pub ice_servers: Vec<IceServer>,
     /// How many pushes one fan-out keeps in flight at once.
     pub fanout_concurrency: usize,
+    /// Resume after a dropped socket; `None` turns it off (a drop is a departure).
+    pub resume: Option<Resume>,
 }
 
 impl Default for Config {
@@ -43,6 +47,7 @@ impl Default for Config {
             },
             ice_servers: Vec::new(),
             fanout_concurrency: 16,
+            resume: None,
         }
     }
 }

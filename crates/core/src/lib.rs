@@ -10,6 +10,7 @@
 //! - [`pusher`]: the [`Pusher`] port: send a frame to a connection id, which may be gone.
 //! - [`config`]: [`Config`], every limit, defaulting to API Gateway's.
 //! - [`rate`]: [`TokenBucket`], the per-connection rate limit a gateway applies.
+//! - [`resume`]: [`ResumeKey`], the signed tokens that let a dropped participant back in.
 //!
 //! # Contract
 //!
@@ -22,6 +23,7 @@ pub mod config;
 pub mod memory;
 pub mod pusher;
 pub mod rate;
+pub mod resume;
 pub mod route;
 pub mod store;
 
@@ -29,7 +31,11 @@ pub use config::{Config, RateLimit};
 pub use memory::MemoryStore;
 pub use pusher::{Delivery, Kind, Outbound, PushError, Pusher};
 pub use rate::TokenBucket;
+pub use resume::{Resume, ResumeKey};
 pub use route::{Outcome, Route, Signalling};
-pub use store::{ConnectionStore, JoinError, Joined, StoreError};
+pub use store::{
+    ConnectionStore, Departure, JoinError, Joined, Member, Presence, ResumeError, Resumed,
+    StoreError,
+};
 
 pub use meshcall_protocol as protocol;

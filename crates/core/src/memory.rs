@@ -9,7 +9,10 @@ use std::{
 
 use meshcall_protocol::{ConnectionId, RoomId};
 
-use crate::store::{ConnectionStore, JoinError, Joined, StoreError};
+use crate::store::{
+    ConnectionStore, Departure, JoinError, Joined, Member, Presence, ResumeError, Resumed,
+    StoreError,
+};
 
 /// Membership kept in this process's memory.
 #[derive(Debug, Default)]
@@ -17,33 +20,73 @@ pub struct MemoryStore {
     state: Mutex<State>,
 }
 
+#[derive(Debug)]
+struct Participant {
+    room: Option<RoomId>,
+    /// `None` while suspended.
+    socket: Option<ConnectionId>,
+    /// Set while suspended: when the grace ends.
+    until: Option<SystemTime>,
+}
+
 #[derive(Debug, Default)]
 struct State {
-    /// Every connection, and the room it is in.
-    rooms_by_conn: HashMap<ConnectionId, Option<RoomId>>,
+    participants: HashMap<ConnectionId, Participant>,
+    /// Socket → the participant attached to it.
+    sockets: HashMap<ConnectionId, ConnectionId>,
     /// Every non-empty room, and its members in join order.
-    members: HashMap<RoomId, Vec<ConnectionId>>,
+    rooms: HashMap<RoomId, Vec<ConnectionId>>,
 }
 
 /// Counts for the metrics endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Open connections.
+    /// Participants, suspended ones included.
     pub connections: usize,
     /// Non-empty rooms.
     pub rooms: usize,
-    /// Connections that are in a room.
+    /// Participants that are in a room.
     pub members: usize,
+    /// Participants waiting, suspended, to resume.
+    pub suspended: usize,
 }
 
 impl State {
-    fn remove_from_room(&mut self, conn: &ConnectionId, room: &RoomId) {
-        if let Some(list) = self.members.get_mut(room) {
-            list.retain(|m| m != conn);
+    fn remove_from_room(&mut self, id: &ConnectionId, room: &RoomId) {
+        if let Some(list) = self.rooms.get_mut(room) {
+            list.retain(|m| m != id);
             if list.is_empty() {
-                self.members.remove(room);
+                self.rooms.remove(room);
             }
         }
+    }
+
+    /// Removes a participant entirely.
+    fn remove(&mut self, id: &ConnectionId) -> Option<Departure> {
+        let p = self.participants.remove(id)?;
+        if let Some(socket) = &p.socket {
+            self.sockets.remove(socket);
+        }
+        if let Some(room) = &p.room {
+            self.remove_from_room(id, room);
+        }
+        Some(Departure {
+            id: id.clone(),
+            room: p.room,
+        })
+    }
+
+    fn members(&self, room: &RoomId, except: Option<&ConnectionId>) -> Vec<Member> {
+        self.rooms
+            .get(room)
+            .into_iter()
+            .flatten()
+            .filter(|m| Some(*m) != except)
+            .map(|m| Member {
+                id: m.clone(),
+                socket: self.participants.get(m).and_then(|p| p.socket.clone()),
+            })
+            .collect()
     }
 }
 
@@ -63,95 +106,222 @@ impl MemoryStore {
     pub fn stats(&self) -> Stats {
         let s = self.lock();
         Stats {
-            connections: s.rooms_by_conn.len(),
-            rooms: s.members.len(),
-            members: s.members.values().map(Vec::len).sum(),
+            connections: s.participants.len(),
+            rooms: s.rooms.len(),
+            members: s.rooms.values().map(Vec::len).sum(),
+            suspended: s
+                .participants
+                .values()
+                .filter(|p| p.until.is_some())
+                .count(),
         }
+    }
+
+    /// The room a participant is in (a convenience for tests and diagnostics).
+    pub fn room_of(&self, id: &ConnectionId) -> Option<RoomId> {
+        self.lock()
+            .participants
+            .get(id)
+            .and_then(|p| p.room.clone())
     }
 }
 
 impl ConnectionStore for MemoryStore {
     async fn add_connection(
         &self,
-        conn: &ConnectionId,
+        socket: &ConnectionId,
         _now: SystemTime,
     ) -> Result<(), StoreError> {
-        self.lock().rooms_by_conn.insert(conn.clone(), None);
+        let mut s = self.lock();
+        s.participants.insert(
+            socket.clone(),
+            Participant {
+                room: None,
+                socket: Some(socket.clone()),
+                until: None,
+            },
+        );
+        s.sockets.insert(socket.clone(), socket.clone());
         Ok(())
     }
 
-    async fn remove_connection(&self, conn: &ConnectionId) -> Result<Option<RoomId>, StoreError> {
+    async fn remove_connection(
+        &self,
+        socket: &ConnectionId,
+    ) -> Result<Option<Departure>, StoreError> {
         let mut s = self.lock();
-        let room = s.rooms_by_conn.remove(conn).flatten();
-        if let Some(room) = &room {
-            s.remove_from_room(conn, room);
+        let Some(id) = s.sockets.get(socket).cloned() else {
+            return Ok(None);
+        };
+        Ok(s.remove(&id))
+    }
+
+    async fn suspend(
+        &self,
+        socket: &ConnectionId,
+        until: SystemTime,
+    ) -> Result<Option<ConnectionId>, StoreError> {
+        let mut s = self.lock();
+        let Some(id) = s.sockets.remove(socket) else {
+            return Ok(None);
+        };
+        match s.participants.get_mut(&id) {
+            Some(p) if p.room.is_some() => {
+                p.socket = None;
+                p.until = Some(until);
+                Ok(Some(id))
+            }
+            _ => {
+                s.remove(&id);
+                Ok(None)
+            }
         }
-        Ok(room)
+    }
+
+    async fn resume(
+        &self,
+        participant: &ConnectionId,
+        socket: &ConnectionId,
+        now: SystemTime,
+    ) -> Result<Resumed, ResumeError> {
+        let mut s = self.lock();
+        // The new socket's own placeholder must be fresh: attached, in no room.
+        let placeholder_fresh = s
+            .sockets
+            .get(socket)
+            .and_then(|id| s.participants.get(id))
+            .is_some_and(|p| p.room.is_none());
+        let resumable = s
+            .participants
+            .get(participant)
+            .is_some_and(|p| p.room.is_some() && p.until.is_none_or(|until| now < until));
+        if !placeholder_fresh || !resumable || participant == socket {
+            return Err(ResumeError::NotResumable);
+        }
+        let placeholder = s.sockets.get(socket).cloned();
+        if let Some(placeholder) = placeholder {
+            s.remove(&placeholder);
+        }
+        let p = s
+            .participants
+            .get_mut(participant)
+            .expect("checked above, under the same lock");
+        let replaced = p.socket.replace(socket.clone());
+        p.until = None;
+        let room = p.room.clone().expect("checked above, under the same lock");
+        if let Some(old) = &replaced {
+            s.sockets.remove(old);
+        }
+        s.sockets.insert(socket.clone(), participant.clone());
+        let others = s.members(&room, Some(participant));
+        Ok(Resumed {
+            room,
+            others,
+            replaced,
+        })
+    }
+
+    async fn expire(
+        &self,
+        participant: &ConnectionId,
+        now: SystemTime,
+    ) -> Result<Option<Departure>, StoreError> {
+        let mut s = self.lock();
+        let due = s
+            .participants
+            .get(participant)
+            .and_then(|p| p.until)
+            .is_some_and(|until| until <= now);
+        Ok(if due { s.remove(participant) } else { None })
     }
 
     async fn join(
         &self,
-        conn: &ConnectionId,
+        socket: &ConnectionId,
         room: &RoomId,
         cap: usize,
         _now: SystemTime,
     ) -> Result<Joined, JoinError> {
         let mut s = self.lock();
-        let Some(current) = s.rooms_by_conn.get(conn).cloned() else {
+        let Some(id) = s.sockets.get(socket).cloned() else {
             return Err(JoinError::NotConnected);
         };
-        let others = |s: &State| -> Vec<ConnectionId> {
-            s.members
-                .get(room)
-                .map(|list| list.iter().filter(|m| *m != conn).cloned().collect())
-                .unwrap_or_default()
-        };
+        let current = s.participants.get(&id).and_then(|p| p.room.clone());
         if current.as_ref() == Some(room) {
             return Ok(Joined {
+                others: s.members(room, Some(&id)),
+                id,
                 left: None,
                 already_member: true,
-                others: others(&s),
             });
         }
-        if s.members.get(room).map_or(0, Vec::len) >= cap {
+        if s.rooms.get(room).map_or(0, Vec::len) >= cap {
             return Err(JoinError::RoomFull);
         }
         if let Some(old) = &current {
-            s.remove_from_room(conn, old);
+            s.remove_from_room(&id, old);
         }
-        let others = others(&s);
-        s.members
-            .entry(room.clone())
-            .or_default()
-            .push(conn.clone());
-        s.rooms_by_conn.insert(conn.clone(), Some(room.clone()));
+        let others = s.members(room, Some(&id));
+        s.rooms.entry(room.clone()).or_default().push(id.clone());
+        if let Some(p) = s.participants.get_mut(&id) {
+            p.room = Some(room.clone());
+        }
         Ok(Joined {
+            id,
             left: current,
             already_member: false,
             others,
         })
     }
 
-    async fn leave(&self, conn: &ConnectionId) -> Result<Option<RoomId>, StoreError> {
+    async fn leave(
+        &self,
+        socket: &ConnectionId,
+    ) -> Result<Option<(ConnectionId, RoomId)>, StoreError> {
         let mut s = self.lock();
-        let room = s.rooms_by_conn.get_mut(conn).and_then(Option::take);
-        if let Some(room) = &room {
-            s.remove_from_room(conn, room);
-        }
-        Ok(room)
+        let Some(id) = s.sockets.get(socket).cloned() else {
+            return Ok(None);
+        };
+        let room = s.participants.get_mut(&id).and_then(|p| p.room.take());
+        Ok(room.map(|room| {
+            s.remove_from_room(&id, &room);
+            (id, room)
+        }))
     }
 
-    async fn room_of(&self, conn: &ConnectionId) -> Result<Option<RoomId>, StoreError> {
-        Ok(self.lock().rooms_by_conn.get(conn).cloned().flatten())
+    async fn lookup(&self, socket: &ConnectionId) -> Result<Option<Presence>, StoreError> {
+        let s = self.lock();
+        Ok(s.sockets.get(socket).map(|id| Presence {
+            id: id.clone(),
+            room: s.participants.get(id).and_then(|p| p.room.clone()),
+        }))
     }
 
-    async fn members(&self, room: &RoomId) -> Result<Vec<ConnectionId>, StoreError> {
-        Ok(self.lock().members.get(room).cloned().unwrap_or_default())
+    async fn participant(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<Option<(Option<RoomId>, Member)>, StoreError> {
+        let s = self.lock();
+        Ok(s.participants.get(id).map(|p| {
+            (
+                p.room.clone(),
+                Member {
+                    id: id.clone(),
+                    socket: p.socket.clone(),
+                },
+            )
+        }))
+    }
+
+    async fn members(&self, room: &RoomId) -> Result<Vec<Member>, StoreError> {
+        Ok(self.lock().members(room, None))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use futures_util::FutureExt;
 
     use super::*;
@@ -161,6 +331,9 @@ mod tests {
     }
     fn room(s: &str) -> RoomId {
         RoomId::parse(s).unwrap()
+    }
+    fn ids(members: &[Member]) -> Vec<&str> {
+        members.iter().map(|m| m.id.as_str()).collect()
     }
 
     #[test]
@@ -184,7 +357,8 @@ mod tests {
             .now_or_never()
             .unwrap()
             .unwrap();
-        assert_eq!(j.others, vec![id("a")]);
+        assert_eq!(ids(&j.others), ["a"]);
+        assert_eq!(j.others[0].socket, Some(id("a")));
         let full = st
             .join(&id("c"), &room("r"), 2, now)
             .now_or_never()
@@ -208,20 +382,24 @@ mod tests {
             Stats {
                 connections: 3,
                 rooms: 2,
-                members: 2
+                members: 2,
+                suspended: 0
             }
         );
-        assert_eq!(
-            st.leave(&id("a")).now_or_never().unwrap().unwrap(),
-            Some(room("r"))
-        );
+        let left = st.leave(&id("a")).now_or_never().unwrap().unwrap();
+        assert_eq!(left, Some((id("a"), room("r"))));
         assert_eq!(st.leave(&id("a")).now_or_never().unwrap().unwrap(), None);
+        let gone = st
+            .remove_connection(&id("b"))
+            .now_or_never()
+            .unwrap()
+            .unwrap();
         assert_eq!(
-            st.remove_connection(&id("b"))
-                .now_or_never()
-                .unwrap()
-                .unwrap(),
-            Some(room("s"))
+            gone,
+            Some(Departure {
+                id: id("b"),
+                room: Some(room("s"))
+            })
         );
         assert_eq!(
             st.remove_connection(&id("b"))
@@ -235,8 +413,135 @@ mod tests {
             Stats {
                 connections: 2,
                 rooms: 0,
-                members: 0
+                members: 0,
+                suspended: 0
             }
         );
+    }
+
+    #[test]
+    fn a_suspended_participant_keeps_its_seat_and_resumes_on_a_new_socket() {
+        let st = MemoryStore::new();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let grace = t0 + Duration::from_secs(30);
+        for c in ["a", "b", "n"] {
+            st.add_connection(&id(c), t0)
+                .now_or_never()
+                .unwrap()
+                .unwrap();
+        }
+        st.join(&id("a"), &room("r"), 8, t0)
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        st.join(&id("b"), &room("r"), 8, t0)
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+
+        let suspended = st.suspend(&id("a"), grace).now_or_never().unwrap().unwrap();
+        assert_eq!(suspended, Some(id("a")));
+        let members = st.members(&room("r")).now_or_never().unwrap().unwrap();
+        assert_eq!(
+            members[0],
+            Member {
+                id: id("a"),
+                socket: None
+            }
+        );
+        // The old socket is detached: removing it again finds nothing.
+        assert_eq!(
+            st.remove_connection(&id("a"))
+                .now_or_never()
+                .unwrap()
+                .unwrap(),
+            None
+        );
+        // Not yet due.
+        assert_eq!(
+            st.expire(&id("a"), t0).now_or_never().unwrap().unwrap(),
+            None
+        );
+
+        let resumed = st
+            .resume(&id("a"), &id("n"), t0)
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        assert_eq!(resumed.room, room("r"));
+        assert_eq!(ids(&resumed.others), ["b"]);
+        assert_eq!(resumed.replaced, None);
+        let presence = st
+            .lookup(&id("n"))
+            .now_or_never()
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            presence,
+            Presence {
+                id: id("a"),
+                room: Some(room("r"))
+            }
+        );
+        assert_eq!(
+            st.stats(),
+            Stats {
+                connections: 2,
+                rooms: 1,
+                members: 2,
+                suspended: 0
+            }
+        );
+    }
+
+    #[test]
+    fn resume_is_refused_after_the_grace_or_into_a_used_socket() {
+        let st = MemoryStore::new();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let grace = t0 + Duration::from_secs(30);
+        for c in ["a", "n", "m"] {
+            st.add_connection(&id(c), t0)
+                .now_or_never()
+                .unwrap()
+                .unwrap();
+        }
+        st.join(&id("a"), &room("r"), 8, t0)
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        st.join(&id("m"), &room("q"), 8, t0)
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        st.suspend(&id("a"), grace).now_or_never().unwrap().unwrap();
+        // A socket already in a room cannot take a participant over.
+        let used = st.resume(&id("a"), &id("m"), t0).now_or_never().unwrap();
+        assert!(matches!(used, Err(ResumeError::NotResumable)));
+        let late = st.resume(&id("a"), &id("n"), grace).now_or_never().unwrap();
+        assert!(matches!(late, Err(ResumeError::NotResumable)));
+        let gone = st.expire(&id("a"), grace).now_or_never().unwrap().unwrap();
+        assert_eq!(
+            gone,
+            Some(Departure {
+                id: id("a"),
+                room: Some(room("r"))
+            })
+        );
+    }
+
+    #[test]
+    fn suspending_a_participant_in_no_room_removes_it() {
+        let st = MemoryStore::new();
+        let now = SystemTime::now();
+        st.add_connection(&id("a"), now)
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            st.suspend(&id("a"), now).now_or_never().unwrap().unwrap(),
+            None
+        );
+        assert_eq!(st.stats().connections, 0);
     }
 }

@@ -1,6 +1,12 @@
-//! The [`ConnectionStore`] port: which connections exist and which room each is in.
-//! Implementations: [`MemoryStore`](crate::MemoryStore) here, a DynamoDB store in
-//! `meshcall-aws`.
+//! The [`ConnectionStore`] port: which participants exist, which socket each is reached
+//! through, and which room each is in. Implementations: [`MemoryStore`](crate::MemoryStore)
+//! here, a DynamoDB store in `meshcall-aws`.
+//!
+//! Two kinds of id, both [`ConnectionId`]s: a *socket* is the gateway's connection (API
+//! Gateway's `connectionId`, or one WebSocket of the self-hosted server); a *participant* is
+//! who the others see. A participant is born with the id of its first socket and keeps it
+//! when it resumes on a new socket after a drop, so its peers never notice the blip. Events
+//! from gateways name sockets; protocol messages name participants.
 
 use std::{error::Error, future::Future, time::SystemTime};
 
@@ -29,83 +35,182 @@ pub enum JoinError {
     /// The room already holds the maximum number of members.
     #[error("room is full")]
     RoomFull,
-    /// The connection is not (or no longer) known to the store.
-    #[error("connection is not connected")]
+    /// No participant is attached to the socket (it was removed, say as too slow).
+    #[error("socket has no participant")]
     NotConnected,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
+/// Why a resume did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    /// The participant is gone (left, expired, never existed), or the resuming socket is
+    /// already in a room of its own.
+    #[error("nothing to resume")]
+    NotResumable,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A room member and the socket it is reached through (`None` while it is suspended).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The participant.
+    pub id: ConnectionId,
+    /// Its current socket.
+    pub socket: Option<ConnectionId>,
+}
+
+/// A participant as its socket sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    /// The participant attached to the socket.
+    pub id: ConnectionId,
+    /// The room it is in.
+    pub room: Option<RoomId>,
+}
+
+/// A participant that is no longer anywhere, and the room it was in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departure {
+    /// The participant removed.
+    pub id: ConnectionId,
+    /// The room it was in, whose members must be told.
+    pub room: Option<RoomId>,
+}
+
 /// What a successful join changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Joined {
-    /// The room the connection was in before, if it was in another one.
+    /// The participant that joined.
+    pub id: ConnectionId,
+    /// The room it was in before, if it was in another one.
     pub left: Option<RoomId>,
-    /// The connection was already a member of this room; nothing changed.
+    /// It was already a member of this room; nothing changed.
     pub already_member: bool,
     /// The room's other members.
-    pub others: Vec<ConnectionId>,
+    pub others: Vec<Member>,
 }
 
-/// Who is connected and who is in which room. A connection is in at most one room.
+/// What a successful resume changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumed {
+    /// The participant's room.
+    pub room: RoomId,
+    /// The room's other members.
+    pub others: Vec<Member>,
+    /// The socket the participant was attached to until now, if it still had one (its
+    /// gateway may close it).
+    pub replaced: Option<ConnectionId>,
+}
+
+/// Who is connected, through which socket, in which room. A participant is in at most one
+/// room.
 ///
 /// Every method is one atomic step as seen by concurrent callers; in particular `join`
 /// must never let a room grow past `cap`, however many joins race.
 pub trait ConnectionStore: Send + Sync {
-    /// Records a new connection, in no room.
+    /// Records a new socket and its participant (same id), in no room.
     ///
     /// # Errors
     /// [`StoreError`] if the store fails.
     fn add_connection(
         &self,
-        conn: &ConnectionId,
+        socket: &ConnectionId,
         now: SystemTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Forgets a connection. Returns the room it was in. Removing an unknown connection is
-    /// not an error (it returns `None`), so cleanup may run more than once.
+    /// Forgets a socket and the participant attached to it, even a suspended one. Returns
+    /// what was removed. A socket with no participant (already removed, or whose
+    /// participant resumed elsewhere) is not an error: `None`, so cleanup may run twice.
     ///
     /// # Errors
     /// [`StoreError`] if the store fails.
     fn remove_connection(
         &self,
-        conn: &ConnectionId,
-    ) -> impl Future<Output = Result<Option<RoomId>, StoreError>> + Send;
+        socket: &ConnectionId,
+    ) -> impl Future<Output = Result<Option<Departure>, StoreError>> + Send;
 
-    /// Puts a connection in `room`, leaving any other room, unless `room` already has `cap`
-    /// members.
+    /// Detaches a dropped socket from its participant, which stays in its room, suspended,
+    /// until `until`. A participant in no room has nothing to keep: it is removed instead.
+    /// Returns the suspended participant.
     ///
     /// # Errors
-    /// [`JoinError::RoomFull`] if the room is full (the connection then stays where it
-    /// was); [`JoinError::NotConnected`] if the connection was never added or has been
-    /// removed (a removed connection never comes back); [`JoinError::Store`] if the store
-    /// fails.
+    /// [`StoreError`] if the store fails.
+    fn suspend(
+        &self,
+        socket: &ConnectionId,
+        until: SystemTime,
+    ) -> impl Future<Output = Result<Option<ConnectionId>, StoreError>> + Send;
+
+    /// Attaches `participant` to `socket`, which must be new (its own participant in no
+    /// room; that placeholder is removed). The participant must exist and, if suspended,
+    /// be within its grace (`now < until`).
+    ///
+    /// # Errors
+    /// [`ResumeError::NotResumable`] if not; [`ResumeError::Store`] if the store fails.
+    fn resume(
+        &self,
+        participant: &ConnectionId,
+        socket: &ConnectionId,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Resumed, ResumeError>> + Send;
+
+    /// Removes `participant` if it is still suspended and its grace ended by `now`.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store fails.
+    fn expire(
+        &self,
+        participant: &ConnectionId,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Option<Departure>, StoreError>> + Send;
+
+    /// Puts the socket's participant in `room`, leaving any other room, unless `room`
+    /// already has `cap` members.
+    ///
+    /// # Errors
+    /// [`JoinError::RoomFull`] if the room is full (the participant then stays where it
+    /// was); [`JoinError::NotConnected`] if no participant is attached to the socket;
+    /// [`JoinError::Store`] if the store fails.
     fn join(
         &self,
-        conn: &ConnectionId,
+        socket: &ConnectionId,
         room: &RoomId,
         cap: usize,
         now: SystemTime,
     ) -> impl Future<Output = Result<Joined, JoinError>> + Send;
 
-    /// Takes a connection out of its room. Returns the room it left, if it was in one.
+    /// Takes the socket's participant out of its room. Returns it and the room it left, if
+    /// it was in one.
     ///
     /// # Errors
     /// [`StoreError`] if the store fails.
     fn leave(
         &self,
-        conn: &ConnectionId,
-    ) -> impl Future<Output = Result<Option<RoomId>, StoreError>> + Send;
+        socket: &ConnectionId,
+    ) -> impl Future<Output = Result<Option<(ConnectionId, RoomId)>, StoreError>> + Send;
 
-    /// The room a connection is in (`None` for no room or an unknown connection).
+    /// The participant attached to a socket, and its room.
     ///
     /// # Errors
     /// [`StoreError`] if the store fails.
-    fn room_of(
+    fn lookup(
         &self,
-        conn: &ConnectionId,
-    ) -> impl Future<Output = Result<Option<RoomId>, StoreError>> + Send;
+        socket: &ConnectionId,
+    ) -> impl Future<Output = Result<Option<Presence>, StoreError>> + Send;
+
+    /// A participant's room and socket (`None` for an unknown participant).
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store fails.
+    fn participant(
+        &self,
+        id: &ConnectionId,
+    ) -> impl Future<Output = Result<Option<(Option<RoomId>, Member)>, StoreError>> + Send;
 
     /// Every member of a room, all of them (stores that page must read every page).
     ///
@@ -114,5 +219,5 @@ pub trait ConnectionStore: Send + Sync {
     fn members(
         &self,
         room: &RoomId,
-    ) -> impl Future<Output = Result<Vec<ConnectionId>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Member>, StoreError>> + Send;
 }

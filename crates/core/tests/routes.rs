@@ -17,7 +17,8 @@ use std::{
 };
 
 use meshcall_core::{
-    Config, ConnectionStore, JoinError, Joined, Kind, MemoryStore, Route, Signalling, StoreError,
+    Config, ConnectionStore, Departure, JoinError, Joined, Kind, Member, MemoryStore, Presence,
+    ResumeError, Resumed, Route, Signalling, StoreError,
     protocol::{ConnectionId, ErrorCode, IceServer, RoomId},
 };
 use serde_json::{Value, json};
@@ -102,6 +103,7 @@ fn joined_lists_members_already_there() {
             "connectionId": "A=",
             "participants": [],
             "iceServers": [{"urls": ["stun:stun.example.org:3478"]}],
+            "resumed": false,
         })]
     );
     world.join(&b, "123");
@@ -785,9 +787,40 @@ impl ConnectionStore for BreakableStore {
         self.inner.add_connection(conn, now).await
     }
 
-    async fn remove_connection(&self, conn: &ConnectionId) -> Result<Option<RoomId>, StoreError> {
+    async fn remove_connection(
+        &self,
+        conn: &ConnectionId,
+    ) -> Result<Option<Departure>, StoreError> {
         self.check()?;
         self.inner.remove_connection(conn).await
+    }
+
+    async fn suspend(
+        &self,
+        socket: &ConnectionId,
+        until: SystemTime,
+    ) -> Result<Option<ConnectionId>, StoreError> {
+        self.check()?;
+        self.inner.suspend(socket, until).await
+    }
+
+    async fn resume(
+        &self,
+        participant: &ConnectionId,
+        socket: &ConnectionId,
+        now: SystemTime,
+    ) -> Result<Resumed, ResumeError> {
+        self.check()?;
+        self.inner.resume(participant, socket, now).await
+    }
+
+    async fn expire(
+        &self,
+        participant: &ConnectionId,
+        now: SystemTime,
+    ) -> Result<Option<Departure>, StoreError> {
+        self.check()?;
+        self.inner.expire(participant, now).await
     }
 
     async fn join(
@@ -801,17 +834,28 @@ impl ConnectionStore for BreakableStore {
         self.inner.join(conn, room, cap, now).await
     }
 
-    async fn leave(&self, conn: &ConnectionId) -> Result<Option<RoomId>, StoreError> {
+    async fn leave(
+        &self,
+        conn: &ConnectionId,
+    ) -> Result<Option<(ConnectionId, RoomId)>, StoreError> {
         self.check()?;
         self.inner.leave(conn).await
     }
 
-    async fn room_of(&self, conn: &ConnectionId) -> Result<Option<RoomId>, StoreError> {
+    async fn lookup(&self, socket: &ConnectionId) -> Result<Option<Presence>, StoreError> {
         self.check()?;
-        self.inner.room_of(conn).await
+        self.inner.lookup(socket).await
     }
 
-    async fn members(&self, room: &RoomId) -> Result<Vec<ConnectionId>, StoreError> {
+    async fn participant(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<Option<(Option<RoomId>, Member)>, StoreError> {
+        self.check()?;
+        self.inner.participant(id).await
+    }
+
+    async fn members(&self, room: &RoomId) -> Result<Vec<Member>, StoreError> {
         self.check()?;
         self.inner.members(room).await
     }

@@ -39,6 +39,11 @@ pub enum ClientMessage<'a> {
     LeaveRoom,
     /// `{"action":"ping"}`: ask for a `pong`; also keeps the connection from idling out.
     Ping,
+    /// `{"action":"resume","token":…}`: take back a dropped participant's identity and room.
+    Resume {
+        /// The `resumeToken` of the last `joined`.
+        token: Cow<'a, str>,
+    },
 }
 
 /// Every field any action reads, each kept raw until the action is known. `None` means
@@ -55,6 +60,8 @@ struct Envelope<'a> {
     to: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     data: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    token: Option<&'a RawValue>,
 }
 
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -124,6 +131,9 @@ impl<'a> ClientMessage<'a> {
             }
             "leaveRoom" => Ok(Self::LeaveRoom),
             "ping" => Ok(Self::Ping),
+            "resume" => Ok(Self::Resume {
+                token: required_string(env.token, "token")?,
+            }),
             other => Err(ProtocolError::UnknownAction(truncate(other))),
         }
     }
@@ -136,6 +146,7 @@ impl<'a> ClientMessage<'a> {
             Self::Signal { .. } => "signal",
             Self::LeaveRoom => "leaveRoom",
             Self::Ping => "ping",
+            Self::Resume { .. } => "resume",
         }
     }
 }

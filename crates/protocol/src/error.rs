@@ -31,13 +31,15 @@ pub enum ErrorCode {
     RateLimited,
     /// Binary frames carry nothing in this protocol.
     BinaryNotSupported,
+    /// `resume` with a token that is wrong, or whose grace window has passed.
+    ResumeFailed,
     /// The service failed (for example its store was unreachable); the request may be retried.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         Self::BadJson,
         Self::UnknownAction,
         Self::InvalidField,
@@ -49,6 +51,7 @@ impl ErrorCode {
         Self::MessageTooLarge,
         Self::RateLimited,
         Self::BinaryNotSupported,
+        Self::ResumeFailed,
         Self::Internal,
     ];
 
@@ -66,6 +69,7 @@ impl ErrorCode {
             Self::MessageTooLarge => "messageTooLarge",
             Self::RateLimited => "rateLimited",
             Self::BinaryNotSupported => "binaryNotSupported",
+            Self::ResumeFailed => "resumeFailed",
             Self::Internal => "internal",
         }
     }

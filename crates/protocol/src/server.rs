@@ -45,6 +45,11 @@ pub enum ServerMessage<'a> {
         participants: &'a [ConnectionId],
         /// STUN and TURN servers for `RTCPeerConnection`.
         ice_servers: &'a [IceServer],
+        /// Send this in `resume` to get this identity back after a dropped socket.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        resume_token: Option<&'a str>,
+        /// `true` when this answers a `resume`.
+        resumed: bool,
     },
     /// To the addressee of a `signal`: `data` as sent, with the sender stamped by the service.
     Signal {
@@ -105,9 +110,11 @@ mod tests {
                 connection_id: &a,
                 participants: &[],
                 ice_servers: &[stun],
+                resume_token: Some("A=.xyz"),
+                resumed: false,
             }
             .to_json(),
-            r#"{"type":"joined","roomId":"123","connectionId":"A=","participants":[],"iceServers":[{"urls":["stun:stun.example.org:3478"]}]}"#
+            r#"{"type":"joined","roomId":"123","connectionId":"A=","participants":[],"iceServers":[{"urls":["stun:stun.example.org:3478"]}],"resumeToken":"A=.xyz","resumed":false}"#
         );
         let data = RawValue::from_string(r#"{"x": 1}"#.into()).unwrap();
         assert_eq!(

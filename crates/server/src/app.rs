@@ -10,7 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use meshcall_core::{MemoryStore, Signalling};
+use meshcall_core::{MemoryStore, ResumeKey, Signalling};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{metrics::Metrics, pusher::ChannelPusher, settings::Settings, socket, web};
@@ -40,7 +40,8 @@ impl AppState {
         let core = Signalling::new(
             MemoryStore::new(),
             ChannelPusher::new(metrics.clone()),
-            settings.core_config(),
+            // Tokens die with the process, as does the membership they point to.
+            settings.core_config(ResumeKey::new(rand::random())),
         );
         Self {
             core: Arc::new(core),

@@ -28,6 +28,7 @@ pub struct Metrics {
     connections: Gauge,
     rooms: Gauge,
     members: Gauge,
+    suspended: Gauge,
     delivered: Family<KindLabel, Counter>,
     errors: Family<CodeLabel, Counter>,
     join_notify: Histogram,
@@ -47,6 +48,7 @@ impl Metrics {
         let connections = Gauge::default();
         let rooms = Gauge::default();
         let members = Gauge::default();
+        let suspended = Gauge::default();
         let delivered = Family::<KindLabel, Counter>::default();
         let errors = Family::<CodeLabel, Counter>::default();
         // 50 µs .. ~0.8 s
@@ -63,6 +65,11 @@ impl Metrics {
             "room_members",
             "Connections that are in a room",
             members.clone(),
+        );
+        registry.register(
+            "suspended",
+            "Participants whose connection dropped, held for a resume",
+            suspended.clone(),
         );
         registry.register(
             "messages_delivered",
@@ -94,6 +101,7 @@ impl Metrics {
             connections,
             rooms,
             members,
+            suspended,
             delivered,
             errors,
             join_notify,
@@ -132,6 +140,7 @@ impl Metrics {
         self.connections.set(gauge(stats.connections));
         self.rooms.set(gauge(stats.rooms));
         self.members.set(gauge(stats.members));
+        self.suspended.set(gauge(stats.suspended));
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::{Parser, ValueEnum};
-use meshcall_core::{Config, RateLimit};
+use meshcall_core::{Config, RateLimit, Resume, ResumeKey};
 use meshcall_protocol::{IceServer, limits};
 
 /// How log lines are written to stderr.
@@ -59,6 +59,11 @@ pub struct Settings {
     )]
     pub allowed_origins: Vec<String>,
 
+    /// How long a participant whose connection dropped (no close frame) keeps its place
+    /// for a `resume`; 0 turns resume off.
+    #[arg(long, env = "MESHCALL_RESUME_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub resume_grace: Duration,
+
     /// Frames queued for one connection before it counts as too slow and is dropped.
     #[arg(long, env = "MESHCALL_QUEUE_CAPACITY", default_value_t = 256,
           value_parser = positive)]
@@ -96,8 +101,8 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// The core's configuration from these settings.
-    pub fn core_config(&self) -> Config {
+    /// The core's configuration from these settings; `resume_key` signs resume tokens.
+    pub fn core_config(&self, resume_key: ResumeKey) -> Config {
         let ice_servers = if self.stun.is_empty() {
             Vec::new()
         } else {
@@ -116,6 +121,10 @@ impl Settings {
                 burst: self.rate_burst,
             },
             ice_servers,
+            resume: (!self.resume_grace.is_zero()).then_some(Resume {
+                key: resume_key,
+                grace: self.resume_grace,
+            }),
             ..Config::default()
         }
     }
@@ -132,7 +141,12 @@ mod tests {
         assert_eq!(s.idle_timeout, Duration::from_mins(10));
         assert_eq!(s.max_message_bytes, 128 * 1024);
         assert_eq!(s.max_room_size, 8);
-        assert!(s.core_config().ice_servers.is_empty());
+        let config = s.core_config(ResumeKey::new([0; 32]));
+        assert!(config.ice_servers.is_empty());
+        assert_eq!(
+            config.resume.map(|r| r.grace),
+            Some(Duration::from_secs(30))
+        );
     }
 
     #[test]
@@ -149,8 +163,15 @@ mod tests {
             "2",
         ]);
         assert_eq!(s.idle_timeout, Duration::from_millis(1500));
-        assert_eq!(s.core_config().ice_servers[0].urls.len(), 2);
+        assert_eq!(
+            s.core_config(ResumeKey::new([0; 32])).ice_servers[0]
+                .urls
+                .len(),
+            2
+        );
         assert_eq!(s.max_room_size, 2);
         assert!(Settings::try_parse_from(["meshcall", "--max-room-size", "0"]).is_err());
+        let off = Settings::parse_from(["meshcall", "--resume-grace", "0s"]);
+        assert!(off.core_config(ResumeKey::new([0; 32])).resume.is_none());
     }
 }

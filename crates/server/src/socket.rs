@@ -45,8 +45,8 @@ pub async fn serve(state: AppState, socket: WebSocket) {
 
 /// Why the loop ended, and what close frame to send, if any.
 enum End {
-    /// The socket failed: nothing more can be sent.
-    Quiet,
+    /// The socket broke or ended without a close frame: the participant may resume.
+    Dropped,
     /// The client closed; our reply is queued and needs a flush.
     Answered,
     /// We close with this code and reason.
@@ -88,14 +88,15 @@ async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId) {
             frame = outbound.recv() => match frame {
                 Some(frame) => {
                     if !send(&mut socket, &frame, &state).await {
-                        break End::Quiet;
+                        break End::Dropped;
                     }
                 }
-                // The pusher dropped our queue: it was full.
-                None => break End::Close(close_code::AGAIN, "too slow: outbound queue full"),
+                // The pusher dropped our queue: it was full, or a resume moved our
+                // participant to another socket.
+                None => break End::Close(close_code::AGAIN, "dropped by the server: too slow or replaced"),
             },
             incoming = socket.recv() => {
-                let Some(incoming) = incoming else { break End::Quiet };
+                let Some(incoming) = incoming else { break End::Dropped };
                 let message = match incoming {
                     Ok(message) => message,
                     Err(e) => break read_failed(&e),
@@ -121,16 +122,35 @@ async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId) {
         }
     };
 
-    core.pusher().unregister(&conn);
+    finish(&state, socket, &conn, end).await;
+}
+
+/// Ends a connection: a drop suspends its participant (it may resume); every other end
+/// closes the socket as `end` says and removes the participant, telling its room.
+async fn finish(state: &AppState, mut socket: WebSocket, conn: &ConnectionId, end: End) {
+    let core = &state.core;
+    if matches!(end, End::Dropped) {
+        // Suspend before the queue goes: a push finding it gone would remove the
+        // participant that may still resume.
+        tracing::info!("dropped");
+        match core.suspend(conn, SystemTime::now()).await {
+            Ok(Some((participant, until))) => schedule_expiry(state, participant, until),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "store failed on a dropped socket"),
+        }
+        core.pusher().unregister(conn);
+        return;
+    }
+    core.pusher().unregister(conn);
     match end {
-        End::Quiet => tracing::info!("closed"),
+        End::Dropped => {}
         End::Answered => {
             tracing::info!("closed by the client");
             let _ = tokio::time::timeout(state.settings.send_timeout, socket.flush()).await;
         }
         End::Close(code, reason) => {
             tracing::info!(code, reason, "closing");
-            let _ = send_close(&mut socket, code, reason, &state).await;
+            let _ = send_close(&mut socket, code, reason, state).await;
         }
         End::TooLarge => {
             let code = ErrorCode::MessageTooLarge;
@@ -142,15 +162,35 @@ async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId) {
                 message: &format!("frames are limited to {limit} bytes"),
             }
             .to_json();
-            if send(&mut socket, &Outbound::new(Kind::Error, text), &state).await {
-                let _ =
-                    send_close(&mut socket, close_code::SIZE, "message too large", &state).await;
+            if send(&mut socket, &Outbound::new(Kind::Error, text), state).await {
+                let _ = send_close(&mut socket, close_code::SIZE, "message too large", state).await;
             }
         }
     }
-    if let Err(e) = core.disconnect(&conn).await {
+    if let Err(e) = core.disconnect(conn).await {
         tracing::error!(error = %e, "store failed on disconnect");
     }
+}
+
+/// After the grace of a dropped participant, removes it unless it resumed. The timer is
+/// tracked like a socket and ends early on shutdown (the memory store ends with the
+/// process anyway).
+fn schedule_expiry(state: &AppState, participant: ConnectionId, until: SystemTime) {
+    let delay = until.duration_since(SystemTime::now()).unwrap_or_default();
+    let core = state.core.clone();
+    let shutdown = state.shutdown.clone();
+    state.tracker.spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {
+                // The wall clock may lag the timer slightly; the grace is over either way.
+                let now = SystemTime::now().max(until);
+                if let Err(e) = core.expire(&participant, now).await {
+                    tracing::error!(error = %e, "store failed expiring a dropped participant");
+                }
+            }
+            () = shutdown.cancelled() => {}
+        }
+    });
 }
 
 async fn handle_text(state: &AppState, conn: &ConnectionId, text: &str) {
@@ -161,6 +201,12 @@ async fn handle_text(state: &AppState, conn: &ConnectionId, text: &str) {
         bytes = text.len(),
         "message"
     );
+    if let Some(old) = &outcome.replaced {
+        // A resume took this socket's participant from a socket the server still held:
+        // close that one (its task sees its queue end).
+        tracing::info!(replaced = %old, "resumed over a half-open socket");
+        state.core.pusher().unregister(old);
+    }
     if let Some(code) = outcome.error {
         state.metrics.error(code);
     } else if outcome.route == Route::JoinRoom {
@@ -184,7 +230,7 @@ fn read_failed(e: &axum::Error) -> End {
         Some(tungstenite::Error::Utf8(_)) => End::Close(close_code::INVALID, "invalid UTF-8"),
         _ => {
             tracing::debug!(error = %e, "read failed");
-            End::Quiet
+            End::Dropped
         }
     }
 }

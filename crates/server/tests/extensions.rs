@@ -49,10 +49,14 @@ async fn joined_reports_own_id_the_members_already_present_and_no_ice_servers_by
 
     let ja = a.join("room-1").await;
     let a_id = id_of(&ja);
+    let token = ja["resumeToken"]
+        .as_str()
+        .expect("a resume token")
+        .to_owned();
     assert_eq!(
         ja,
         json!({"type": "joined", "roomId": "room-1", "connectionId": a_id,
-               "participants": [], "iceServers": []})
+               "participants": [], "iceServers": [], "resumeToken": token, "resumed": false})
     );
 
     let jb = b.join("room-1").await;

@@ -105,7 +105,7 @@ async fn metrics_start_at_zero_in_prometheus_text() {
 
 #[tokio::test]
 async fn metrics_gauges_follow_connections_rooms_and_members() {
-    let server = TestServer::start().await;
+    let server = TestServer::with(&["--resume-grace", "300ms"]).await;
     let mut a = server.client().await;
     let mut b = server.client().await;
     let mut c = server.client().await;
@@ -152,8 +152,13 @@ async fn metrics_gauges_follow_connections_rooms_and_members() {
 
     c.drop_without_close();
     a.close().await;
+    // c is held for a resume, then its grace ends.
+    server
+        .wait_for_metrics(&[("meshcall_connections", 1.0), ("meshcall_suspended", 1.0)])
+        .await;
     server
         .wait_for_metrics(&[
+            ("meshcall_suspended", 0.0),
             ("meshcall_connections", 0.0),
             ("meshcall_rooms", 0.0),
             ("meshcall_room_members", 0.0),

@@ -28,7 +28,8 @@ async fn clean_close_tells_the_room_participant_left() {
 
 #[tokio::test]
 async fn dropped_tcp_stream_without_close_frame_tells_the_room_participant_left() {
-    let server = TestServer::start().await;
+    // A drop is a departure once the resume grace has passed (or at once, with it off).
+    let server = TestServer::with(&["--resume-grace", "0s"]).await;
     let (leaver, leaver_id, mut stayer) = two_in_r(&server).await;
     leaver.drop_without_close();
     stayer.expect_participant_left(&leaver_id).await;
@@ -37,8 +38,8 @@ async fn dropped_tcp_stream_without_close_frame_tells_the_room_participant_left(
 }
 
 #[tokio::test]
-async fn reset_tcp_connection_tells_the_room_participant_left() {
-    let server = TestServer::start().await;
+async fn reset_tcp_connection_tells_the_room_participant_left_after_the_resume_grace() {
+    let server = TestServer::with(&["--resume-grace", "200ms"]).await;
     let (leaver, leaver_id, mut stayer) = two_in_r(&server).await;
     leaver.reset();
     stayer.expect_participant_left(&leaver_id).await;

@@ -1,4 +1,4 @@
-//! `$connect`: record the connection. It is in no room until it joins one.
+//! `$connect`: record the socket and its participant. It is in no room until it joins one.
 
 use std::time::SystemTime;
 
@@ -9,10 +9,10 @@ use crate::{ConnectionStore, Pusher, StoreError};
 
 pub(super) async fn run<S: ConnectionStore, P: Pusher>(
     sig: &Signalling<S, P>,
-    conn: &ConnectionId,
+    socket: &ConnectionId,
     now: SystemTime,
 ) -> Result<(), StoreError> {
-    sig.store.add_connection(conn, now).await?;
-    tracing::debug!(conn_id = %conn, "connected");
+    sig.store.add_connection(socket, now).await?;
+    tracing::debug!(conn_id = %socket, "connected");
     Ok(())
 }

@@ -8,10 +8,11 @@ use crate::{ConnectionStore, Kind, Outbound, Pusher};
 
 pub(super) async fn refuse<S: ConnectionStore, P: Pusher>(
     sig: &Signalling<S, P>,
-    conn: &ConnectionId,
+    socket: &ConnectionId,
     code: ErrorCode,
     message: &str,
 ) {
     let frame = ServerMessage::Error { code, message }.to_json();
-    sig.send_to(conn, &Outbound::new(Kind::Error, frame)).await;
+    sig.send_to(socket, &Outbound::new(Kind::Error, frame))
+        .await;
 }

@@ -1,19 +1,22 @@
-//! `$disconnect`: forget the connection and tell its room (the tutorial tells no one, so
-//! the leaver's tile froze).
+//! `$disconnect`: forget the socket's participant and tell its room (the tutorial told no
+//! one, so the leaver's tile froze).
 
 use meshcall_protocol::ConnectionId;
 
 use super::Signalling;
-use crate::{ConnectionStore, Pusher, StoreError};
+use crate::{ConnectionStore, Departure, Pusher, StoreError};
 
 pub(super) async fn run<S: ConnectionStore, P: Pusher>(
     sig: &Signalling<S, P>,
-    conn: &ConnectionId,
+    socket: &ConnectionId,
 ) -> Result<(), StoreError> {
-    if let Some(room) = sig.store.remove_connection(conn).await? {
-        tracing::debug!(conn_id = %conn, room_id = %room, "disconnected from a room");
-        let members = sig.store.members(&room).await?;
-        sig.announce_departure(conn, &members).await;
+    if let Some(Departure {
+        id,
+        room: Some(room),
+    }) = sig.store.remove_connection(socket).await?
+    {
+        tracing::debug!(conn_id = %id, room_id = %room, "disconnected from a room");
+        sig.announce_departure(&id, &room).await?;
     }
     Ok(())
 }

@@ -11,12 +11,12 @@ use crate::{ConnectionStore, JoinError, Kind, Outbound, Pusher};
 
 pub(super) async fn run<S: ConnectionStore, P: Pusher>(
     sig: &Signalling<S, P>,
-    conn: &ConnectionId,
+    socket: &ConnectionId,
     room: RoomId,
     now: SystemTime,
 ) -> Result<(), RouteError> {
     let cap = sig.config.max_room_size;
-    let joined = match sig.store.join(conn, &room, cap, now).await {
+    let joined = match sig.store.join(socket, &room, cap, now).await {
         Ok(joined) => joined,
         Err(JoinError::RoomFull) => {
             return Err(client_error(
@@ -25,33 +25,37 @@ pub(super) async fn run<S: ConnectionStore, P: Pusher>(
             ));
         }
         Err(JoinError::NotConnected) => {
-            // The connection was dropped (say, as too slow) while this frame was on its way.
-            tracing::debug!(conn_id = %conn, "join from a removed connection ignored");
+            // The socket was dropped (say, as too slow) while this frame was on its way.
+            tracing::debug!(conn_id = %socket, "join from a removed connection ignored");
             return Ok(());
         }
         Err(JoinError::Store(e)) => return Err(e.into()),
     };
-    tracing::debug!(conn_id = %conn, room_id = %room, others = joined.others.len(), "joined");
+    let id = &joined.id;
+    tracing::debug!(conn_id = %id, room_id = %room, others = joined.others.len(), "joined");
     if let Some(old) = &joined.left {
-        let members = sig.store.members(old).await?;
-        sig.announce_departure(conn, &members).await;
+        sig.announce_departure(id, old).await?;
     }
+    let participants: Vec<ConnectionId> = joined.others.iter().map(|m| m.id.clone()).collect();
+    let token = sig.config.resume.as_ref().map(|r| r.key.token(id));
     let reply = ServerMessage::Joined {
         room_id: &room,
-        connection_id: conn,
-        participants: &joined.others,
+        connection_id: id,
+        participants: &participants,
         ice_servers: &sig.config.ice_servers,
+        resume_token: token.as_deref(),
+        resumed: false,
     };
     let delivered = sig
-        .send_to(conn, &Outbound::new(Kind::Joined, reply.to_json()))
+        .send_to(socket, &Outbound::new(Kind::Joined, reply.to_json()))
         .await;
     // A joiner found gone has already been removed and its room told: announcing it now
     // would leave the others a phantom peer.
     if delivered && !joined.already_member {
         let news = ServerMessage::NewParticipant {
-            participant_connection_id: conn,
+            participant_connection_id: id,
         };
-        sig.send_to_all(
+        sig.send_to_members(
             &joined.others,
             &Outbound::new(Kind::NewParticipant, news.to_json()),
         )

@@ -7,13 +7,12 @@ use crate::{ConnectionStore, Pusher};
 
 pub(super) async fn run<S: ConnectionStore, P: Pusher>(
     sig: &Signalling<S, P>,
-    conn: &ConnectionId,
+    socket: &ConnectionId,
 ) -> Result<(), RouteError> {
-    let Some(room) = sig.store.leave(conn).await? else {
+    let Some((id, room)) = sig.store.leave(socket).await? else {
         return Err(client_error(ErrorCode::NotInRoom, "not in a room"));
     };
-    tracing::debug!(conn_id = %conn, room_id = %room, "left");
-    let members = sig.store.members(&room).await?;
-    sig.announce_departure(conn, &members).await;
+    tracing::debug!(conn_id = %id, room_id = %room, "left");
+    sig.announce_departure(&id, &room).await?;
     Ok(())
 }

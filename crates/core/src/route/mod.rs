@@ -7,18 +7,19 @@ mod disconnect;
 mod join_room;
 mod leave_room;
 mod ping;
+mod resume;
 mod send_msg_to_room;
 mod signal;
 
 use std::{borrow::Cow, time::SystemTime};
 
 use futures_util::{StreamExt, stream::FuturesUnordered};
-use meshcall_protocol::{ClientMessage, ConnectionId, ErrorCode, ServerMessage};
+use meshcall_protocol::{ClientMessage, ConnectionId, ErrorCode, RoomId, ServerMessage};
 
 use crate::{
     config::Config,
     pusher::{Delivery, Kind, Outbound, Pusher},
-    store::{ConnectionStore, StoreError},
+    store::{ConnectionStore, Departure, Member, StoreError},
 };
 
 /// Which route handled an event.
@@ -38,6 +39,8 @@ pub enum Route {
     LeaveRoom,
     /// `ping`.
     Ping,
+    /// `resume`.
+    Resume,
     /// `$default`: a frame no route matched.
     Default,
 }
@@ -53,18 +56,22 @@ impl Route {
             Self::Signal => "signal",
             Self::LeaveRoom => "leaveRoom",
             Self::Ping => "ping",
+            Self::Resume => "resume",
             Self::Default => "$default",
         }
     }
 }
 
 /// What handling one frame came to, for the gateway's metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     /// The route that handled the frame.
     pub route: Route,
     /// The error sent back to the sender, if the frame was refused.
     pub error: Option<ErrorCode>,
+    /// After a `resume` that took its participant over from a socket still attached: that
+    /// socket, which now carries no one (its gateway may close it).
+    pub replaced: Option<ConnectionId>,
 }
 
 /// A route's failure: the client's mistake (answered with an `error` frame) or the store's.
@@ -117,58 +124,110 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
         &self.config
     }
 
-    /// `$connect`: a new connection, in no room yet.
+    /// `$connect`: a new socket, whose participant (same id) is in no room yet.
     ///
     /// # Errors
     /// [`StoreError`] if the store fails; the gateway should refuse the connection.
-    pub async fn connect(&self, conn: &ConnectionId, now: SystemTime) -> Result<(), StoreError> {
-        connect::run(self, conn, now).await
+    pub async fn connect(&self, socket: &ConnectionId, now: SystemTime) -> Result<(), StoreError> {
+        connect::run(self, socket, now).await
     }
 
-    /// `$disconnect`: the connection closed or dropped. Its room is told. Safe to call for a
-    /// connection that was already removed.
+    /// `$disconnect`: the socket closed cleanly (or was closed by the gateway). Its
+    /// participant is removed and its room told. Safe to call twice.
     ///
     /// # Errors
     /// [`StoreError`] if the store fails.
-    pub async fn disconnect(&self, conn: &ConnectionId) -> Result<(), StoreError> {
-        disconnect::run(self, conn).await
+    pub async fn disconnect(&self, socket: &ConnectionId) -> Result<(), StoreError> {
+        disconnect::run(self, socket).await
     }
 
-    /// One text frame from `conn`: parse it, route it on its `action`, answer errors to the
-    /// sender. Never fails: every problem becomes an `error` frame to the sender.
-    pub async fn message(&self, conn: &ConnectionId, text: &str, now: SystemTime) -> Outcome {
+    /// The socket dropped without a clean close. With resume on, its participant keeps its
+    /// place, unseen by the others, until the grace ends; returns the participant and when
+    /// the gateway should call [`expire`](Self::expire) for it. Otherwise (or for a
+    /// participant in no room) this is `$disconnect`.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store fails.
+    pub async fn suspend(
+        &self,
+        socket: &ConnectionId,
+        now: SystemTime,
+    ) -> Result<Option<(ConnectionId, SystemTime)>, StoreError> {
+        let Some(resume) = &self.config.resume else {
+            self.disconnect(socket).await?;
+            return Ok(None);
+        };
+        let until = now + resume.grace;
+        let suspended = self.store.suspend(socket, until).await?;
+        tracing::debug!(socket = %socket, suspended = suspended.is_some(), "socket dropped");
+        Ok(suspended.map(|id| (id, until)))
+    }
+
+    /// A suspended participant's grace ended: if it has not resumed, remove it and tell
+    /// its room.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store fails.
+    pub async fn expire(
+        &self,
+        participant: &ConnectionId,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        if let Some(Departure {
+            id,
+            room: Some(room),
+        }) = self.store.expire(participant, now).await?
+        {
+            tracing::debug!(conn_id = %id, room_id = %room, "resume grace ended");
+            self.announce_departure(&id, &room).await?;
+        }
+        Ok(())
+    }
+
+    /// One text frame from `socket`: parse it, route it on its `action`, answer errors to
+    /// the sender. Never fails: every problem becomes an `error` frame to the sender.
+    pub async fn message(&self, socket: &ConnectionId, text: &str, now: SystemTime) -> Outcome {
         let parsed = ClientMessage::parse(text);
+        let mut replaced = None;
         let (route, result) = match parsed {
             Err(e) => (Route::Default, Err(client_error(e.code(), e.to_string()))),
             Ok(ClientMessage::JoinRoom { room_id }) => (
                 Route::JoinRoom,
-                join_room::run(self, conn, room_id, now).await,
+                join_room::run(self, socket, room_id, now).await,
             ),
             Ok(ClientMessage::SendMsgToRoom { room_id, message }) => (
                 Route::SendMsgToRoom,
-                send_msg_to_room::run(self, conn, &room_id, &message).await,
+                send_msg_to_room::run(self, socket, &room_id, &message).await,
             ),
             Ok(ClientMessage::Signal { to, data }) => {
-                (Route::Signal, signal::run(self, conn, &to, data).await)
+                (Route::Signal, signal::run(self, socket, &to, data).await)
             }
-            Ok(ClientMessage::LeaveRoom) => (Route::LeaveRoom, leave_room::run(self, conn).await),
-            Ok(ClientMessage::Ping) => (Route::Ping, ping::run(self, conn).await),
+            Ok(ClientMessage::LeaveRoom) => (Route::LeaveRoom, leave_room::run(self, socket).await),
+            Ok(ClientMessage::Ping) => (Route::Ping, ping::run(self, socket).await),
+            Ok(ClientMessage::Resume { token }) => {
+                let result = resume::run(self, socket, &token, now).await;
+                (Route::Resume, result.map(|r| replaced = r))
+            }
         };
         let error = match result {
             Ok(()) => None,
             Err(RouteError::Client(code, message)) => {
                 tracing::debug!(route = route.as_str(), code = code.as_str(), "refused");
-                self.refuse(conn, code, &message).await;
+                self.refuse(socket, code, &message).await;
                 Some(code)
             }
             Err(RouteError::Store(e)) => {
                 tracing::error!(route = route.as_str(), error = %e, source = ?std::error::Error::source(&e), "store failed");
-                self.refuse(conn, ErrorCode::Internal, "the service failed; try again")
+                self.refuse(socket, ErrorCode::Internal, "the service failed; try again")
                     .await;
                 Some(ErrorCode::Internal)
             }
         };
-        Outcome { route, error }
+        Outcome {
+            route,
+            error,
+            replaced,
+        }
     }
 
     /// Sends an `error` frame to `conn`. Gateways use it for what they refuse themselves
@@ -177,10 +236,10 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
         default::refuse(self, conn, code, message).await;
     }
 
-    /// Sends one frame to one connection; a gone connection is cleaned up. Returns `false`
-    /// if the connection was gone.
-    async fn send_to(&self, to: &ConnectionId, frame: &Outbound) -> bool {
-        match self.push_one(to, frame).await {
+    /// Sends one frame to one socket; a gone socket is cleaned up. Returns `false` if the
+    /// socket was gone.
+    async fn send_to(&self, socket: &ConnectionId, frame: &Outbound) -> bool {
+        match self.push_one(socket, frame).await {
             None => true,
             Some(gone) => {
                 self.settle(vec![gone]).await;
@@ -189,31 +248,40 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
         }
     }
 
-    /// Sends one frame to each of `targets`, a bounded number at a time. Connections that
-    /// turn out to be gone are removed and their rooms told; the rest still get the frame.
-    async fn send_to_all(&self, targets: &[ConnectionId], frame: &Outbound) {
-        let gone = self.push_all(targets, frame).await;
+    /// Sends one frame to every member that has a socket (suspended members miss it).
+    /// Sockets that turn out to be gone are removed and their rooms told; the rest still
+    /// get the frame.
+    async fn send_to_members(&self, members: &[Member], frame: &Outbound) {
+        let sockets: Vec<ConnectionId> = members.iter().filter_map(|m| m.socket.clone()).collect();
+        let gone = self.push_all(&sockets, frame).await;
         self.settle(gone).await;
     }
 
-    /// Removes connections found gone and tells their rooms.
+    /// Removes the participants of sockets found gone and tells their rooms.
     async fn settle(&self, mut gone: Vec<ConnectionId>) {
         // Telling a room that someone is gone may find more gone members: a worklist, so
-        // each connection is removed once and the recursion stays flat.
-        while let Some(conn) = gone.pop() {
-            match self.store.remove_connection(&conn).await {
-                Ok(Some(room)) => {
-                    tracing::warn!(conn_id = %conn, room_id = %room, "dropped a gone connection");
-                    match self.store.members(&room).await {
-                        Ok(members) => {
-                            let left = participant_left(&conn);
-                            gone.extend(self.push_all(&members, &left).await);
-                        }
-                        Err(e) => tracing::error!(error = %e, "store failed listing a room"),
-                    }
+        // each socket is removed once and the recursion stays flat.
+        while let Some(socket) = gone.pop() {
+            let departure = match self.store.remove_connection(&socket).await {
+                Ok(Some(Departure {
+                    id,
+                    room: Some(room),
+                })) => (id, room),
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "store failed removing a gone connection");
+                    continue;
                 }
-                Ok(None) => {}
-                Err(e) => tracing::error!(error = %e, "store failed removing a gone connection"),
+            };
+            let (id, room) = departure;
+            tracing::warn!(conn_id = %id, room_id = %room, "dropped a gone connection");
+            match self.store.members(&room).await {
+                Ok(members) => {
+                    let sockets: Vec<ConnectionId> =
+                        members.into_iter().filter_map(|m| m.socket).collect();
+                    gone.extend(self.push_all(&sockets, &participant_left(&id)).await);
+                }
+                Err(e) => tracing::error!(error = %e, "store failed listing a room"),
             }
         }
     }
@@ -250,10 +318,12 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
         }
     }
 
-    /// Tells every one of `members` but `conn` itself that `conn` left.
-    async fn announce_departure(&self, conn: &ConnectionId, members: &[ConnectionId]) {
-        let others: Vec<ConnectionId> = members.iter().filter(|m| *m != conn).cloned().collect();
-        self.send_to_all(&others, &participant_left(conn)).await;
+    /// Tells the members of `room` that participant `id` left it.
+    async fn announce_departure(&self, id: &ConnectionId, room: &RoomId) -> Result<(), StoreError> {
+        let members = self.store.members(room).await?;
+        let others: Vec<Member> = members.into_iter().filter(|m| &m.id != id).collect();
+        self.send_to_members(&others, &participant_left(id)).await;
+        Ok(())
     }
 }
 

@@ -8,10 +8,10 @@ use crate::{ConnectionStore, Kind, Outbound, Pusher};
 
 pub(super) async fn run<S: ConnectionStore, P: Pusher>(
     sig: &Signalling<S, P>,
-    conn: &ConnectionId,
+    socket: &ConnectionId,
 ) -> Result<(), RouteError> {
     sig.send_to(
-        conn,
+        socket,
         &Outbound::new(Kind::Pong, ServerMessage::Pong.to_json()),
     )
     .await;

@@ -4,29 +4,30 @@
 use meshcall_protocol::{ConnectionId, ErrorCode, RoomId};
 
 use super::{RouteError, Signalling, client_error};
-use crate::{ConnectionStore, Kind, Outbound, Pusher};
+use crate::{ConnectionStore, Kind, Member, Outbound, Pusher};
 
 pub(super) async fn run<S: ConnectionStore, P: Pusher>(
     sig: &Signalling<S, P>,
-    conn: &ConnectionId,
+    socket: &ConnectionId,
     room: &RoomId,
     message: &str,
 ) -> Result<(), RouteError> {
-    if sig.store.room_of(conn).await?.as_ref() != Some(room) {
+    let sender = sig.store.lookup(socket).await?;
+    let Some(sender) = sender.filter(|p| p.room.as_ref() == Some(room)) else {
         return Err(client_error(
             ErrorCode::NotInRoom,
             format!("join room {room} before sending to it"),
         ));
-    }
-    let others: Vec<ConnectionId> = sig
+    };
+    let others: Vec<Member> = sig
         .store
         .members(room)
         .await?
         .into_iter()
-        .filter(|m| m != conn)
+        .filter(|m| m.id != sender.id)
         .collect();
-    tracing::debug!(conn_id = %conn, room_id = %room, bytes = message.len(), receivers = others.len(), "room message");
-    sig.send_to_all(&others, &Outbound::new(Kind::RoomMessage, message))
+    tracing::debug!(conn_id = %sender.id, room_id = %room, bytes = message.len(), receivers = others.len(), "room message");
+    sig.send_to_members(&others, &Outbound::new(Kind::RoomMessage, message))
         .await;
     Ok(())
 }

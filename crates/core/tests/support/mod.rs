@@ -213,11 +213,15 @@ impl World {
     }
 
     pub(crate) fn members(&self, name: &str) -> Vec<ConnectionId> {
-        ready(self.store().members(&room(name))).unwrap()
+        ready(self.store().members(&room(name)))
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect()
     }
 
     pub(crate) fn room_of(&self, conn: &ConnectionId) -> Option<RoomId> {
-        ready(self.store().room_of(conn)).unwrap()
+        self.store().room_of(conn)
     }
 
     pub(crate) fn drain(&self, conn: &ConnectionId) -> Vec<Outbound> {
@@ -231,6 +235,16 @@ impl World {
     /// Forgets every frame pushed so far (say, the `joined` and `newParticipant` of a setup).
     pub(crate) fn forget_frames(&self) {
         self.pusher().clear();
+    }
+
+    /// Asserts that nothing was pushed to `conn` since the record was last cleared.
+    #[track_caller]
+    pub(crate) fn assert_nothing_pushed_to(&self, conn: &ConnectionId) {
+        let frames = self.drain(conn);
+        assert!(
+            frames.is_empty(),
+            "expected nothing to {conn}, got {frames:#?}"
+        );
     }
 
     /// Asserts that nothing at all was pushed since the record was last cleared.
