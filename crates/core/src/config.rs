@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use meshcall_protocol::{IceServer, limits};
 
-use crate::resume::Resume;
+use crate::{resume::Resume, turn::Turn};
 
 /// A token bucket's shape: `per_second` tokens are added each second, up to `burst`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +27,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Per-connection message rate.
     pub rate: RateLimit,
-    /// STUN/TURN servers handed to clients in `joined`.
+    /// STUN (or TURN with fixed credentials) servers handed to clients in `joined`.
     pub ice_servers: Vec<IceServer>,
+    /// TURN servers whose credentials are minted per join.
+    pub turn: Option<Turn>,
     /// How many pushes one fan-out keeps in flight at once.
     pub fanout_concurrency: usize,
     /// Resume after a dropped socket; `None` turns it off (a drop is a departure).
@@ -46,8 +48,25 @@ impl Default for Config {
                 burst: limits::RATE_BURST,
             },
             ice_servers: Vec::new(),
+            turn: None,
             fanout_concurrency: 16,
             resume: None,
         }
+    }
+}
+
+impl Config {
+    /// The `iceServers` for `participant`: the configured ones, plus TURN with fresh
+    /// credentials.
+    pub fn ice_servers_for(
+        &self,
+        participant: &meshcall_protocol::ConnectionId,
+        now: std::time::SystemTime,
+    ) -> Vec<IceServer> {
+        let mut servers = self.ice_servers.clone();
+        if let Some(turn) = &self.turn {
+            servers.push(turn.ice_server(participant, now));
+        }
+        servers
     }
 }

@@ -11,6 +11,7 @@
 //! - [`config`]: [`Config`], every limit, defaulting to API Gateway's.
 //! - [`rate`]: [`TokenBucket`], the per-connection rate limit a gateway applies.
 //! - [`resume`]: [`ResumeKey`], the signed tokens that let a dropped participant back in.
+//! - [`turn`]: [`Turn`], short-lived TURN credentials minted per join.
 //!
 //! # Contract
 //!
@@ -26,6 +27,7 @@ pub mod rate;
 pub mod resume;
 pub mod route;
 pub mod store;
+pub mod turn;
 
 pub use config::{Config, RateLimit};
 pub use memory::MemoryStore;
@@ -37,5 +39,6 @@ pub use store::{
     ConnectionStore, Departure, JoinError, Joined, Member, Presence, ResumeError, Resumed,
     StoreError,
 };
+pub use turn::Turn;
 
 pub use meshcall_protocol as protocol;

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::{Parser, ValueEnum};
-use meshcall_core::{Config, RateLimit, Resume, ResumeKey};
+use meshcall_core::{Config, RateLimit, Resume, ResumeKey, Turn};
 use meshcall_protocol::{IceServer, limits};
 
 /// How log lines are written to stderr.
@@ -49,6 +49,24 @@ pub struct Settings {
     /// STUN server URL handed to browsers in `joined` (repeat, or separate with commas).
     #[arg(long = "stun", env = "MESHCALL_STUN", value_delimiter = ',')]
     pub stun: Vec<String>,
+
+    /// TURN server URL (`turn:host:3478?transport=udp`, `turns:…`) for `joined`, with
+    /// credentials minted per join from `--turn-secret` (repeat, or separate with commas).
+    #[arg(
+        long = "turn",
+        env = "MESHCALL_TURN",
+        value_delimiter = ',',
+        requires = "turn_secret"
+    )]
+    pub turn: Vec<String>,
+
+    /// The TURN server's shared secret (coturn `static-auth-secret` with `use-auth-secret`).
+    #[arg(long, env = "MESHCALL_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+
+    /// How long minted TURN credentials stay valid.
+    #[arg(long, env = "MESHCALL_TURN_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub turn_ttl: Duration,
 
     /// Allowed `Origin` of WebSocket clients (repeat, or separate with commas); none means
     /// any origin. Others get 403.
@@ -121,6 +139,14 @@ impl Settings {
                 burst: self.rate_burst,
             },
             ice_servers,
+            turn: match (&self.turn_secret, self.turn.is_empty()) {
+                (Some(secret), false) => Some(Turn {
+                    urls: self.turn.clone(),
+                    secret: secret.clone(),
+                    ttl: self.turn_ttl,
+                }),
+                _ => None,
+            },
             resume: (!self.resume_grace.is_zero()).then_some(Resume {
                 key: resume_key,
                 grace: self.resume_grace,

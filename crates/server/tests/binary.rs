@@ -152,6 +152,7 @@ async fn settings_come_from_environment_variables() {
 fn help_lists_every_setting_with_its_variable() {
     let out = Command::new(env!("CARGO_BIN_EXE_meshcall"))
         .arg("--help")
+        .env("MESHCALL_TURN_SECRET", "do-not-print-me")
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -170,7 +171,15 @@ fn help_lists_every_setting_with_its_variable() {
         "MESHCALL_SEND_TIMEOUT",
         "MESHCALL_SHUTDOWN_TIMEOUT",
         "MESHCALL_LOG_FORMAT",
+        "MESHCALL_RESUME_GRACE",
+        "MESHCALL_TURN",
+        "MESHCALL_TURN_SECRET",
+        "MESHCALL_TURN_TTL",
     ] {
         assert!(help.contains(var), "--help lacks {var}");
     }
+    assert!(
+        !help.contains("do-not-print-me"),
+        "--help shows the TURN secret"
+    );
 }

@@ -38,11 +38,12 @@ pub(super) async fn run<S: ConnectionStore, P: Pusher>(
     }
     let participants: Vec<ConnectionId> = joined.others.iter().map(|m| m.id.clone()).collect();
     let token = sig.config.resume.as_ref().map(|r| r.key.token(id));
+    let ice_servers = sig.config.ice_servers_for(id, now);
     let reply = ServerMessage::Joined {
         room_id: &room,
         connection_id: id,
         participants: &participants,
-        ice_servers: &sig.config.ice_servers,
+        ice_servers: &ice_servers,
         resume_token: token.as_deref(),
         resumed: false,
     };

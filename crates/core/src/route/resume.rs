@@ -35,11 +35,12 @@ pub(super) async fn run<S: ConnectionStore, P: Pusher>(
     tracing::debug!(conn_id = %id, room_id = %resumed.room, "resumed");
     let participants: Vec<ConnectionId> = resumed.others.iter().map(|m| m.id.clone()).collect();
     let token = resume.key.token(&id);
+    let ice_servers = sig.config.ice_servers_for(&id, now);
     let reply = ServerMessage::Joined {
         room_id: &resumed.room,
         connection_id: &id,
         participants: &participants,
-        ice_servers: &sig.config.ice_servers,
+        ice_servers: &ice_servers,
         resume_token: Some(&token),
         resumed: true,
     };
