@@ -147,8 +147,9 @@ pub trait ConnectionStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<ConnectionId>, StoreError>> + Send;
 
     /// Attaches `participant` to `socket`, which must be new (its own participant in no
-    /// room; that placeholder is removed). The participant must exist and, if suspended,
-    /// be within its grace (`now < until`).
+    /// room; that placeholder is removed). The participant must exist, be in a room (there
+    /// is nothing else to return to) and, if suspended, be within its grace
+    /// (`now < until`).
     ///
     /// # Errors
     /// [`ResumeError::NotResumable`] if not; [`ResumeError::Store`] if the store fails.
