@@ -71,6 +71,9 @@ pub enum ServerMessage<'a> {
         code: ErrorCode,
         /// A sentence for people.
         message: &'a str,
+        /// For `peerNotFound`: the peer the refused `signal` was addressed to.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<&'a ConnectionId>,
     },
 }
 
@@ -129,7 +132,8 @@ mod tests {
         assert_eq!(
             ServerMessage::Error {
                 code: ErrorCode::RoomFull,
-                message: "full"
+                message: "full",
+                to: None,
             }
             .to_json(),
             r#"{"type":"error","code":"roomFull","message":"full"}"#

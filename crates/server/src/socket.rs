@@ -160,6 +160,7 @@ async fn finish(state: &AppState, mut socket: WebSocket, conn: &ConnectionId, en
             let text = ServerMessage::Error {
                 code,
                 message: &format!("frames are limited to {limit} bytes"),
+                to: None,
             }
             .to_json();
             if send(&mut socket, &Outbound::new(Kind::Error, text), state).await {

@@ -169,7 +169,8 @@ async fn signal_to_peer_in_another_room_is_peer_not_found_and_that_room_hears_no
 
     a.send_json(json!({"action": "signal", "to": b_id, "data": {"type": "offer"}}))
         .await;
-    a.expect_error("peerNotFound").await;
+    let error = a.expect_error("peerNotFound").await;
+    assert_eq!(error["to"], b_id.as_str(), "the error names the peer");
     a.expect_only_pong().await;
     b.expect_only_pong().await;
     server.stop().await.unwrap();
@@ -188,7 +189,8 @@ async fn signal_to_a_member_who_left_is_peer_not_found() {
     a.expect_participant_left(&b_id).await;
     a.send_json(json!({"action": "signal", "to": b_id, "data": {}}))
         .await;
-    a.expect_error("peerNotFound").await;
+    let error = a.expect_error("peerNotFound").await;
+    assert_eq!(error["to"], b_id.as_str(), "the error names the peer");
     b.expect_only_pong().await;
     server.stop().await.unwrap();
 }

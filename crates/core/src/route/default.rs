@@ -12,7 +12,18 @@ pub(super) async fn refuse<S: ConnectionStore, P: Pusher>(
     code: ErrorCode,
     message: &str,
 ) {
-    let frame = ServerMessage::Error { code, message }.to_json();
+    refuse_about(sig, socket, code, message, None).await;
+}
+
+/// An `error` frame that also names the peer it is about (`to`).
+pub(super) async fn refuse_about<S: ConnectionStore, P: Pusher>(
+    sig: &Signalling<S, P>,
+    socket: &ConnectionId,
+    code: ErrorCode,
+    message: &str,
+    to: Option<&ConnectionId>,
+) {
+    let frame = ServerMessage::Error { code, message, to }.to_json();
     sig.send_to(socket, &Outbound::new(Kind::Error, frame))
         .await;
 }

@@ -78,6 +78,8 @@ pub struct Outcome {
 #[derive(Debug)]
 enum RouteError {
     Client(ErrorCode, Cow<'static, str>),
+    /// `signal` to a peer that is not in the sender's room: the error names the peer.
+    PeerNotFound(ConnectionId, String),
     Store(StoreError),
 }
 
@@ -214,6 +216,12 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
             Err(RouteError::Client(code, message)) => {
                 tracing::debug!(route = route.as_str(), code = code.as_str(), "refused");
                 self.refuse(socket, code, &message).await;
+                Some(code)
+            }
+            Err(RouteError::PeerNotFound(to, message)) => {
+                let code = ErrorCode::PeerNotFound;
+                tracing::debug!(route = route.as_str(), code = code.as_str(), "refused");
+                default::refuse_about(self, socket, code, &message, Some(&to)).await;
                 Some(code)
             }
             Err(RouteError::Store(e)) => {

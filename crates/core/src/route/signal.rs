@@ -34,8 +34,8 @@ pub(super) async fn run<S: ConnectionStore, P: Pusher>(
     let target = match sig.store.participant(to).await? {
         Some((Some(their_room), member)) if their_room == room => member,
         _ => {
-            return Err(client_error(
-                ErrorCode::PeerNotFound,
+            return Err(RouteError::PeerNotFound(
+                to.clone(),
                 format!("no participant {to} in room {room}"),
             ));
         }
