@@ -1,0 +1,383 @@
+// Local media: the camera, the microphone, the screen, and the devices behind them.
+//
+// - `start` asks for camera and microphone and falls back step by step when one is
+//   denied or missing: both -> audio only (or video only) -> receive only, and says which
+//   problems it met so the page can tell the user in words;
+// - mute keeps the microphone track (disabled, it sends silence); camera off stops the
+//   camera (its light goes out) and sends no video;
+// - switching devices and screen sharing change the *outgoing* track; the mesh swaps it
+//   into every peer connection (replaceTrack), no renegotiation needed;
+// - a level meter (Web Audio analyser) for the lobby meter and the speaking highlight.
+//
+// No DOM apart from reading media devices.
+
+import { Emitter } from './emitter.js';
+
+/** @typedef {'audio' | 'video'} Kind */
+
+/**
+ * A problem met while getting media, named for the notice shown to the user.
+ * @typedef {'cameraDenied' | 'noCamera' | 'cameraBusy' | 'micDenied' | 'noMic' | 'micBusy' | 'insecureContext'} MediaProblem
+ */
+
+/**
+ * @typedef {object} MediaState
+ * @property {boolean} mic  microphone on (a live, enabled track)
+ * @property {boolean} cam  camera on
+ * @property {boolean} screen  sharing the screen
+ * @property {boolean} hasMic  a microphone track exists (muted or not)
+ */
+
+/**
+ * @typedef {object} MediaEvents
+ * @property {{ kind: Kind, track: MediaStreamTrack | null }} outgoing  send this instead
+ * @property {MediaState} state
+ * @property {void} devices  the device list changed
+ * @property {MediaProblem} problem
+ */
+
+/**
+ * @typedef {object} DeviceChoice
+ * @property {string | null} [cameraId]
+ * @property {string | null} [micId]
+ */
+
+const VIDEO_SHAPE = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30, max: 30 } };
+const AUDIO_SHAPE = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
+
+/** @extends {Emitter<MediaEvents>} */
+export class Media extends Emitter {
+  constructor() {
+    super();
+    /** What the own tile shows: the microphone and the outgoing video. */
+    this.stream = new MediaStream();
+    /** @type {MediaStreamTrack | null} */
+    this.micTrack = null;
+    /** @type {MediaStreamTrack | null} */
+    this.camTrack = null;
+    /** @type {MediaStreamTrack | null} */
+    this.screenTrack = null;
+    this.micOn = false;
+    /** @type {string | null} */
+    this.cameraId = null;
+    /** @type {string | null} */
+    this.micId = null;
+    /** @type {AudioContext | null} */
+    this.audioCtx = null;
+    /** @type {AnalyserNode | null} */
+    this.analyser = null;
+    /** @type {MediaStreamAudioSourceNode | null} */
+    this.source = null;
+    /** @type {Float32Array<ArrayBuffer> | null} */
+    this.samples = null;
+    this.supported = !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia);
+    if (this.supported) {
+      navigator.mediaDevices.addEventListener('devicechange', () => this.emit('devices', undefined));
+    }
+  }
+
+  /** @returns {MediaState} */
+  get state() {
+    return {
+      mic: !!this.micTrack && this.micOn,
+      cam: !!this.camTrack,
+      screen: !!this.screenTrack,
+      hasMic: !!this.micTrack,
+    };
+  }
+
+  /** The track each peer should be sent. @param {Kind} kind */
+  outgoing(kind) {
+    if (kind === 'audio') return this.micTrack;
+    return this.screenTrack ?? this.camTrack;
+  }
+
+  /**
+   * Get the camera and microphone, falling back as far as receive-only.
+   * @param {{ audio: boolean, video: boolean } & DeviceChoice} want
+   * @returns {Promise<MediaProblem[]>} what went wrong (also emitted as `problem`)
+   */
+  async start(want) {
+    this.cameraId = want.cameraId ?? null;
+    this.micId = want.micId ?? null;
+    if (!this.supported) {
+      this.emit('problem', 'insecureContext');
+      return ['insecureContext'];
+    }
+    /** @type {MediaProblem[]} */
+    const problems = [];
+    let audio = null;
+    let video = null;
+    if (want.audio && want.video) {
+      try {
+        const s = await this.getUserMedia({ audio: this.audioConstraints(), video: this.videoConstraints() });
+        audio = s.getAudioTracks()[0] ?? null;
+        video = s.getVideoTracks()[0] ?? null;
+      } catch {
+        // Ask separately to learn which one is the trouble.
+      }
+    }
+    if (want.video && !video) {
+      try {
+        video = (await this.getUserMedia({ video: this.videoConstraints() })).getVideoTracks()[0] ?? null;
+      } catch (err) {
+        problems.push(problemFor('video', err));
+      }
+    }
+    if (want.audio && !audio) {
+      try {
+        audio = (await this.getUserMedia({ audio: this.audioConstraints() })).getAudioTracks()[0] ?? null;
+      } catch (err) {
+        problems.push(problemFor('audio', err));
+      }
+    }
+    if (audio) this.setMicTrack(audio, true);
+    if (video) this.setCamTrack(video);
+    for (const p of problems) this.emit('problem', p);
+    this.emitState();
+    return problems;
+  }
+
+  /** Mute or unmute; unmuting without a microphone asks for one. @param {boolean} on */
+  async setMic(on) {
+    if (on && !this.micTrack) {
+      try {
+        const s = await this.getUserMedia({ audio: this.audioConstraints() });
+        this.setMicTrack(s.getAudioTracks()[0], true);
+        this.emit('outgoing', { kind: 'audio', track: this.micTrack });
+      } catch (err) {
+        this.emit('problem', problemFor('audio', err));
+      }
+    } else if (this.micTrack) {
+      this.micOn = on;
+      this.micTrack.enabled = on;
+    }
+    this.emitState();
+  }
+
+  /** Camera on (asks for it) or off (stops it). @param {boolean} on */
+  async setCam(on) {
+    if (on && !this.camTrack) {
+      try {
+        const s = await this.getUserMedia({ video: this.videoConstraints() });
+        this.setCamTrack(s.getVideoTracks()[0]);
+      } catch (err) {
+        this.emit('problem', problemFor('video', err));
+      }
+    } else if (!on && this.camTrack) {
+      const old = this.camTrack;
+      this.camTrack = null;
+      if (!this.screenTrack) this.stream.removeTrack(old);
+      old.stop();
+      if (!this.screenTrack) this.emit('outgoing', { kind: 'video', track: null });
+    }
+    this.emitState();
+  }
+
+  /** @param {string} deviceId */
+  async switchCamera(deviceId) {
+    this.cameraId = deviceId;
+    if (!this.camTrack) return; // used the next time the camera is turned on
+    try {
+      const s = await this.getUserMedia({ video: this.videoConstraints() });
+      this.setCamTrack(s.getVideoTracks()[0]);
+    } catch (err) {
+      this.emit('problem', problemFor('video', err));
+    }
+    this.emitState();
+  }
+
+  /** @param {string} deviceId */
+  async switchMic(deviceId) {
+    this.micId = deviceId;
+    if (!this.micTrack) return;
+    try {
+      const s = await this.getUserMedia({ audio: this.audioConstraints() });
+      this.setMicTrack(s.getAudioTracks()[0], this.micOn);
+      this.emit('outgoing', { kind: 'audio', track: this.micTrack });
+    } catch (err) {
+      this.emit('problem', problemFor('audio', err));
+    }
+    this.emitState();
+  }
+
+  get canShareScreen() {
+    return !!(navigator.mediaDevices && 'getDisplayMedia' in navigator.mediaDevices);
+  }
+
+  /** Share a screen or window; false when the user cancelled or it is unavailable. */
+  async startScreen() {
+    if (this.screenTrack || !this.canShareScreen) return !!this.screenTrack;
+    let track;
+    try {
+      const s = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15, max: 30 } }, audio: false });
+      track = s.getVideoTracks()[0];
+    } catch {
+      return false; // cancelled in the picker, or refused
+    }
+    if (!track) return false;
+    track.contentHint = 'detail'; // keep text sharp: drop frames before resolution
+    track.addEventListener('ended', () => this.stopScreen());
+    this.screenTrack = track;
+    if (this.camTrack) this.stream.removeTrack(this.camTrack);
+    this.stream.addTrack(track);
+    this.emit('outgoing', { kind: 'video', track });
+    this.emitState();
+    return true;
+  }
+
+  /** Stop sharing: back to the camera (if it is on). */
+  stopScreen() {
+    const track = this.screenTrack;
+    if (!track) return;
+    this.screenTrack = null;
+    this.stream.removeTrack(track);
+    track.stop();
+    if (this.camTrack) this.stream.addTrack(this.camTrack);
+    this.emit('outgoing', { kind: 'video', track: this.camTrack });
+    this.emitState();
+  }
+
+  /** @returns {Promise<{ cameras: MediaDeviceInfo[], mics: MediaDeviceInfo[] }>} */
+  async devices() {
+    if (!this.supported) return { cameras: [], mics: [] };
+    const all = await navigator.mediaDevices.enumerateDevices();
+    return {
+      cameras: all.filter((d) => d.kind === 'videoinput'),
+      mics: all.filter((d) => d.kind === 'audioinput'),
+    };
+  }
+
+  /** The id of the device a live track comes from. @param {Kind} kind */
+  currentDeviceId(kind) {
+    const track = kind === 'audio' ? this.micTrack : this.camTrack;
+    return track?.getSettings().deviceId ?? (kind === 'audio' ? this.micId : this.cameraId);
+  }
+
+  /** Microphone level now, 0..1 (RMS, scaled so speech reaches the upper half). */
+  level() {
+    const a = this.analyser;
+    const buf = this.samples;
+    if (!a || !buf || !this.micTrack || !this.micTrack.enabled) return 0;
+    a.getFloatTimeDomainData(buf);
+    let sum = 0;
+    for (let i = 0; i < buf.length; i++) sum += buf[i] * buf[i];
+    const rms = Math.sqrt(sum / buf.length);
+    return Math.min(1, rms * 5);
+  }
+
+  /** Browsers start audio contexts suspended until a user gesture; call on one. */
+  resumeAudio() {
+    if (this.audioCtx && this.audioCtx.state === 'suspended') void this.audioCtx.resume();
+  }
+
+  /** Release every device. */
+  stop() {
+    for (const t of [this.micTrack, this.camTrack, this.screenTrack]) t?.stop();
+    this.micTrack = this.camTrack = this.screenTrack = null;
+    for (const t of this.stream.getTracks()) this.stream.removeTrack(t);
+    this.source?.disconnect();
+    void this.audioCtx?.close();
+    this.audioCtx = null;
+    this.analyser = null;
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  /** @param {MediaStreamConstraints} c */
+  async getUserMedia(c) {
+    try {
+      return await navigator.mediaDevices.getUserMedia(c);
+    } catch (err) {
+      // A remembered device that is gone: take any.
+      if (err instanceof DOMException && (err.name === 'OverconstrainedError' || err.name === 'NotFoundError')) {
+        const loose = {
+          audio: c.audio ? AUDIO_SHAPE : false,
+          video: c.video ? VIDEO_SHAPE : false,
+        };
+        if (JSON.stringify(loose) !== JSON.stringify(c)) return navigator.mediaDevices.getUserMedia(loose);
+      }
+      throw err;
+    }
+  }
+
+  audioConstraints() {
+    return this.micId ? { ...AUDIO_SHAPE, deviceId: { exact: this.micId } } : AUDIO_SHAPE;
+  }
+
+  videoConstraints() {
+    return this.cameraId ? { ...VIDEO_SHAPE, deviceId: { exact: this.cameraId } } : VIDEO_SHAPE;
+  }
+
+  /** @param {MediaStreamTrack} track @param {boolean} on */
+  setMicTrack(track, on) {
+    const old = this.micTrack;
+    if (old) {
+      this.stream.removeTrack(old);
+      old.stop();
+    }
+    this.micTrack = track;
+    this.micOn = on;
+    track.enabled = on;
+    this.stream.addTrack(track);
+    track.addEventListener('ended', () => {
+      if (this.micTrack !== track) return;
+      this.micTrack = null;
+      this.stream.removeTrack(track);
+      this.emit('outgoing', { kind: 'audio', track: null });
+      this.emitState();
+    });
+    this.meter(track);
+  }
+
+  /** @param {MediaStreamTrack} track */
+  setCamTrack(track) {
+    const old = this.camTrack;
+    this.camTrack = track;
+    if (old) {
+      this.stream.removeTrack(old);
+      old.stop();
+    }
+    track.addEventListener('ended', () => {
+      // Unplugged, or revoked: same as turning it off.
+      if (this.camTrack === track) void this.setCam(false);
+    });
+    if (!this.screenTrack) {
+      this.stream.addTrack(track);
+      this.emit('outgoing', { kind: 'video', track });
+    }
+  }
+
+  /** @param {MediaStreamTrack} track */
+  meter(track) {
+    try {
+      if (!this.audioCtx) this.audioCtx = new AudioContext();
+      this.source?.disconnect();
+      this.analyser = this.audioCtx.createAnalyser();
+      this.analyser.fftSize = 1024;
+      this.analyser.smoothingTimeConstant = 0.3;
+      this.samples = new Float32Array(this.analyser.fftSize);
+      this.source = this.audioCtx.createMediaStreamSource(new MediaStream([track]));
+      this.source.connect(this.analyser);
+    } catch {
+      this.analyser = null; // no Web Audio: no meter, nothing else lost
+    }
+  }
+
+  emitState() {
+    this.emit('state', this.state);
+  }
+}
+
+/**
+ * @param {Kind} kind
+ * @param {unknown} err
+ * @returns {MediaProblem}
+ */
+function problemFor(kind, err) {
+  const name = err instanceof DOMException || err instanceof Error ? err.name : '';
+  const video = kind === 'video';
+  if (name === 'NotAllowedError' || name === 'SecurityError') return video ? 'cameraDenied' : 'micDenied';
+  if (name === 'NotReadableError' || name === 'AbortError') return video ? 'cameraBusy' : 'micBusy';
+  return video ? 'noCamera' : 'noMic';
+}

@@ -1,0 +1,307 @@
+// The mesh: one Peer per remote participant, driven by the signalling events.
+//
+// - `joined` (fresh): connect to every participant already there (we offer first);
+//   `newParticipant`: make a peer and wait for the newcomer's offer;
+//   `participantLeft` or a `peerNotFound` refusal: that peer is gone;
+//   `joined` after a resume: same id, so keep the peers, drop the ones that left meanwhile,
+//   add the ones that came, and restart ICE on the rest (the network may have changed);
+//   `resumeFailed`: our id is gone, drop every peer; the fresh `joined` rebuilds the mesh.
+// - Local media changes are swapped into every peer; local state and chat go out on every
+//   data channel.
+// - Bandwidth: the upload budget is split over the N-1 outgoing video streams (see
+//   splitBudget and targetHeight; docs/web.md has the numbers), revisited when the mesh
+//   changes and every few seconds from each connection's availableOutgoingBitrate.
+//
+// No DOM here: the page listens to the events.
+
+import { Emitter } from './emitter.js';
+import { Peer, describe } from './peer.js';
+import { MAX_CHAT_CHARS } from './protocol.js';
+
+/** @typedef {import('./protocol.js').PeerState} PeerState */
+/** @typedef {import('./protocol.js').Joined} Joined */
+/** @typedef {import('./signaling.js').Signaling} Signaling */
+/** @typedef {import('./media.js').Media} Media */
+/** @typedef {import('./peer.js').PeerSummary} PeerSummary */
+
+/** Total upload for outgoing video, bits/s: fits a modest home uplink with room for audio. */
+export const VIDEO_BUDGET_BPS = 2_500_000;
+/** No single stream gets more than this, bits/s. */
+export const PER_PEER_MAX_BPS = 2_500_000;
+/** No stream is squeezed below this, bits/s (below it video is not worth sending). */
+export const PER_PEER_MIN_BPS = 150_000;
+/** Headroom over a connection's bandwidth estimate, so the estimate can still grow. */
+const ESTIMATE_HEADROOM = 1.25;
+const STATS_EVERY_MS = 5_000;
+
+/**
+ * @typedef {object} RoomEvents
+ * @property {{ selfId: string, resumed: boolean, count: number }} joined
+ * @property {string} peerAdded
+ * @property {string} peerRemoved
+ * @property {{ id: string, stream: MediaStream }} peerStream
+ * @property {{ id: string, state: PeerState }} peerState
+ * @property {{ id: string, state: RTCPeerConnectionState }} peerConnection
+ * @property {{ id: string, reason: string }} peerFailed
+ * @property {{ id: string, relayed: boolean }} peerRelayed
+ * @property {{ from: string | null, name: string, text: string, at: number }} chat  from null = us
+ */
+
+/** @extends {Emitter<RoomEvents>} */
+export class Room extends Emitter {
+  /**
+   * @param {object} opts
+   * @param {Signaling} opts.signaling
+   * @param {Media} opts.media
+   * @param {() => PeerState} opts.localState  what we tell peers about ourselves
+   */
+  constructor(opts) {
+    super();
+    this.signaling = opts.signaling;
+    this.media = opts.media;
+    this.localState = opts.localState;
+    /** @type {Map<string, Peer>} */
+    this.peers = new Map();
+    /** @type {Map<string, PeerState>} */
+    this.states = new Map();
+    /** @type {Map<string, number>} */
+    this.estimates = new Map();
+    /** @type {string | null} */
+    this.selfId = null;
+    /** @type {RTCIceServer[]} */
+    this.iceServers = [];
+    this.left = false;
+
+    const sig = this.signaling;
+    sig.on('joined', (msg) => this.onJoined(msg));
+    sig.on('resumeFailed', () => this.dropAll());
+    sig.on('newParticipant', (id) => {
+      if (this.selfId && id !== this.selfId && !this.peers.has(id)) this.addPeer(id, false);
+    });
+    sig.on('participantLeft', (id) => this.removePeer(id));
+    sig.on('signal', ({ from, data }) => {
+      if (!this.selfId || from === this.selfId) return;
+      // A signal can beat its `newParticipant` only in theory; make the peer either way.
+      const peer = this.peers.get(from) ?? this.addPeer(from, false);
+      if ('state' in data) this.setState(from, data.state);
+      else peer.handleSignal(data);
+    });
+    sig.on('error', (err) => {
+      if (err.code === 'peerNotFound' && err.peerId) this.removePeer(err.peerId);
+    });
+
+    this.media.on('outgoing', ({ kind, track }) => {
+      for (const p of this.peers.values()) void p.setOutgoing(kind, track);
+      if (kind === 'video') void this.rebalance();
+    });
+
+    this.statsTimer = setInterval(() => void this.refreshStats(), STATS_EVERY_MS);
+  }
+
+  /** Tell every peer our current state (name, mic, camera, screen). */
+  broadcastState() {
+    const state = this.localState();
+    for (const p of this.peers.values()) p.send({ t: 'state', ...state });
+  }
+
+  /** Send a chat message to everyone; returns false for an empty one. @param {string} text */
+  sendChat(text) {
+    const clean = text.trim().slice(0, MAX_CHAT_CHARS);
+    if (!clean) return false;
+    const at = Date.now();
+    for (const p of this.peers.values()) p.send({ t: 'chat', text: clean, at });
+    this.emit('chat', { from: null, name: this.localState().name, text: clean, at });
+    return true;
+  }
+
+  /** The state a peer last told us, if any. @param {string} id */
+  stateOf(id) {
+    return this.states.get(id) ?? null;
+  }
+
+  /** Audio level per remote participant, 0..1. */
+  levels() {
+    /** @type {Map<string, number>} */
+    const out = new Map();
+    for (const [id, p] of this.peers) out.set(id, p.audioLevel());
+    return out;
+  }
+
+  /** @returns {Promise<Record<string, PeerSummary>>} */
+  async summaries() {
+    /** @type {Record<string, PeerSummary>} */
+    const out = {};
+    await Promise.all(
+      [...this.peers].map(async ([id, p]) => {
+        try {
+          out[id] = await p.summary();
+        } catch {
+          // closed while asking
+        }
+      }),
+    );
+    return out;
+  }
+
+  /** Leave the call: the room is told at once. */
+  leave() {
+    this.left = true;
+    clearInterval(this.statsTimer);
+    this.signaling.leave();
+    this.dropAll();
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  /** @param {Joined} msg */
+  onJoined(msg) {
+    this.iceServers = msg.iceServers;
+    if (msg.resumed && msg.connectionId === this.selfId) {
+      const present = new Set(msg.participants);
+      for (const id of [...this.peers.keys()]) if (!present.has(id)) this.removePeer(id);
+      for (const p of this.peers.values()) p.restartIce();
+      for (const id of msg.participants) if (!this.peers.has(id) && id !== this.selfId) this.addPeer(id, true);
+    } else {
+      if (this.selfId !== msg.connectionId) this.dropAll();
+      this.selfId = msg.connectionId;
+      for (const id of msg.participants) if (!this.peers.has(id) && id !== this.selfId) this.addPeer(id, true);
+    }
+    this.emit('joined', { selfId: msg.connectionId, resumed: msg.resumed, count: this.peers.size + 1 });
+  }
+
+  /** @param {string} id @param {boolean} initiator */
+  addPeer(id, initiator) {
+    const selfId = /** @type {string} */ (this.selfId);
+    const peer = new Peer({
+      selfId,
+      peerId: id,
+      iceServers: this.iceServers,
+      initiator,
+      local: {
+        stream: this.media.stream,
+        audio: this.media.outgoing('audio'),
+        video: this.media.outgoing('video'),
+      },
+      sendSignal: (data) => this.signaling.signal(id, data),
+    });
+    this.peers.set(id, peer);
+    peer.on('channelOpen', () => peer.send({ t: 'state', ...this.localState() }));
+    peer.on('message', (msg) => {
+      if (msg.t === 'state') {
+        const { t: _t, ...state } = msg;
+        this.setState(id, state);
+      } else {
+        const name = this.states.get(id)?.name || 'Someone';
+        this.emit('chat', { from: id, name, text: msg.text, at: msg.at });
+      }
+    });
+    peer.on('remoteStream', (stream) => this.emit('peerStream', { id, stream }));
+    peer.on('connectionState', (state) => {
+      this.emit('peerConnection', { id, state });
+      if (state === 'connected') void this.rebalance();
+    });
+    peer.on('failed', ({ reason }) => this.emit('peerFailed', { id, reason }));
+    peer.on('relayed', (relayed) => this.emit('peerRelayed', { id, relayed }));
+    peer.on('problem', (words) => console.warn(`meshcall: peer ${id}: ${words}`));
+    this.emit('peerAdded', id);
+    // Hello: our name and state, so the other side can label us before media connects.
+    this.signaling.signal(id, { state: this.localState() });
+    void this.rebalance();
+    return peer;
+  }
+
+  /** @param {string} id @param {PeerState} state */
+  setState(id, state) {
+    if (!this.peers.has(id)) return;
+    this.states.set(id, state);
+    this.emit('peerState', { id, state });
+  }
+
+  /** @param {string} id */
+  removePeer(id) {
+    const peer = this.peers.get(id);
+    if (!peer) return;
+    peer.close();
+    this.peers.delete(id);
+    this.states.delete(id);
+    this.estimates.delete(id);
+    this.emit('peerRemoved', id);
+    void this.rebalance();
+  }
+
+  dropAll() {
+    for (const id of [...this.peers.keys()]) this.removePeer(id);
+  }
+
+  async refreshStats() {
+    if (this.peers.size === 0) return;
+    const all = await this.summaries();
+    for (const [id, s] of Object.entries(all)) {
+      if (s.availableOutgoingBitrate !== null) this.estimates.set(id, s.availableOutgoingBitrate);
+    }
+    await this.rebalance();
+  }
+
+  /** Apply the budget split to every outgoing video stream. */
+  async rebalance() {
+    const ids = [...this.peers.keys()];
+    if (ids.length === 0) return;
+    const caps = ids.map((id) => {
+      const e = this.estimates.get(id);
+      return e === undefined ? Infinity : e * ESTIMATE_HEADROOM;
+    });
+    const rates = splitBudget(VIDEO_BUDGET_BPS, caps, PER_PEER_MIN_BPS, PER_PEER_MAX_BPS);
+    const track = this.media.outgoing('video');
+    const screen = !!this.media.screenTrack;
+    const height = track?.getSettings().height ?? 720;
+    await Promise.all(
+      ids.map(async (id, i) => {
+        const peer = this.peers.get(id);
+        if (!peer) return;
+        const target = screen ? 1080 : targetHeight(rates[i]);
+        const scale = Math.max(1, Math.round((height / target) * 100) / 100);
+        try {
+          await peer.setVideoLimits({ maxBitrate: rates[i], scaleResolutionDownBy: scale });
+        } catch (err) {
+          console.warn(`meshcall: limits for ${id}: ${describe(err)}`);
+        }
+      }),
+    );
+  }
+}
+
+/**
+ * Split `budget` over streams, each limited by its own cap (what its path can carry),
+ * fairly: the most constrained streams are served first and what they cannot use goes
+ * to the rest ("water filling"). Every share is kept within [min, max].
+ * @param {number} budget
+ * @param {number[]} caps  per stream; Infinity when unknown
+ * @param {number} min
+ * @param {number} max
+ * @returns {number[]} bits/s per stream, in the order of `caps`
+ */
+export function splitBudget(budget, caps, min, max) {
+  const order = caps.map((c, i) => ({ c, i })).sort((a, b) => a.c - b.c);
+  const out = new Array(caps.length).fill(min);
+  let remaining = budget;
+  let left = caps.length;
+  for (const { c, i } of order) {
+    const fair = remaining / left;
+    const share = Math.max(min, Math.min(fair, c, max));
+    out[i] = Math.round(share);
+    remaining = Math.max(0, remaining - share);
+    left -= 1;
+  }
+  return out;
+}
+
+/**
+ * The picture height worth sending at a bitrate (camera video, 30 fps, VP8/H.264-ish).
+ * @param {number} bps
+ */
+export function targetHeight(bps) {
+  if (bps >= 1_200_000) return 720;
+  if (bps >= 600_000) return 540;
+  if (bps >= 300_000) return 360;
+  return 240;
+}

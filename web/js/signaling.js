@@ -1,0 +1,350 @@
+// The signalling client: one WebSocket to the service, kept alive and brought back.
+//
+// - connects and joins the room; after a drop it reconnects with exponential backoff and
+//   jitter and sends `resume` with the latest token, so the room never sees us leave;
+// - when the service refuses the token (`resumeFailed`) it joins afresh on the same socket;
+// - pings every few minutes so the idle timeout (10 minutes) never fires, and treats a
+//   missing pong as a dead socket;
+// - queues outgoing `signal`s while the socket is down and sends them after a resume;
+// - publishes typed events; it knows nothing about peers or the page.
+//
+// Payloads are never logged: SDP and ICE candidates carry IP addresses.
+
+import { Emitter } from './emitter.js';
+import { parseServerMessage } from './protocol.js';
+
+/** @typedef {import('./protocol.js').ClientMessage} ClientMessage */
+/** @typedef {import('./protocol.js').Joined} Joined */
+/** @typedef {import('./protocol.js').ErrorMsg} ErrorMsg */
+/** @typedef {import('./protocol.js').SignalData} SignalData */
+
+/**
+ * @typedef {'connecting' | 'joining' | 'joined' | 'waiting' | 'closed'} SignalingState
+ *   waiting: the socket is down and the next attempt is scheduled (`retryAt`).
+ */
+/**
+ * @typedef {object} Status
+ * @property {SignalingState} state
+ * @property {number} failures  consecutive attempts that did not reach `joined`
+ * @property {number | null} retryAt  epoch ms of the next attempt while waiting
+ * @property {boolean} everJoined
+ */
+/**
+ * @typedef {object} SignalingEvents
+ * @property {Joined} joined  on every joined, fresh or resumed
+ * @property {ErrorMsg} resumeFailed  the token was refused; a fresh join follows
+ * @property {string} newParticipant
+ * @property {string} participantLeft
+ * @property {{ from: string, data: SignalData }} signal
+ * @property {ErrorMsg} error  every other refusal (peerNotFound, rateLimited, ...)
+ * @property {ErrorMsg} fatal  the room cannot be joined (roomFull, invalidRoomId); stopped
+ * @property {Status} status
+ */
+
+/** Refusals after which retrying the same join is pointless. */
+const FATAL = new Set(['roomFull', 'invalidRoomId']);
+
+/**
+ * @typedef {object} SignalingOptions
+ * @property {string} url  ws:// or wss:// URL of the service
+ * @property {string} roomId
+ * @property {number} [pingIntervalMs]  keep-alive period (default 5 minutes)
+ * @property {number} [pongTimeoutMs]  a ping unanswered this long means the socket is dead
+ * @property {number} [joinTimeoutMs]  an open socket not joined this long is retried
+ * @property {number} [backoffBaseMs]  first retry delay (before jitter)
+ * @property {number} [backoffMaxMs]  longest retry delay
+ * @property {number} [queueLimit]  most signals kept while the socket is down
+ */
+
+/** @extends {Emitter<SignalingEvents>} */
+export class Signaling extends Emitter {
+  /** @param {SignalingOptions} opts */
+  constructor(opts) {
+    super();
+    this.url = opts.url;
+    this.roomId = opts.roomId;
+    this.pingIntervalMs = opts.pingIntervalMs ?? 5 * 60_000;
+    this.pongTimeoutMs = opts.pongTimeoutMs ?? 20_000;
+    this.joinTimeoutMs = opts.joinTimeoutMs ?? 10_000;
+    this.backoffBaseMs = opts.backoffBaseMs ?? 500;
+    this.backoffMaxMs = opts.backoffMaxMs ?? 10_000;
+    this.queueLimit = opts.queueLimit ?? 500;
+
+    /** @type {WebSocket | null} */
+    this.ws = null;
+    /** @type {SignalingState} */
+    this.state = 'closed';
+    /** The latest resume token; null before the first join and after a refusal. */
+    /** @type {string | null} */
+    this.token = null;
+    /** @type {string | null} */
+    this.selfId = null;
+    this.failures = 0;
+    this.everJoined = false;
+    /** @type {number | null} */
+    this.retryAt = null;
+    this.stopped = true;
+    /** @type {{ to: string, data: SignalData }[]} */
+    this.queue = [];
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.retryTimer = undefined;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.joinTimer = undefined;
+    /** @type {ReturnType<typeof setInterval> | undefined} */
+    this.pingTimer = undefined;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.pongTimer = undefined;
+  }
+
+  /** Connect and join the room. */
+  start() {
+    this.stopped = false;
+    this.open();
+  }
+
+  /** Skip the backoff wait and try now (a retry button, the browser coming back online). */
+  reconnectNow() {
+    if (this.stopped || this.state !== 'waiting') return;
+    clearTimeout(this.retryTimer);
+    this.open();
+  }
+
+  /**
+   * Send a `signal` to one peer; kept for later while the socket is down.
+   * @param {string} to
+   * @param {SignalData} data
+   */
+  signal(to, data) {
+    if (this.state === 'joined' && this.ws && this.ws.readyState === WebSocket.OPEN) {
+      this.send({ action: 'signal', to, data });
+    } else if (this.queue.length < this.queueLimit) {
+      this.queue.push({ to, data });
+    }
+  }
+
+  /** Leave cleanly: the room is told at once, and nothing reconnects. */
+  leave() {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.clearTimers();
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      detach(ws);
+      if (ws.readyState === WebSocket.OPEN) {
+        ws.send(JSON.stringify({ action: 'leaveRoom' }));
+        ws.close(1000, 'leave');
+      } else {
+        ws.close();
+      }
+    }
+    this.queue = [];
+    this.setState('closed');
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  open() {
+    this.clearTimers();
+    this.retryAt = null;
+    this.setState('connecting');
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch {
+      this.dropped();
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => {
+      performance.mark('meshcall:socket-open');
+      this.setState('joining');
+      if (this.token) {
+        this.send({ action: 'resume', token: this.token });
+      } else {
+        this.send({ action: 'joinRoom', roomId: this.roomId });
+      }
+      this.joinTimer = setTimeout(() => this.abandon(), this.joinTimeoutMs);
+    };
+    ws.onmessage = (ev) => {
+      if (typeof ev.data === 'string') this.receive(ev.data);
+    };
+    ws.onclose = () => this.dropped();
+    // An error is always followed by close; the close handler does the work.
+    ws.onerror = () => {};
+  }
+
+  /** @param {string} text */
+  receive(text) {
+    const msg = parseServerMessage(text);
+    if (!msg) return;
+    switch (msg.type) {
+      case 'joined':
+        this.joinedWith(msg);
+        break;
+      case 'newParticipant':
+        this.emit('newParticipant', msg.participantConnectionId);
+        break;
+      case 'participantLeft':
+        this.emit('participantLeft', msg.participantConnectionId);
+        break;
+      case 'signal':
+        this.emit('signal', { from: msg.from, data: msg.data });
+        break;
+      case 'pong':
+        clearTimeout(this.pongTimer);
+        this.pongTimer = undefined;
+        break;
+      case 'error':
+        this.refused(msg);
+        break;
+    }
+  }
+
+  /** @param {Joined} msg */
+  joinedWith(msg) {
+    clearTimeout(this.joinTimer);
+    const resumed = msg.resumed && msg.connectionId === this.selfId;
+    if (!resumed) this.queue = [];
+    this.selfId = msg.connectionId;
+    this.token = msg.resumeToken ?? null;
+    this.failures = 0;
+    this.everJoined = true;
+    this.setState('joined');
+    this.startPinging();
+    this.emit('joined', { ...msg, resumed });
+    const queued = this.queue;
+    this.queue = [];
+    for (const { to, data } of queued) this.send({ action: 'signal', to, data });
+  }
+
+  /** @param {ErrorMsg} msg */
+  refused(msg) {
+    if (msg.code === 'resumeFailed') {
+      this.token = null;
+      this.queue = [];
+      this.emit('resumeFailed', msg);
+      this.send({ action: 'joinRoom', roomId: this.roomId });
+      return;
+    }
+    if (FATAL.has(msg.code) && this.state !== 'joined') {
+      this.emit('fatal', msg);
+      this.leave();
+      return;
+    }
+    if (msg.code === 'rateLimited' && this.state === 'joining') {
+      // The join itself may have been dropped: ask again shortly.
+      setTimeout(() => {
+        if (this.state === 'joining') this.send({ action: 'joinRoom', roomId: this.roomId });
+      }, 1000);
+    }
+    this.emit('error', msg);
+  }
+
+  startPinging() {
+    clearInterval(this.pingTimer);
+    this.pingTimer = setInterval(() => {
+      this.send({ action: 'ping' });
+      if (this.pongTimer === undefined) {
+        this.pongTimer = setTimeout(() => this.abandon(), this.pongTimeoutMs);
+      }
+    }, this.pingIntervalMs);
+  }
+
+  /**
+   * The socket looks dead (no pong, no joined): give it up and reconnect.
+   * While we hold a participant (joined, or a resume is pending) the old socket gets no
+   * close frame: that would be a clean leave. The resume on the next socket takes the
+   * participant over and the service closes the old one. A socket that only asked to join
+   * is closed cleanly, so that a late join does not linger.
+   */
+  abandon() {
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      detach(ws);
+      if (!this.token) ws.close();
+    }
+    this.dropped();
+  }
+
+  /** The socket is gone (or never opened); schedule the next attempt. */
+  dropped() {
+    if (this.ws) detach(this.ws);
+    this.ws = null;
+    this.clearTimers();
+    if (this.stopped) return;
+    const delay = backoff(this.failures, this.backoffBaseMs, this.backoffMaxMs);
+    this.failures += 1;
+    this.retryAt = Date.now() + delay;
+    this.setState('waiting');
+    this.retryTimer = setTimeout(() => this.open(), delay);
+  }
+
+  /** @param {ClientMessage} msg */
+  send(msg) {
+    const ws = this.ws;
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+  }
+
+  /** @param {SignalingState} state */
+  setState(state) {
+    this.state = state;
+    this.emit('status', {
+      state,
+      failures: this.failures,
+      retryAt: this.retryAt,
+      everJoined: this.everJoined,
+    });
+  }
+
+  clearTimers() {
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.joinTimer);
+    clearInterval(this.pingTimer);
+    clearTimeout(this.pongTimer);
+    this.pongTimer = undefined;
+  }
+}
+
+/**
+ * Delay before attempt `n` (0 = first retry): exponential, capped, with "equal jitter"
+ * (half fixed, half random), so a room that lost its server does not come back in lockstep.
+ * @param {number} n
+ * @param {number} baseMs
+ * @param {number} maxMs
+ */
+export function backoff(n, baseMs, maxMs) {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(n, 20));
+  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+}
+
+/** @param {WebSocket} ws */
+function detach(ws) {
+  ws.onopen = null;
+  ws.onmessage = null;
+  ws.onclose = null;
+  ws.onerror = null;
+}
+
+/**
+ * The service URL: `wsUrl` from /config.json when the deployment sets one (on AWS, the API
+ * Gateway stage), else /ws on this page's host.
+ * @returns {Promise<string>}
+ */
+export async function signalingUrl() {
+  try {
+    const res = await fetch('/config.json', { cache: 'no-store' });
+    if (res.ok) {
+      /** @type {unknown} */
+      const cfg = await res.json();
+      if (cfg && typeof cfg === 'object' && 'wsUrl' in cfg && typeof cfg.wsUrl === 'string' && cfg.wsUrl) {
+        return cfg.wsUrl;
+      }
+    }
+  } catch {
+    // No config: the self-hosted default below.
+  }
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  return `${scheme}://${location.host}/ws`;
+}

@@ -1,0 +1,292 @@
+// The video grid: one tile per participant, laid out to fill the stage.
+//
+// Layout: for n tiles in a W x H stage, try every column count and a few tile shapes and
+// keep the one showing the most picture. Video fills its tile (object-fit: cover), so a
+// tile far from the camera's 16:9 crops it; a shape's score is its area times the square
+// root of the share of a 16:9 picture it shows. Wide stages use 16:9 and 4:3 tiles only;
+// a phone held upright may also get square and 3:4 tiles.
+//
+// DOM contract used by the browser tests: `.tile[data-peer=<id>]` (remote) and
+// `.tile[data-self]`; remote <video data-peer=<id>>; `data-mic-off`, `data-cam-off`,
+// `data-screen` on a tile; the name in `.tile-name`.
+
+import { icons } from './icons.js';
+
+const GAP = 10;
+const CAMERA_ASPECT = 16 / 9;
+const WIDE_SHAPES = [16 / 9, 4 / 3];
+const ALL_SHAPES = [16 / 9, 4 / 3, 1, 3 / 4];
+
+/**
+ * @param {number} n
+ * @param {number} width
+ * @param {number} height
+ * @param {number} gap
+ * @returns {{ cols: number, w: number, h: number }}
+ */
+export function bestLayout(n, width, height, gap) {
+  let best = { cols: 1, w: 0, h: 0, score: -1 };
+  const shapes = height > width ? ALL_SHAPES : WIDE_SHAPES;
+  for (const aspect of shapes) {
+    const shown = Math.min(aspect, CAMERA_ASPECT) / Math.max(aspect, CAMERA_ASPECT);
+    const weight = Math.sqrt(shown);
+    for (let cols = 1; cols <= Math.max(1, n); cols++) {
+      const rows = Math.ceil(n / cols);
+      const maxW = (width - gap * (cols - 1)) / cols;
+      const maxH = (height - gap * (rows - 1)) / rows;
+      const w = Math.min(maxW, maxH * aspect);
+      if (w <= 0) continue;
+      const h = w / aspect;
+      const score = w * h * weight;
+      if (score > best.score) best = { cols, w, h, score };
+    }
+  }
+  return { cols: best.cols, w: Math.floor(best.w), h: Math.floor(best.h) };
+}
+
+/** A pleasant colour per participant, stable for an id. @param {string} id */
+function hue(id) {
+  let h = 0;
+  for (let i = 0; i < id.length; i++) h = (h * 31 + id.charCodeAt(i)) % 360;
+  return h;
+}
+
+/** @param {string} name */
+function initials(name) {
+  const parts = name.trim().split(/\s+/).filter(Boolean);
+  if (parts.length === 0) return '?';
+  const first = [...parts[0]][0] ?? '';
+  const last = parts.length > 1 ? ([...parts[parts.length - 1]][0] ?? '') : '';
+  return (first + last).toUpperCase();
+}
+
+/**
+ * @typedef {object} TileHooks
+ * @property {(video: HTMLVideoElement) => void} [firstFrame]  the first frame was painted
+ * @property {(tile: Tile) => void} [autoplayBlocked]  sound needs a click
+ */
+
+export class Tile {
+  /**
+   * @param {{ id: string | null, name: string, hooks?: TileHooks }} opts  id null: our own tile
+   */
+  constructor(opts) {
+    this.id = opts.id;
+    this.hooks = opts.hooks ?? {};
+    this.self = opts.id === null;
+    this.needsSound = false;
+    this.framed = false;
+
+    const el = document.createElement('div');
+    el.className = 'tile';
+    if (opts.id === null) el.dataset.self = '';
+    else el.dataset.peer = opts.id;
+    el.style.setProperty('--hue', String(hue(opts.id ?? 'self')));
+
+    const video = document.createElement('video');
+    video.autoplay = true;
+    video.playsInline = true;
+    if (this.self) {
+      video.muted = true;
+      video.classList.add('mirrored');
+    } else {
+      video.dataset.peer = /** @type {string} */ (opts.id);
+    }
+
+    const avatar = document.createElement('div');
+    avatar.className = 'tile-avatar';
+    const initialsEl = document.createElement('span');
+    avatar.append(initialsEl);
+
+    const status = document.createElement('div');
+    status.className = 'tile-status';
+    status.hidden = true;
+
+    const badges = document.createElement('div');
+    badges.className = 'tile-badges';
+    const relay = document.createElement('span');
+    relay.className = 'badge tile-relay';
+    relay.textContent = 'Relayed (TURN)';
+    relay.title = 'A direct connection was not possible; media goes through a TURN relay server.';
+    relay.hidden = true;
+    const presenting = document.createElement('span');
+    presenting.className = 'badge tile-presenting';
+    presenting.textContent = this.self ? 'You are presenting' : 'Presenting';
+    badges.append(presenting, relay);
+
+    const footer = document.createElement('div');
+    footer.className = 'tile-footer';
+    const micIcon = document.createElement('span');
+    micIcon.className = 'tile-mic';
+    micIcon.innerHTML = icons.micOff;
+    micIcon.title = 'Muted';
+    const nameEl = document.createElement('span');
+    nameEl.className = 'tile-name';
+    footer.append(micIcon, nameEl);
+
+    el.append(video, avatar, status, badges, footer);
+    this.el = el;
+    this.video = video;
+    this.nameEl = nameEl;
+    this.initialsEl = initialsEl;
+    this.statusEl = status;
+    this.relayEl = relay;
+    this.setName(opts.name);
+  }
+
+  /** @param {string} name */
+  setName(name) {
+    const shown = name || 'Guest';
+    this.nameEl.textContent = this.self ? `${shown} (you)` : shown;
+    this.initialsEl.textContent = initials(shown);
+    this.el.setAttribute('aria-label', this.self ? `${shown} (you)` : shown);
+  }
+
+  /** @param {MediaStream} stream */
+  attach(stream) {
+    const v = this.video;
+    if (v.srcObject !== stream) v.srcObject = stream;
+    if (!this.self && !this.framed && 'requestVideoFrameCallback' in v) {
+      v.requestVideoFrameCallback(() => {
+        this.framed = true;
+        this.hooks.firstFrame?.(v);
+      });
+    }
+    this.play();
+  }
+
+  /** Our own tile: show this local video track, or nothing. @param {MediaStreamTrack | null} track */
+  showLocal(track) {
+    const current = this.video.srcObject instanceof MediaStream ? this.video.srcObject.getVideoTracks()[0] : null;
+    if (current === track) return;
+    this.video.srcObject = track ? new MediaStream([track]) : null;
+    if (track) this.play();
+  }
+
+  play() {
+    const v = this.video;
+    v.play().catch((err) => {
+      if (err instanceof DOMException && err.name === 'NotAllowedError' && !v.muted) {
+        // Autoplay with sound refused: play muted now, offer sound on a click.
+        v.muted = true;
+        this.needsSound = true;
+        this.hooks.autoplayBlocked?.(this);
+        v.play().catch(() => {});
+      }
+      // AbortError: a newer srcObject or pause() took over; nothing to do.
+    });
+  }
+
+  /** After a user gesture: turn the sound on that autoplay refused. */
+  enableSound() {
+    if (!this.needsSound) return;
+    this.needsSound = false;
+    this.video.muted = false;
+    this.play();
+  }
+
+  /** @param {string} attr @param {boolean} on */
+  flag(attr, on) {
+    if (on) this.el.setAttribute(attr, '');
+    else this.el.removeAttribute(attr);
+  }
+
+  /** @param {boolean} off */
+  setMicOff(off) {
+    this.flag('data-mic-off', off);
+  }
+
+  /** @param {boolean} off */
+  setCamOff(off) {
+    this.flag('data-cam-off', off);
+  }
+
+  /** @param {boolean} on */
+  setScreen(on) {
+    this.flag('data-screen', on);
+    if (this.self) this.video.classList.toggle('mirrored', !on);
+  }
+
+  /** @param {boolean} on */
+  setSpeaking(on) {
+    this.el.classList.toggle('speaking', on);
+  }
+
+  /** @param {boolean} on */
+  setRelayed(on) {
+    this.relayEl.hidden = !on;
+  }
+
+  /** A line over the tile ("Connecting…"), or null to hide it. @param {string | null} text */
+  setStatus(text) {
+    this.statusEl.hidden = text === null;
+    this.statusEl.textContent = text ?? '';
+  }
+
+  remove() {
+    this.video.srcObject = null;
+    this.el.remove();
+  }
+}
+
+export class Grid {
+  /** @param {HTMLElement} el  the #grid element; its parent is measured */
+  constructor(el) {
+    this.el = el;
+    /** @type {Map<string, Tile>} key: peer id, or "" for our own tile */
+    this.tiles = new Map();
+    const stage = el.parentElement ?? el;
+    this.stage = stage;
+    this.observer = new ResizeObserver(() => this.layout());
+    this.observer.observe(stage);
+  }
+
+  /** @param {Tile} tile */
+  add(tile) {
+    const key = tile.id ?? '';
+    this.tiles.get(key)?.remove();
+    this.tiles.set(key, tile);
+    this.el.append(tile.el);
+    this.layout();
+    return tile;
+  }
+
+  /** @param {string} id */
+  get(id) {
+    return this.tiles.get(id) ?? null;
+  }
+
+  /** @param {string} id */
+  remove(id) {
+    const tile = this.tiles.get(id);
+    if (!tile) return;
+    this.tiles.delete(id);
+    tile.remove();
+    this.layout();
+  }
+
+  /** Remove every tile, ours included. */
+  clear() {
+    for (const tile of this.tiles.values()) tile.remove();
+    this.tiles.clear();
+  }
+
+  layout() {
+    const n = this.tiles.size;
+    const style = getComputedStyle(this.stage);
+    const padX = parseFloat(style.paddingLeft) + parseFloat(style.paddingRight);
+    const padY = parseFloat(style.paddingTop) + parseFloat(style.paddingBottom);
+    const width = this.stage.clientWidth - padX;
+    const height = this.stage.clientHeight - padY;
+    if (n === 0 || width <= 0 || height <= 0) return;
+    // A phone held upright: our own tile floats small in a corner, the others share the stage.
+    const pip = n >= 2 && width < 560 && height > width && this.tiles.has('');
+    this.el.classList.toggle('pip', pip);
+    const { cols, w, h } = bestLayout(pip ? n - 1 : n, width, height, GAP);
+    this.el.style.setProperty('--tile-w', `${w}px`);
+    this.el.style.setProperty('--tile-h', `${h}px`);
+    this.el.style.setProperty('--gap', `${GAP}px`);
+    this.el.style.maxWidth = `${cols * w + (cols - 1) * GAP}px`;
+    this.el.dataset.count = String(n);
+  }
+}
