@@ -1,0 +1,76 @@
+// 2-, 3- and 4-person calls: everyone sees everyone, in the right colour, media keeps
+// flowing over loopback, and no errors. Records the last joiner's time from opening the
+// room URL to its first remote frame; screenshots the 4-person room at desktop and phone width.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { startServer } from './lib/server.js';
+import { ARTIFACTS, launchBrowser, roomName, withCall, writeArtifact } from './lib/call.js';
+
+/** @type {import('playwright-core').Browser} */
+let browser;
+/** @type {import('./lib/server.js').Server} */
+let server;
+/** @type {{ n: number, firstRemoteFrameMs: number, allRemoteFramesMs: number, joinedMs: number, steps: Record<string, number> }[]} */
+const timings = [];
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+  if (timings.length) {
+    const rows = timings.map((t) => `| ${t.n} | ${t.joinedMs} | ${t.firstRemoteFrameMs} | ${t.allRemoteFramesMs} | ${Object.entries(t.steps).map(([k, v]) => `${k} ${v}`).join(', ')} |`);
+    console.log(['', 'last joiner, ms from page.goto(room URL):', '| N | joined | first remote frame | all remote frames | steps |', '|---|---|---|---|---|', ...rows].join('\n'));
+    writeArtifact('timings.json', timings);
+  }
+});
+
+for (const n of [2, 3, 4]) {
+  test(`${n}-person call: every participant sees every other in the right colour`, { timeout: 120_000 }, async () => {
+    await withCall(browser, server, roomName(`mesh${n}`), async (call) => {
+      for (let i = 0; i < n; i++) await call.join(`P${i}`);
+      const last = call.all[n - 1];
+      await call.waitForMesh();
+
+      // Timing: goto -> joined, goto -> first and all remote frames, for the last joiner.
+      const t = await last.page.evaluate(() => {
+        // Where the time went: navigation timing and the app's own marks, as epoch ms.
+        const nav = /** @type {PerformanceNavigationTiming} */ (performance.getEntriesByType('navigation')[0]);
+        /** @type {Record<string, number>} */
+        const at = {};
+        if (nav) {
+          at.response = performance.timeOrigin + nav.responseEnd;
+          at.domContentLoaded = performance.timeOrigin + nav.domContentLoadedEventEnd;
+        }
+        for (const m of performance.getEntriesByType('mark')) at[m.name.replace(/^meshcall:/, '')] = performance.timeOrigin + m.startTime;
+        return { joinedAt: window.T.joinedAt, frames: window.T.firstFrameAt, at };
+      });
+      const frames = Object.values(t.frames);
+      assert.equal(frames.length, n - 1, `last joiner firstFrameAt ${JSON.stringify(t.frames)}`);
+      timings.push({
+        n,
+        joinedMs: t.joinedAt - last.t0,
+        firstRemoteFrameMs: Math.min(...frames) - last.t0,
+        allRemoteFramesMs: Math.max(...frames) - last.t0,
+        steps: Object.fromEntries(Object.entries(t.at).map(([k, v]) => [k, Math.round(v - last.t0)])),
+      });
+
+      await call.waitForColours();
+      await call.waitForMediaFlow();
+      await call.assertNoErrors();
+
+      if (n === 4) {
+        await last.page.screenshot({ path: path.join(ARTIFACTS, 'room-4-1280x720.png') });
+        await last.page.setViewportSize({ width: 390, height: 844 });
+        // The grid re-lays itself out; wait until every remote video is still painted.
+        await call.waitForMesh();
+        await last.page.screenshot({ path: path.join(ARTIFACTS, 'room-4-390x844.png') });
+      }
+    });
+  });
+}

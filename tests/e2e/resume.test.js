@@ -1,0 +1,83 @@
+// A blip is not a departure: every signalling socket is cut without a close frame (a relay
+// in front of the server drops its TCP connections). Each page resumes with its token: same
+// id, same room, nobody's tile goes away, and the call carries on.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer } from './lib/server.js';
+import { Relay } from './lib/proxy.js';
+import { launchBrowser, roomName, withCall } from './lib/call.js';
+
+/** @type {import('playwright-core').Browser} */
+let browser;
+/** @type {import('./lib/server.js').Server} */
+let server;
+/** @type {Relay} */
+let relay;
+
+before(async () => {
+  server = await startServer();
+  relay = await new Relay(server.port).start();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await relay?.stop();
+  await server?.stop();
+});
+
+test('signalling sockets cut without a close frame: everyone resumes, nobody leaves', { timeout: 120_000 }, async () => {
+  const room = roomName('resume');
+  await withCall(browser, server, room, async (call) => {
+    for (let i = 0; i < 3; i++) await call.join(`P${i}`, { url: `${relay.origin}/r/${room}?name=P${i}` });
+    await call.waitForMesh();
+    await call.waitForColours();
+
+    // From now on, record every remote tile that leaves a grid.
+    const before = [];
+    for (const p of call.live) {
+      before.push(await p.page.evaluate(() => {
+        const w = /** @type {any} */ (window);
+        w.__removedTiles = [];
+        new MutationObserver((records) => {
+          for (const r of records) {
+            for (const n of r.removedNodes) {
+              if (n instanceof HTMLElement && n.matches('.tile[data-peer]')) w.__removedTiles.push(n.dataset.peer);
+            }
+          }
+        }).observe(/** @type {Node} */ (document.querySelector('#grid')), { childList: true, subtree: true });
+        return window.T.joinedAt;
+      }));
+    }
+
+    const cut = relay.cut();
+    call.lap(`cut ${cut} connections`);
+    assert.ok(cut >= 3, `expected at least the 3 signalling sockets, cut ${cut}`);
+
+    // Each page gets `joined` again (resumed), with the same id.
+    await Promise.all(call.live.map((p, i) => p.page.waitForFunction((t) => window.T.joinedAt > t, before[i], { timeout: 30_000, polling: 100 })
+      .catch(async (e) => { throw new Error(`${p.name} did not resume: ${e.message}\n${await call.describe(p)}`); })));
+    call.lap('resumed');
+    for (const p of call.live) {
+      assert.equal(await p.page.evaluate(() => window.T.selfId), p.id, `${p.name} kept its id`);
+    }
+
+    await call.waitForMesh();
+    await call.waitForColours();
+    await call.waitForMediaFlow();
+    for (const p of call.live) {
+      const st = await p.page.evaluate(() => ({ removed: /** @type {any} */ (window).__removedTiles, notices: window.T.notices }));
+      assert.deepEqual(st.removed, [], `${p.name}: tiles left the grid during the blip`);
+      assert.ok(!st.notices.includes('resumeFailed'), `${p.name}: resume failed (${st.notices})`);
+    }
+    // The server saw no departure: nobody was told `participantLeft`, no token was refused,
+    // and all three are still members of the room.
+    const m = await server.metrics();
+    assert.equal(m['meshcall_messages_delivered_total{kind="participantLeft"}'], 0, 'participantLeft delivered');
+    assert.equal(m['meshcall_errors_total{code="resumeFailed"}'], 0, 'resumeFailed answered');
+    assert.equal(m.meshcall_room_members, 3);
+    assert.equal(m['meshcall_messages_delivered_total{kind="joined"}'], 6, '3 joins and 3 resumes');
+    await call.assertNoErrors();
+  });
+});
