@@ -68,6 +68,11 @@ pub struct Settings {
     #[arg(long, env = "MESHCALL_TURN_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
     pub turn_ttl: Duration,
 
+    /// Send all media through the TURN servers (the app sets `iceTransportPolicy: "relay"`),
+    /// so peers never see each other's addresses. Needs `--turn`.
+    #[arg(long, env = "MESHCALL_FORCE_RELAY", requires = "turn")]
+    pub force_relay: bool,
+
     /// Allowed `Origin` of WebSocket clients (repeat, or separate with commas); none means
     /// any origin. Others get 403.
     #[arg(

@@ -10,11 +10,13 @@ use std::fmt::Write as _;
 
 use axum::{
     Json,
-    extract::Request,
+    extract::{Request, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use rust_embed::RustEmbed;
+
+use crate::app::AppState;
 
 #[derive(RustEmbed)]
 #[folder = "../../web/"]
@@ -26,13 +28,17 @@ pub async fn index(headers: HeaderMap) -> Response {
     serve("index.html", &headers)
 }
 
-/// `GET /config.json`: where the app finds its signalling endpoint. The self-hosted server
-/// says nothing, so the app uses `/ws` on its own origin; static hosting on AWS puts the
-/// API Gateway URL here.
-pub async fn config() -> Response {
+/// `GET /config.json`: the app's settings. `wsUrl` is never set here, so the app signals at
+/// `/ws` on its own origin (static hosting on AWS puts the API Gateway URL there);
+/// `iceTransportPolicy: "relay"` appears when the server forces media through TURN.
+pub async fn config(State(state): State<AppState>) -> Response {
+    let mut config = serde_json::Map::new();
+    if state.settings.force_relay {
+        config.insert("iceTransportPolicy".into(), "relay".into());
+    }
     (
         [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
-        Json(serde_json::json!({})),
+        Json(config),
     )
         .into_response()
 }

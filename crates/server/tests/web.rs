@@ -121,3 +121,22 @@ async fn paths_outside_the_app_are_not_served() {
     }
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn force_relay_tells_the_app_to_use_turn_only() {
+    let server = TestServer::with(&[
+        "--turn",
+        "turn:127.0.0.1:3478",
+        "--turn-secret",
+        "s",
+        "--force-relay",
+    ])
+    .await;
+    let (status, _, body) = server.get("/config.json").await;
+    assert_eq!((status, body.as_str()), (200, r#"{"iceTransportPolicy":"relay"}"#));
+    server.stop().await.unwrap();
+    assert!(
+        support::TestServer::try_settings(&["--force-relay"]).is_err(),
+        "forcing relay without TURN servers is refused"
+    );
+}

@@ -64,6 +64,11 @@ impl TestServer {
         }
     }
 
+    /// Parses flags as `meshcall` would, without starting anything.
+    pub fn try_settings(flags: &[&str]) -> Result<Settings, clap::Error> {
+        Settings::try_parse_from(std::iter::once("meshcall").chain(flags.iter().copied()))
+    }
+
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
     }
