@@ -133,7 +133,10 @@ async fn force_relay_tells_the_app_to_use_turn_only() {
     ])
     .await;
     let (status, _, body) = server.get("/config.json").await;
-    assert_eq!((status, body.as_str()), (200, r#"{"iceTransportPolicy":"relay"}"#));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"iceTransportPolicy":"relay"}"#)
+    );
     server.stop().await.unwrap();
     assert!(
         support::TestServer::try_settings(&["--force-relay"]).is_err(),

@@ -1,0 +1,315 @@
+//! `ApiGatewayPusher` with the real SDK against a stub of API Gateway's `@connections`
+//! endpoint (moto's never answers 410), and end to end with `DynamoStore` on moto: a 410
+//! removes that connection and tells its room.
+
+#![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+mod support;
+
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use aws_config::{BehaviorVersion, Region, retry::RetryConfig};
+use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
+use meshcall_aws::{ApiGatewayPusher, Posts};
+use meshcall_core::{Config, ConnectionStore, Delivery, Kind, Outbound, Pusher, Signalling};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{TcpListener, TcpStream},
+};
+
+use support::{id, room, store, test_config};
+
+/// One request the stub received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Posted {
+    path: String,
+    body: String,
+}
+
+/// A stand-in for API Gateway's Management API: `POST [/stage]/@connections/{id}` answers
+/// 200 for the connections it knows, 403 `ForbiddenException` for `forbidden`, and 410
+/// `GoneException` for the rest.
+struct Gateway {
+    addr: SocketAddr,
+    known: Arc<Mutex<HashSet<String>>>,
+    posted: Arc<Mutex<Vec<Posted>>>,
+}
+
+impl Gateway {
+    async fn start(known: &[&str]) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gateway = Self {
+            addr: listener.local_addr().unwrap(),
+            known: Arc::new(Mutex::new(known.iter().map(|k| (*k).to_owned()).collect())),
+            posted: Arc::default(),
+        };
+        let (known, posted) = (Arc::clone(&gateway.known), Arc::clone(&gateway.posted));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream, Arc::clone(&known), Arc::clone(&posted)));
+            }
+        });
+        gateway
+    }
+
+    fn url(&self, stage: &str) -> String {
+        format!("http://{}{stage}", self.addr)
+    }
+
+    fn forget(&self, conn: &str) {
+        self.known.lock().unwrap().remove(conn);
+    }
+
+    fn posted(&self) -> Vec<Posted> {
+        self.posted.lock().unwrap().clone()
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < s.len() {
+        let escaped = s.as_bytes()[i] == b'%';
+        if let Some(b) = s
+            .get(i + 1..i + 3)
+            .filter(|_| escaped)
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(s.as_bytes()[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// HTTP/1.1 with keep-alive: requests one after another on one connection.
+async fn serve(
+    stream: TcpStream,
+    known: Arc<Mutex<HashSet<String>>>,
+    posted: Arc<Mutex<Vec<Posted>>>,
+) {
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    loop {
+        let mut request_line = String::new();
+        if read.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_owned();
+        let mut length = 0;
+        loop {
+            let mut header = String::new();
+            read.read_line(&mut header).await.unwrap();
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        read.read_exact(&mut body).await.unwrap();
+        let conn = percent_decode(path.rsplit_once("/@connections/").map_or("", |(_, c)| c));
+        posted.lock().unwrap().push(Posted {
+            path: path.clone(),
+            body: String::from_utf8(body).unwrap(),
+        });
+        let response = if known.lock().unwrap().contains(&conn) {
+            "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".to_owned()
+        } else {
+            let (status, kind, message) = if conn == "forbidden" {
+                (
+                    "403 Forbidden",
+                    "ForbiddenException",
+                    r#"{"message":"Forbidden"}"#,
+                )
+            } else {
+                ("410 Gone", "GoneException", r#"{"message":null}"#)
+            };
+            format!(
+                "HTTP/1.1 {status}\r\nx-amzn-ErrorType: {kind}\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\n\r\n{message}",
+                message.len()
+            )
+        };
+        if write.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn frame(text: &str) -> Outbound {
+    Outbound::new(Kind::Signal, text)
+}
+
+#[tokio::test]
+async fn posts_the_frame_text_and_reads_410_as_gone() {
+    let gateway = Gateway::start(&["A=", "B/+="]).await;
+    let pusher = ApiGatewayPusher::at(&test_config(None), &gateway.url(""));
+    let text = r#"{"type":"signal","from":"B=","data":{"sdp":"v=0\r\n","n":"é"}}"#;
+
+    assert_eq!(
+        pusher.push(&id("A="), &frame(text)).await.unwrap(),
+        Delivery::Delivered
+    );
+    assert_eq!(
+        pusher.push(&id("B/+="), &frame("x")).await.unwrap(),
+        Delivery::Delivered
+    );
+    assert_eq!(
+        pusher.push(&id("Z="), &frame("y")).await.unwrap(),
+        Delivery::Gone
+    );
+    assert_eq!(
+        pusher.posts(),
+        Posts {
+            delivered: 2,
+            gone: 1,
+            failed: 0
+        }
+    );
+    let posted = gateway.posted();
+    assert_eq!(
+        posted[0].body, text,
+        "the body is the frame's text, byte for byte"
+    );
+    assert_eq!(percent_decode(&posted[0].path), "/@connections/A=");
+    assert_eq!(percent_decode(&posted[1].path), "/@connections/B/+=");
+}
+
+#[tokio::test]
+async fn the_stage_in_the_endpoint_prefixes_the_path() {
+    let gateway = Gateway::start(&["A="]).await;
+    let pusher = ApiGatewayPusher::at(&test_config(None), &gateway.url("/prod"));
+    assert_eq!(
+        pusher.push(&id("A="), &frame("hi")).await.unwrap(),
+        Delivery::Delivered
+    );
+    assert_eq!(
+        percent_decode(&gateway.posted()[0].path),
+        "/prod/@connections/A="
+    );
+}
+
+#[tokio::test]
+async fn other_failures_are_push_errors_not_gone() {
+    let gateway = Gateway::start(&[]).await;
+    let no_retries = test_config(None)
+        .into_builder()
+        .retry_config(RetryConfig::disabled())
+        .build();
+    let pusher = ApiGatewayPusher::at(&no_retries, &gateway.url(""));
+    assert!(pusher.push(&id("forbidden"), &frame("x")).await.is_err());
+
+    // Nothing listens there any more.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let pusher_nowhere = ApiGatewayPusher::at(&no_retries, &url);
+    assert!(pusher_nowhere.push(&id("A="), &frame("x")).await.is_err());
+    assert_eq!(
+        pusher.posts(),
+        Posts {
+            delivered: 0,
+            gone: 0,
+            failed: 1
+        }
+    );
+    assert_eq!(pusher_nowhere.posts().failed, 1);
+}
+
+#[tokio::test]
+async fn an_endpoint_in_the_environment_wins_over_the_one_in_code() {
+    // scripts/test points AWS_ENDPOINT_URL at moto, whose @connections accepts any id.
+    if support::moto().await.is_none() {
+        return;
+    }
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "meshcall-tests",
+        )))
+        .load()
+        .await;
+    let pusher = ApiGatewayPusher::new(&config, "https://nowhere.invalid/prod");
+    assert_eq!(
+        pusher.push(&id("A="), &frame("hi")).await.unwrap(),
+        Delivery::Delivered
+    );
+}
+
+#[tokio::test]
+async fn a_410_removes_that_connection_and_tells_its_room_while_the_rest_get_the_frame() {
+    let Some(store) = store("gone-e2e").await else {
+        return;
+    };
+    let gateway = Gateway::start(&["A=", "B=", "C="]).await;
+    let pusher = ApiGatewayPusher::at(&test_config(None), &gateway.url("/prod"));
+    let sig = Signalling::new(store, pusher, Config::default());
+    let now = SystemTime::now();
+    let [a, b, c] = [id("A="), id("B="), id("C=")];
+    for (i, conn) in [&a, &b, &c].into_iter().enumerate() {
+        let at = now + Duration::from_millis(u64::try_from(i).unwrap());
+        sig.connect(conn, at).await.unwrap();
+        sig.message(conn, r#"{"action":"joinRoom","roomId":"r1"}"#, at)
+            .await;
+    }
+    gateway.forget("B=");
+    let before = gateway.posted().len();
+
+    let outcome = sig
+        .message(
+            &a,
+            r#"{"action":"sendMsgToRoom","roomId":"r1","message":"hi"}"#,
+            now,
+        )
+        .await;
+    assert_eq!(outcome.error, None);
+
+    let posts: Vec<(String, String)> = gateway.posted()[before..]
+        .iter()
+        .map(|p| (percent_decode(&p.path), p.body.clone()))
+        .collect();
+    let to = |conn: &str| -> Vec<String> {
+        let path = format!("/prod/@connections/{conn}");
+        posts
+            .iter()
+            .filter(|(p, _)| *p == path)
+            .map(|(_, b)| b.clone())
+            .collect()
+    };
+    let b_left = r#"{"type":"participantLeft","participantConnectionId":"B="}"#;
+    assert_eq!(to("C="), ["hi", b_left]);
+    assert_eq!(to("A="), [b_left]);
+    assert_eq!(to("B="), ["hi"], "one post, answered 410");
+    assert_eq!(sig.pusher().posts().gone, 1);
+    let members: Vec<String> = sig
+        .store()
+        .members(&room("r1"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id.to_string())
+        .collect();
+    assert_eq!(members, ["A=", "C="]);
+    assert_eq!(sig.store().lookup(&b).await.unwrap(), None);
+}

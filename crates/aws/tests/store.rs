@@ -1,0 +1,536 @@
+//! `DynamoStore` through the `ConnectionStore` port, against moto's DynamoDB: the behaviours
+//! the `MemoryStore` tests check, plus what only a shared table has to get right (racing
+//! Lambda instances, paging, rows left behind past their TTL).
+
+#![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+mod support;
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use meshcall_aws::DynamoStore;
+use meshcall_core::{
+    ConnectionStore, Departure, JoinError, Member, Presence, ResumeError,
+    protocol::{ConnectionId, RoomId},
+};
+use support::{assert_no_scans, id, room, store};
+
+fn ids(members: &[Member]) -> Vec<&str> {
+    members.iter().map(|m| m.id.as_str()).collect()
+}
+
+async fn member_ids(st: &DynamoStore, r: &str) -> Vec<String> {
+    let mut v: Vec<String> = st
+        .members(&room(r))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id.to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+async fn connect(st: &DynamoStore, names: &[&str], now: SystemTime) {
+    for n in names {
+        st.add_connection(&id(n), now).await.unwrap();
+    }
+}
+
+/// Sets an item's `expiresAt` in the past, as if its `$disconnect` never ran and TTL has
+/// not deleted it yet.
+async fn age(st: &DynamoStore, key: &str) {
+    let past = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 60;
+    st.client()
+        .update_item()
+        .table_name(st.table())
+        .key("pk", AttributeValue::S(key.to_owned()))
+        .update_expression("SET expiresAt = :past")
+        .expression_attribute_values(":past", AttributeValue::N(past.to_string()))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The ids in a room item's seat set.
+async fn seats(st: &DynamoStore, r: &str) -> Vec<String> {
+    let out = st
+        .client()
+        .get_item()
+        .table_name(st.table())
+        .key("pk", AttributeValue::S(format!("r#{r}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    let mut seats = out
+        .item
+        .and_then(|i| i.get("members").and_then(|m| m.as_ss().ok()).cloned())
+        .unwrap_or_default();
+    seats.sort();
+    seats
+}
+
+#[tokio::test]
+async fn join_switch_leave_and_remove_keep_membership_consistent() {
+    let Some(st) = store("membership").await else {
+        return;
+    };
+    let t0 = SystemTime::now();
+    connect(&st, &["a", "b", "c"], t0).await;
+
+    let j = st.join(&id("a"), &room("r"), 2, t0).await.unwrap();
+    assert_eq!(
+        (j.id.as_str(), j.left, j.already_member, j.others),
+        ("a", None, false, vec![])
+    );
+    let j = st
+        .join(&id("b"), &room("r"), 2, t0 + Duration::from_millis(5))
+        .await
+        .unwrap();
+    assert_eq!(ids(&j.others), ["a"]);
+    assert_eq!(j.others[0].socket, Some(id("a")));
+
+    let full = st.join(&id("c"), &room("r"), 2, t0).await;
+    assert!(matches!(full, Err(JoinError::RoomFull)), "{full:?}");
+    assert_eq!(
+        st.lookup(&id("c")).await.unwrap().unwrap().room,
+        None,
+        "c stays where it was"
+    );
+
+    // Re-joining your own full room is not refused, and changes nothing.
+    let j = st.join(&id("b"), &room("r"), 2, t0).await.unwrap();
+    assert!(j.already_member);
+    assert_eq!(ids(&j.others), ["a"]);
+
+    let j = st.join(&id("b"), &room("s"), 2, t0).await.unwrap();
+    assert_eq!(j.left, Some(room("r")));
+    assert_eq!(member_ids(&st, "r").await, ["a"]);
+    assert_eq!(member_ids(&st, "s").await, ["b"]);
+    assert_eq!(seats(&st, "r").await, ["a"]);
+    assert_eq!(seats(&st, "s").await, ["b"]);
+
+    assert_eq!(
+        st.leave(&id("a")).await.unwrap(),
+        Some((id("a"), room("r")))
+    );
+    assert_eq!(st.leave(&id("a")).await.unwrap(), None);
+    assert_eq!(
+        st.lookup(&id("a")).await.unwrap(),
+        Some(Presence {
+            id: id("a"),
+            room: None
+        })
+    );
+
+    let gone = st.remove_connection(&id("b")).await.unwrap();
+    assert_eq!(
+        gone,
+        Some(Departure {
+            id: id("b"),
+            room: Some(room("s"))
+        })
+    );
+    assert_eq!(
+        st.remove_connection(&id("b")).await.unwrap(),
+        None,
+        "cleanup may run twice"
+    );
+    assert_eq!(st.lookup(&id("b")).await.unwrap(), None);
+    assert_eq!(st.participant(&id("b")).await.unwrap(), None);
+    assert!(member_ids(&st, "r").await.is_empty());
+    assert!(member_ids(&st, "s").await.is_empty());
+    assert!(seats(&st, "s").await.is_empty());
+
+    // Unknown sockets and participants are not errors.
+    assert_eq!(st.lookup(&id("nobody")).await.unwrap(), None);
+    assert_eq!(st.participant(&id("nobody")).await.unwrap(), None);
+    assert_eq!(st.leave(&id("nobody")).await.unwrap(), None);
+    assert!(matches!(
+        st.join(&id("nobody"), &room("r"), 2, t0).await,
+        Err(JoinError::NotConnected)
+    ));
+    assert_no_scans(&st);
+}
+
+#[tokio::test]
+async fn members_and_joined_list_the_room_in_join_order() {
+    let Some(st) = store("order").await else {
+        return;
+    };
+    let t0 = SystemTime::now();
+    connect(&st, &["c", "a", "b"], t0).await;
+    for (i, n) in ["c", "a", "b"].iter().enumerate() {
+        let at = t0 + Duration::from_millis(10 * u64::try_from(i).unwrap());
+        st.join(&id(n), &room("r"), 8, at).await.unwrap();
+    }
+    let members = st.members(&room("r")).await.unwrap();
+    assert_eq!(ids(&members), ["c", "a", "b"]);
+    assert_eq!(members[1].socket, Some(id("a")));
+    let again = st.join(&id("b"), &room("r"), 8, t0).await.unwrap();
+    assert_eq!(ids(&again.others), ["c", "a"]);
+    assert_eq!(
+        st.participant(&id("a")).await.unwrap(),
+        Some((
+            Some(room("r")),
+            Member {
+                id: id("a"),
+                socket: Some(id("a"))
+            }
+        ))
+    );
+    assert_no_scans(&st);
+}
+
+#[tokio::test]
+async fn ten_joiners_racing_for_the_last_seat_get_one_seat() {
+    let Some(st) = store("race-last-seat").await else {
+        return;
+    };
+    let st = Arc::new(st);
+    let now = SystemTime::now();
+    let seated: Vec<String> = (0..4).map(|i| format!("m{i}")).collect();
+    let racers: Vec<String> = (0..10).map(|i| format!("x{i}")).collect();
+    for n in seated.iter().chain(&racers) {
+        st.add_connection(&id(n), now).await.unwrap();
+    }
+    for n in &seated {
+        st.join(&id(n), &room("r"), 5, now).await.unwrap();
+    }
+    let tasks: Vec<_> = racers
+        .iter()
+        .map(|n| {
+            let (st, n) = (Arc::clone(&st), id(n));
+            tokio::spawn(async move { st.join(&n, &room("r"), 5, now).await })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(j) => {
+                won += 1;
+                assert_eq!(j.others.len(), 4, "the winner meets the four already there");
+            }
+            Err(JoinError::RoomFull) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(member_ids(&st, "r").await.len(), 5);
+    assert_eq!(seats(&st, "r").await.len(), 5);
+    assert_no_scans(&st);
+}
+
+#[tokio::test]
+async fn ten_joiners_racing_into_an_empty_room_fill_it_to_the_cap() {
+    let Some(st) = store("race-empty").await else {
+        return;
+    };
+    let st = Arc::new(st);
+    let now = SystemTime::now();
+    let racers: Vec<ConnectionId> = (0..10).map(|i| id(&format!("x{i}"))).collect();
+    for n in &racers {
+        st.add_connection(n, now).await.unwrap();
+        // Each starts in a room of its own, so every join also leaves one.
+        st.join(n, &room(&format!("home{}", n.as_str())), 5, now)
+            .await
+            .unwrap();
+    }
+    let tasks: Vec<_> = racers
+        .iter()
+        .map(|n| {
+            let (st, n) = (Arc::clone(&st), n.clone());
+            tokio::spawn(async move { st.join(&n, &room("r"), 5, now).await.map(|_| n) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(n) => winners.push(n.to_string()),
+            Err(JoinError::RoomFull) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    winners.sort();
+    assert_eq!(winners.len(), 5);
+    assert_eq!(member_ids(&st, "r").await, winners);
+    assert_eq!(seats(&st, "r").await, winners);
+    // The losers stayed home; the winners left theirs.
+    for n in &racers {
+        let home = format!("home{}", n.as_str());
+        let at_home = member_ids(&st, &home).await == [n.to_string()];
+        assert_eq!(at_home, !winners.contains(&n.to_string()), "{n}");
+    }
+}
+
+#[tokio::test]
+async fn members_reads_every_page_of_the_index() {
+    let Some(st) = store("paging").await else {
+        return;
+    };
+    let st = st.with_page_size(2);
+    let now = SystemTime::now();
+    let names: Vec<String> = (0..7).map(|i| format!("p{i}")).collect();
+    for (i, n) in names.iter().enumerate() {
+        st.add_connection(&id(n), now).await.unwrap();
+        let at = now + Duration::from_millis(u64::try_from(i).unwrap());
+        st.join(&id(n), &room("big"), 10, at).await.unwrap();
+    }
+    let before = st.calls();
+    let members = st.members(&room("big")).await.unwrap();
+    let calls = st.calls().since(&before);
+    let got: Vec<String> = members.iter().map(|m| m.id.to_string()).collect();
+    assert_eq!(got, names, "every member, in join order");
+    assert!(calls.get("Query") >= 4, "7 members, 2 a page: {calls}");
+    assert_eq!(calls.total(), calls.get("Query"), "{calls}");
+    assert_no_scans(&st);
+}
+
+#[tokio::test]
+async fn rows_past_their_expiry_are_ignored_and_their_seats_freed() {
+    let Some(st) = store("expiry").await else {
+        return;
+    };
+    let now = SystemTime::now();
+    connect(&st, &["a", "b", "c", "d"], now).await;
+    for n in ["a", "b"] {
+        st.join(&id(n), &room("r"), 2, now).await.unwrap();
+    }
+    // a's $disconnect never ran; TTL has not deleted its rows yet.
+    age(&st, "p#a").await;
+    age(&st, "s#a").await;
+    assert_eq!(member_ids(&st, "r").await, ["b"]);
+    assert_eq!(st.lookup(&id("a")).await.unwrap(), None);
+    assert_eq!(st.participant(&id("a")).await.unwrap(), None);
+    assert!(matches!(
+        st.join(&id("a"), &room("q"), 2, now).await,
+        Err(JoinError::NotConnected)
+    ));
+    assert_eq!(st.remove_connection(&id("a")).await.unwrap(), None);
+
+    // The room's set still counts a; a join finds it full, clears the stale seat, gets in.
+    let j = st.join(&id("c"), &room("r"), 2, now).await.unwrap();
+    assert_eq!(ids(&j.others), ["b"]);
+    assert_eq!(seats(&st, "r").await, ["b", "c"]);
+    let full = st.join(&id("d"), &room("r"), 2, now).await;
+    assert!(matches!(full, Err(JoinError::RoomFull)), "{full:?}");
+
+    // A socket past its expiry reads as gone even if its participant does not.
+    age(&st, "s#b").await;
+    assert_eq!(st.lookup(&id("b")).await.unwrap(), None);
+    assert_no_scans(&st);
+}
+
+#[tokio::test]
+async fn a_suspended_participant_keeps_its_seat_and_resumes_on_a_new_socket() {
+    let Some(st) = store("suspend").await else {
+        return;
+    };
+    let t0 = SystemTime::now();
+    let grace = t0 + Duration::from_secs(30);
+    connect(&st, &["a", "b", "n"], t0).await;
+    st.join(&id("a"), &room("r"), 8, t0).await.unwrap();
+    st.join(&id("b"), &room("r"), 8, t0 + Duration::from_millis(1))
+        .await
+        .unwrap();
+
+    assert_eq!(st.suspend(&id("a"), grace).await.unwrap(), Some(id("a")));
+    let members = st.members(&room("r")).await.unwrap();
+    assert_eq!(
+        members[0],
+        Member {
+            id: id("a"),
+            socket: None
+        }
+    );
+    assert_eq!(
+        st.participant(&id("a")).await.unwrap(),
+        Some((
+            Some(room("r")),
+            Member {
+                id: id("a"),
+                socket: None
+            }
+        ))
+    );
+    // The old socket is detached: removing it finds nothing, and it is no one.
+    assert_eq!(st.remove_connection(&id("a")).await.unwrap(), None);
+    assert_eq!(st.lookup(&id("a")).await.unwrap(), None);
+    assert_eq!(st.expire(&id("a"), t0).await.unwrap(), None, "not yet due");
+
+    let resumed = st
+        .resume(&id("a"), &id("n"), grace - Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(resumed.room, room("r"));
+    assert_eq!(ids(&resumed.others), ["b"]);
+    assert_eq!(resumed.replaced, None);
+    assert_eq!(
+        st.lookup(&id("n")).await.unwrap(),
+        Some(Presence {
+            id: id("a"),
+            room: Some(room("r"))
+        })
+    );
+    assert_eq!(
+        st.participant(&id("n")).await.unwrap(),
+        None,
+        "the placeholder is gone"
+    );
+    let members = st.members(&room("r")).await.unwrap();
+    assert_eq!(
+        members[0],
+        Member {
+            id: id("a"),
+            socket: Some(id("n"))
+        }
+    );
+    // The timer set for the drop finds nothing to do.
+    assert_eq!(st.expire(&id("a"), grace).await.unwrap(), None);
+    // The new socket speaks as a: leaving through it takes a out.
+    assert_eq!(
+        st.leave(&id("n")).await.unwrap(),
+        Some((id("a"), room("r")))
+    );
+    assert_eq!(seats(&st, "r").await, ["b"]);
+    assert_no_scans(&st);
+}
+
+#[tokio::test]
+async fn resume_is_refused_after_the_grace_or_into_a_used_socket_and_expire_removes() {
+    let Some(st) = store("resume-refused").await else {
+        return;
+    };
+    let t0 = SystemTime::now();
+    let grace = t0 + Duration::from_secs(30);
+    connect(&st, &["a", "b", "n", "m"], t0).await;
+    st.join(&id("a"), &room("r"), 8, t0).await.unwrap();
+    st.join(&id("b"), &room("r"), 8, t0).await.unwrap();
+    st.join(&id("m"), &room("q"), 8, t0).await.unwrap();
+    st.suspend(&id("a"), grace).await.unwrap();
+
+    for (who, on, at) in [
+        ("a", "m", t0),    // a socket already in a room
+        ("a", "n", grace), // too late
+        ("a", "a", t0),    // its own dead socket
+        ("nobody", "n", t0),
+    ] {
+        let r = st.resume(&id(who), &id(on), at).await;
+        assert!(
+            matches!(r, Err(ResumeError::NotResumable)),
+            "{who} on {on}: {r:?}"
+        );
+    }
+    assert_eq!(
+        st.lookup(&id("m")).await.unwrap().unwrap().room,
+        Some(room("q"))
+    );
+
+    assert_eq!(
+        st.expire(&id("a"), grace - Duration::from_millis(1))
+            .await
+            .unwrap(),
+        None
+    );
+    let gone = st.expire(&id("a"), grace).await.unwrap();
+    assert_eq!(
+        gone,
+        Some(Departure {
+            id: id("a"),
+            room: Some(room("r"))
+        })
+    );
+    assert_eq!(st.expire(&id("a"), grace).await.unwrap(), None);
+    assert_eq!(member_ids(&st, "r").await, ["b"]);
+    assert_eq!(seats(&st, "r").await, ["b"]);
+    assert_no_scans(&st);
+}
+
+#[tokio::test]
+async fn resuming_over_a_half_open_socket_takes_the_participant_over() {
+    let Some(st) = store("takeover").await else {
+        return;
+    };
+    let now = SystemTime::now();
+    connect(&st, &["a", "b", "n"], now).await;
+    st.join(&id("a"), &room("r"), 8, now).await.unwrap();
+    st.join(&id("b"), &room("r"), 8, now).await.unwrap();
+    let resumed = st.resume(&id("a"), &id("n"), now).await.unwrap();
+    assert_eq!(resumed.replaced, Some(id("a")));
+    // The old socket closing later does not take the participant with it.
+    assert_eq!(st.remove_connection(&id("a")).await.unwrap(), None);
+    assert_eq!(member_ids(&st, "r").await, ["a", "b"]);
+    assert_eq!(
+        st.lookup(&id("n")).await.unwrap(),
+        Some(Presence {
+            id: id("a"),
+            room: Some(room("r"))
+        })
+    );
+    assert_eq!(
+        st.remove_connection(&id("n")).await.unwrap(),
+        Some(Departure {
+            id: id("a"),
+            room: Some(room("r"))
+        })
+    );
+    assert_eq!(seats(&st, "r").await, ["b"]);
+}
+
+#[tokio::test]
+async fn suspending_a_participant_in_no_room_removes_it() {
+    let Some(st) = store("suspend-roomless").await else {
+        return;
+    };
+    let now = SystemTime::now();
+    connect(&st, &["a"], now).await;
+    assert_eq!(st.suspend(&id("a"), now).await.unwrap(), None);
+    assert_eq!(st.lookup(&id("a")).await.unwrap(), None);
+    assert_eq!(st.participant(&id("a")).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn damaged_items_and_missing_tables_are_store_errors_not_panics() {
+    let Some(st) = store("damaged").await else {
+        return;
+    };
+    st.client()
+        .put_item()
+        .table_name(st.table())
+        .item("pk", AttributeValue::S("s#x".into()))
+        .item("participantId", AttributeValue::N("5".into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(st.lookup(&id("x")).await.is_err());
+    assert!(
+        st.join(&id("x"), &room("r"), 8, SystemTime::now())
+            .await
+            .is_err()
+    );
+
+    let config = support::moto().await.unwrap();
+    let missing = DynamoStore::new(&config, support::table_name("never-created"));
+    assert!(
+        missing
+            .add_connection(&id("a"), SystemTime::now())
+            .await
+            .is_err()
+    );
+    assert!(missing.members(&room("r")).await.is_err());
+    assert!(missing.lookup(&id("a")).await.is_err());
+    let r: RoomId = room("r");
+    assert!(matches!(
+        missing.join(&id("a"), &r, 8, SystemTime::now()).await,
+        Err(JoinError::Store(_))
+    ));
+}
