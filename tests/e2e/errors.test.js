@@ -43,8 +43,16 @@ test('room full: the third participant is told, the two inside are undisturbed',
     await call.join('P1');
     await call.waitForMesh();
     const third = await call.join('P2', { waitJoined: false });
-    const words = await waitNotice(call, third, ['roomFull']);
-    console.log(`roomFull notice: "${words}"`);
+    // Said once: on the card in the middle, not also in the notice bar.
+    await third.page.waitForFunction(() => {
+      const card = /** @type {HTMLElement | null} */ (document.querySelector('#ended[data-kind="roomFull"]'));
+      return !!card && !card.hidden && !!card.textContent?.trim();
+    }, null, { timeout: 15_000, polling: 50 })
+      .catch(async (e) => { throw new Error(`P2: no room-full card: ${e.message}\n${await call.describe(third)}`); });
+    const words = await third.page.evaluate(() => document.querySelector('#ended-title')?.textContent?.trim());
+    console.log(`roomFull card: "${words}"`);
+    assert.equal(await third.page.evaluate(() => /** @type {HTMLElement} */ (document.querySelector('#notice')).hidden), true,
+      'the notice bar does not repeat the card');
     await third.page.screenshot({ path: path.join(ARTIFACTS, 'room-full.png') });
     assert.equal(await third.page.evaluate(() => document.querySelectorAll('video[data-peer]').length), 0);
     // The two inside never see the third.

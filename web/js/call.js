@@ -30,7 +30,7 @@ export async function startCall(ctx) {
   const inviteUrl = `${location.origin}/r/${encodeURIComponent(roomId)}`;
 
   const media = new Media();
-  const url = signalingUrl(); // fetched while the camera starts
+  const url = signalingUrl(); // fetched while the camera starts and the page is wired
   const signaling = new Signaling({ url: '', roomId });
   const room = new Room({
     signaling,
@@ -98,18 +98,28 @@ export async function startCall(ctx) {
   });
   media.on('devices', () => void refreshDevices());
 
+  // The camera and microphone start while the socket opens and joins (below). Peers made
+  // before our tracks exist offer to receive only; the tracks are added when they come
+  // (Room swaps them in, which renegotiates).
   performance.mark('meshcall:media-start');
-  const problems = await media.start({
-    audio: true,
-    video: !prefs.joinCamOff,
-    cameraId: prefs.cameraId,
-    micId: prefs.micId,
-  });
-  starting = false;
-  performance.mark('meshcall:media-ready');
-  if (prefs.joinMicOff) await media.setMic(false);
-  explainProblems(notices, problems);
-  void refreshDevices();
+  const mediaReady = media
+    .start({
+      audio: true,
+      video: !prefs.joinCamOff,
+      micOn: !prefs.joinMicOff,
+      cameraId: prefs.cameraId,
+      micId: prefs.micId,
+    })
+    .then((problems) => {
+      starting = false;
+      performance.mark('meshcall:media-ready');
+      if (ended) {
+        media.stop(); // refused or left while the camera was starting
+        return;
+      }
+      explainProblems(notices, problems);
+      void refreshDevices();
+    });
 
   // ---------------------------------------------------------------- signalling
 
@@ -143,16 +153,19 @@ export async function startCall(ctx) {
   });
   signaling.on('resumeFailed', () => notices.show('resumeFailed'));
   signaling.on('fatal', (err) => {
-    notices.show(err.code);
+    // Said once, on the card in the middle; the notice bar would only repeat it, and the
+    // notices from joining (camera, server) no longer matter.
+    notices.clearAll();
     if (err.code === 'roomFull') {
       view.showEnded({
+        kind: 'roomFull',
         title: 'This room is full',
         text: 'Every seat in this call is taken (a mesh call stays small so everyone’s upload keeps up). Try again later, or start a new room.',
         canRejoin: true,
         rejoinLabel: 'Try again',
       });
     } else {
-      view.showEnded({ title: 'Can’t join this room', text: err.message, canRejoin: false, rejoinLabel: '' });
+      view.showEnded({ kind: err.code, title: 'Can’t join this room', text: err.message, canRejoin: false, rejoinLabel: '' });
     }
     ended = true;
     media.stop();
@@ -263,9 +276,14 @@ export async function startCall(ctx) {
     if (ev.persisted) location.reload();
   });
 
-  window.addEventListener('online', () => signaling.reconnectNow());
+  // Back online, perhaps on another network: reconnect the socket now and restart ICE.
+  window.addEventListener('online', () => {
+    signaling.reconnectNow();
+    room.networkChanged();
+  });
   signaling.url = await url;
-  signaling.start();
+  if (!ended) signaling.start();
+  await mediaReady;
 
   // ---------------------------------------------------------------- helpers
 
@@ -277,6 +295,7 @@ export async function startCall(ctx) {
     view.grid.clear();
     for (const kind of ['serverUnreachable', 'peerFailed', 'autoplayBlocked']) notices.clear(kind);
     view.showEnded({
+      kind: 'left',
       title: 'You left the call',
       text: 'Your camera and microphone are off. Rejoin, or start a new call.',
       canRejoin: true,

@@ -93,8 +93,10 @@ export class Media extends Emitter {
   }
 
   /**
-   * Get the camera and microphone, falling back as far as receive-only.
-   * @param {{ audio: boolean, video: boolean } & DeviceChoice} want
+   * Get the camera and microphone, falling back as far as receive-only. Emits `outgoing`
+   * for each track it gets (peers may exist already) and `state` at the end.
+   * @param {{ audio: boolean, video: boolean, micOn?: boolean } & DeviceChoice} want
+   *   micOn false: join muted (the track is disabled before anyone could hear it)
    * @returns {Promise<MediaProblem[]>} what went wrong (also emitted as `problem`)
    */
   async start(want) {
@@ -131,7 +133,10 @@ export class Media extends Emitter {
         problems.push(problemFor('audio', err));
       }
     }
-    if (audio) this.setMicTrack(audio, true);
+    if (audio) {
+      this.setMicTrack(audio, want.micOn ?? true);
+      this.emit('outgoing', { kind: 'audio', track: audio });
+    }
     if (video) this.setCamTrack(video);
     for (const p of problems) this.emit('problem', p);
     this.emitState();

@@ -122,6 +122,13 @@ export class Notices {
     this.render();
   }
 
+  /** Clear every notice. */
+  clearAll() {
+    for (const n of this.stack) clearTimeout(n.timer);
+    this.stack = [];
+    this.render();
+  }
+
   /** @param {string} kind */
   has(kind) {
     return this.stack.some((n) => n.kind === kind);

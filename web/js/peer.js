@@ -8,31 +8,34 @@
 //   that offer arrives (or a few seconds pass) and answers on the offered transceivers.
 //   That keeps the first exchange free of glare; perfect negotiation covers every later one
 //   (ICE restarts, a camera or screen added later) from either side.
+// - No rollback before first media: Chromium leaves a receiver that the other side's offer
+//   made, and that has had no media yet, without frames for good when an offer of ours is
+//   rolled back at that moment (decoding goes on; the track never gets a frame). So the
+//   polite side (the one that rolls back on a collision) does not offer while it has such a
+//   receiver; it asks the other side for an offer instead (`requestOffer`). Nobody rolls an
+//   offer back by hand: an unanswered offer is replaced by a new one.
 // - Trickle ICE: every candidate goes out through `signal` as it is found.
 // - Recovery: ICE restart when the connection fails, stays `disconnected` for a few seconds,
-//   does not connect in time, or after our signalling socket was resumed; an offer left
-//   unanswered is rolled back and made again.
+//   or does not connect in time, retried while it stays broken (recovery.js); and when our
+//   signalling socket comes back or the browser comes back online (restartIce).
 // - A negotiated data channel (id 0) carries chat and state messages.
 //
 // No DOM here. Nothing SDP- or candidate-shaped is ever logged.
 
 import { Emitter } from './emitter.js';
+import { emptySummary, summarize } from './peerstats.js';
 import { parsePeerMessage } from './protocol.js';
+import { Recovery } from './recovery.js';
 
 /** @typedef {import('./protocol.js').SignalData} SignalData */
 /** @typedef {import('./protocol.js').PeerMessage} PeerMessage */
+/** @typedef {import('./peerstats.js').PeerSummary} PeerSummary */
 /** @typedef {'audio' | 'video'} Kind */
 
-/**
- * @typedef {object} PeerSummary  the shape `window.collectStats` reports per peer
- * @property {RTCPeerConnectionState} connectionState
- * @property {number} framesDecoded
- * @property {number} frameWidth
- * @property {number} audioPackets
- * @property {string | null} pair  "addr:port/proto -> addr:port/proto" of the selected pair
- * @property {boolean} relayed  either end of the selected pair is a TURN relay
- * @property {number | null} availableOutgoingBitrate  bits/s, the sender's estimate
- */
+/** We ask the other side for an offer at most this often. */
+const REQUEST_GAP_MS = 2_000;
+/** An offer of ours younger than this already is the restart a new trigger asks for. */
+const FRESH_OFFER_MS = 1_000;
 
 /**
  * @typedef {object} PeerEvents
@@ -76,8 +79,6 @@ export class Peer extends Emitter {
     this.polite = opts.selfId < opts.peerId;
     this.local = opts.local;
     this.sendSignal = opts.sendSignal;
-    this.connectTimeoutMs = opts.connectTimeoutMs ?? 20_000;
-    this.disconnectedGraceMs = opts.disconnectedGraceMs ?? 4_000;
     this.offerTimeoutMs = opts.offerTimeoutMs ?? 10_000;
 
     this.pc = new RTCPeerConnection({ iceServers: opts.iceServers });
@@ -86,12 +87,26 @@ export class Peer extends Emitter {
     this.closed = false;
     /** Held back until the other side's first offer arrives. */
     this.awaitingOffer = !opts.initiator;
-    this.restarts = 0;
-    this.everConnected = false;
     this.relayed = false;
     /** The transceiver we send each kind on, once chosen. */
     /** @type {Record<Kind, RTCRtpTransceiver | null>} */
     this.sending = { audio: null, video: null };
+    /** Transceivers we made (addTrack, addTransceiver); the others came with an offer. */
+    /** @type {WeakSet<RTCRtpTransceiver>} */
+    this.own = new WeakSet();
+    /** Remote tracks that have had media (unmuted at least once). */
+    /** @type {WeakSet<MediaStreamTrack>} */
+    this.heard = new WeakSet();
+    /** @type {WeakSet<MediaStreamTrack>} */
+    this.watched = new WeakSet();
+    /** A negotiation we held back (see mayOffer); made once we may. */
+    this.deferred = false;
+    /** Number of our latest offer; an answer names the offer it answers. */
+    this.offerRound = 0;
+    /** @type {number | undefined} the round of the latest offer of theirs we applied */
+    this.remoteRound = undefined;
+    this.offeredAt = 0;
+    this.requestedAt = -Infinity;
     this.remoteStream = new MediaStream();
     /** Signals are handled one at a time, in arrival order. */
     /** @type {Promise<void>} */
@@ -123,9 +138,15 @@ export class Peer extends Emitter {
     } else {
       this.timers.hold = setTimeout(() => this.stopWaiting(), opts.holdOfferMs ?? 3_000);
     }
-    this.timers.connect = setTimeout(() => {
-      if (!this.everConnected) this.recover('never connected');
-    }, this.connectTimeoutMs);
+    this.recovery = new Recovery({
+      connectTimeoutMs: opts.connectTimeoutMs,
+      disconnectedGraceMs: opts.disconnectedGraceMs,
+      state: () => this.pc.connectionState,
+      restart: (reason) => {
+        this.emit('failed', { reason });
+        this.restartIce();
+      },
+    });
   }
 
   /** Feed one negotiation `signal` from this peer. @param {SignalData} data */
@@ -154,10 +175,9 @@ export class Peer extends Emitter {
       // No transceiver of this kind yet (we are still waiting for the first offer, or
       // neither side offered this kind): the next negotiation will carry it.
       if (track && !this.awaitingOffer) {
-        this.sending[kind] = this.pc.addTransceiver(track, {
-          direction: 'sendrecv',
-          streams: [this.local.stream],
-        });
+        const added = this.pc.addTransceiver(track, { direction: 'sendrecv', streams: [this.local.stream] });
+        this.own.add(added);
+        this.sending[kind] = added;
       }
       return;
     }
@@ -175,14 +195,32 @@ export class Peer extends Emitter {
     }
   }
 
-  /** After our signalling socket was resumed: restart ICE, the network may have changed. */
+  /**
+   * Get an ICE restart under way now, made by whichever side may offer: the connection
+   * failed, or our signalling socket came back (signals may have been lost, the network may
+   * have changed), or the browser came back online.
+   */
   restartIce() {
     if (this.closed) return;
     if (this.awaitingOffer) {
-      this.stopWaiting();
+      // Their first offer is late, or was lost. The polite side asks for it again (the
+      // impolite side would ignore an offer of ours while its own is pending); the
+      // impolite side offers itself and wins any collision.
+      if (this.polite) this.requestOffer();
+      else this.stopWaiting();
       return;
     }
-    this.pc.restartIce();
+    if (!this.mayOffer()) {
+      this.requestOffer();
+      return;
+    }
+    if (this.pc.signalingState === 'have-local-offer') {
+      if (Date.now() - this.offeredAt < FRESH_OFFER_MS) return;
+      this.pc.restartIce();
+      void this.negotiate(); // a new offer in place of the unanswered one
+      return;
+    }
+    this.pc.restartIce(); // negotiationneeded follows
   }
 
   /**
@@ -222,46 +260,8 @@ export class Peer extends Emitter {
 
   /** @returns {Promise<PeerSummary>} */
   async summary() {
-    /** @type {PeerSummary} */
-    const s = {
-      connectionState: this.pc.connectionState,
-      framesDecoded: 0,
-      frameWidth: 0,
-      audioPackets: 0,
-      pair: null,
-      relayed: false,
-      availableOutgoingBitrate: null,
-    };
-    if (this.closed) return s;
-    const report = await this.pc.getStats();
-    /** @type {any} */
-    let selected = null;
-    report.forEach((/** @type {any} */ r) => {
-      if (r.type === 'inbound-rtp' && r.kind === 'video') {
-        // The flowing stream, if a glare left two video m-lines.
-        if ((r.framesDecoded ?? 0) >= s.framesDecoded) {
-          s.framesDecoded = r.framesDecoded ?? 0;
-          s.frameWidth = r.frameWidth ?? s.frameWidth;
-        }
-      } else if (r.type === 'inbound-rtp' && r.kind === 'audio') {
-        s.audioPackets += r.packetsReceived ?? 0;
-      } else if (r.type === 'transport' && r.selectedCandidatePairId) {
-        selected = report.get(r.selectedCandidatePairId) ?? selected;
-      } else if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded' && !selected) {
-        selected = r;
-      }
-    });
-    if (selected) {
-      const l = report.get(selected.localCandidateId);
-      const rm = report.get(selected.remoteCandidateId);
-      if (l && rm) {
-        s.pair = `${l.address}:${l.port}/${l.protocol} -> ${rm.address}:${rm.port}/${rm.protocol}`;
-        s.relayed = l.candidateType === 'relay' || rm.candidateType === 'relay';
-      }
-      if (typeof selected.availableOutgoingBitrate === 'number') {
-        s.availableOutgoingBitrate = selected.availableOutgoingBitrate;
-      }
-    }
+    if (this.closed) return emptySummary(this.pc.connectionState);
+    const s = await summarize(this.pc);
     if (s.relayed !== this.relayed && s.pair) {
       this.relayed = s.relayed;
       this.emit('relayed', s.relayed);
@@ -273,6 +273,7 @@ export class Peer extends Emitter {
     if (this.closed) return;
     this.closed = true;
     for (const t of Object.values(this.timers)) clearTimeout(t);
+    this.recovery.close();
     this.channel.onopen = null;
     this.channel.onmessage = null;
     this.pc.onnegotiationneeded = null;
@@ -287,13 +288,58 @@ export class Peer extends Emitter {
 
   // ------------------------------------------------------------------ negotiation
 
+  /**
+   * Whether we may make an offer now. The impolite side always may: it never rolls back.
+   * The polite side may not while a receiver that came with the other side's offer, and on
+   * which the other side sends, has had no media yet: its offer could collide and be rolled
+   * back, and Chromium leaves such a receiver's video without frames for good after a
+   * rollback. Until that media arrives the other side makes the offers (`requestOffer`).
+   */
+  mayOffer() {
+    if (!this.polite) return true;
+    return this.pc.getTransceivers().every((t) => {
+      const theySend = t.currentDirection === 'sendrecv' || t.currentDirection === 'recvonly';
+      return this.own.has(t) || !theySend || this.heard.has(t.receiver.track);
+    });
+  }
+
+  /** Ask the other side to make an offer (with an ICE restart); at most every REQUEST_GAP_MS. */
+  requestOffer() {
+    if (this.closed) return;
+    const wait = this.requestedAt + REQUEST_GAP_MS - Date.now();
+    if (wait > 0) {
+      this.timers.request ??= setTimeout(() => {
+        this.timers.request = undefined;
+        this.requestOffer();
+      }, wait);
+      return;
+    }
+    this.requestedAt = Date.now();
+    this.sendSignal({ requestOffer: true });
+  }
+
   async negotiate() {
     if (this.closed || this.makingOffer) return;
+    if (!this.mayOffer()) {
+      this.deferred = true;
+      this.requestOffer();
+      return;
+    }
+    this.deferred = false;
     try {
       this.makingOffer = true;
       await this.pc.setLocalDescription();
       const desc = this.pc.localDescription;
-      if (desc) this.sendSignal({ description: desc.toJSON() });
+      if (desc?.type === 'offer') {
+        this.offerRound += 1;
+        this.offeredAt = Date.now();
+        this.sendSignal({ description: desc.toJSON(), round: this.offerRound });
+        clearTimeout(this.timers.offer);
+        this.timers.offer = setTimeout(() => this.offerAgain(), this.offerTimeoutMs);
+      } else if (desc) {
+        // An offer of theirs got in first and this became its answer.
+        this.sendSignal({ description: desc.toJSON(), round: this.remoteRound });
+      }
     } catch (err) {
       this.emit('problem', `offer failed: ${describe(err)}`);
     } finally {
@@ -305,8 +351,18 @@ export class Peer extends Emitter {
   async applySignal(data) {
     if (this.closed) return;
     const pc = this.pc;
+    if ('requestOffer' in data) {
+      if (this.awaitingOffer) this.stopWaiting();
+      else if (!this.polite) this.restartIce();
+      return;
+    }
     if ('description' in data) {
       const description = data.description;
+      if (description.type === 'answer') {
+        // An answer to an offer we replaced or rolled back: the one we hold gets its own.
+        const current = data.round === undefined || data.round === this.offerRound;
+        if (pc.signalingState !== 'have-local-offer' || !current) return;
+      }
       const collision = description.type === 'offer' && (this.makingOffer || pc.signalingState !== 'stable');
       this.ignoreOffer = !this.polite && collision;
       if (this.ignoreOffer) return;
@@ -316,10 +372,11 @@ export class Peer extends Emitter {
       }
       await pc.setRemoteDescription(description); // rolls our offer back on a collision
       if (description.type === 'offer') {
+        this.remoteRound = data.round;
         await this.adoptTransceivers();
         await pc.setLocalDescription();
         const desc = pc.localDescription;
-        if (desc) this.sendSignal({ description: desc.toJSON() });
+        if (desc) this.sendSignal({ description: desc.toJSON(), round: data.round });
       }
     } else if ('candidate' in data) {
       try {
@@ -340,9 +397,11 @@ export class Peer extends Emitter {
         // addTrack (not addTransceiver) so that, if the other side offers at the same
         // time, its offer can reuse these transceivers instead of adding more m-lines.
         const sender = this.pc.addTrack(track, this.local.stream);
-        this.sending[kind] = this.pc.getTransceivers().find((t) => t.sender === sender) ?? null;
+        const tr = this.pc.getTransceivers().find((t) => t.sender === sender) ?? null;
+        if (tr) this.own.add(tr);
+        this.sending[kind] = tr;
       } else if (!this.transceiverFor(kind)) {
-        this.pc.addTransceiver(kind, { direction: 'recvonly' });
+        this.own.add(this.pc.addTransceiver(kind, { direction: 'recvonly' }));
       }
     }
   }
@@ -384,67 +443,51 @@ export class Peer extends Emitter {
   addRemoteTrack(track) {
     const place = () => {
       if (this.closed || this.remoteStream.getTracks().includes(track)) return;
-      for (const old of this.remoteStream.getTracks()) {
-        if (old.kind === track.kind) this.remoteStream.removeTrack(old);
-      }
+      // Add first, then remove: the stream never goes empty (an element playing an
+      // inactive stream ends playback).
       this.remoteStream.addTrack(track);
+      for (const old of this.remoteStream.getTracks()) {
+        if (old.kind === track.kind && old !== track) this.remoteStream.removeTrack(old);
+      }
       this.emit('remoteStream', this.remoteStream);
     };
     // Keep one track per kind; a second m-line of the same kind (left by a glare) takes
     // over only once media actually flows on it.
     const hasKind = this.remoteStream.getTracks().some((t) => t.kind === track.kind);
     if (!hasKind) place();
-    track.addEventListener('unmute', place);
+    if (!track.muted) this.heard.add(track);
+    if (this.watched.has(track)) return;
+    this.watched.add(track);
+    track.addEventListener('unmute', () => {
+      this.heard.add(track);
+      place();
+      // Media arrived: a negotiation we held back may go now.
+      if (this.deferred && !this.awaitingOffer && this.pc.signalingState === 'stable' && this.mayOffer()) {
+        void this.negotiate();
+      }
+    });
   }
 
   connectionChanged() {
     const state = this.pc.connectionState;
     this.emit('connectionState', state);
-    clearTimeout(this.timers.disconnected);
-    if (state === 'connected') {
-      this.everConnected = true;
-      this.restarts = 0;
-      clearTimeout(this.timers.connect);
-      clearTimeout(this.timers.failedRetry);
-      void this.summary(); // learns whether the pair is relayed
-    } else if (state === 'disconnected') {
-      this.timers.disconnected = setTimeout(() => this.recover('disconnected'), this.disconnectedGraceMs);
-    } else if (state === 'failed') {
-      this.recover('failed');
-    }
+    this.recovery.changed(state);
+    if (state === 'connected') void this.summary(); // learns whether the pair is relayed
   }
 
   signalingChanged() {
-    clearTimeout(this.timers.offer);
-    if (this.pc.signalingState === 'have-local-offer') {
-      this.timers.offer = setTimeout(() => void this.offerAgain(), this.offerTimeoutMs);
-    }
+    if (this.pc.signalingState !== 'have-local-offer') clearTimeout(this.timers.offer);
   }
 
-  /** Our offer got no answer (lost in a dropped socket?): take it back and offer again. */
-  async offerAgain() {
+  /**
+   * Our offer got no answer (lost with a dropped socket?): make a new one, with an ICE
+   * restart, in its place. Not a rollback (see mayOffer); an answer to the old offer that
+   * turns up late is told apart by its round and dropped.
+   */
+  offerAgain() {
     if (this.closed || this.pc.signalingState !== 'have-local-offer') return;
-    try {
-      await this.pc.setLocalDescription({ type: 'rollback' });
-      this.pc.restartIce(); // negotiationneeded follows
-    } catch (err) {
-      this.emit('problem', `rollback failed: ${describe(err)}`);
-    }
-  }
-
-  /** @param {string} reason */
-  recover(reason) {
-    if (this.closed) return;
-    this.emit('failed', { reason });
-    this.restarts += 1;
-    this.restartIce();
-    // Keep trying while it stays broken, further apart each time (up to a minute).
-    clearTimeout(this.timers.failedRetry);
-    const wait = Math.min(60_000, 5_000 * 2 ** Math.min(this.restarts, 4));
-    this.timers.failedRetry = setTimeout(() => {
-      const s = this.pc.connectionState;
-      if (s !== 'connected') this.recover(reason);
-    }, wait);
+    this.pc.restartIce();
+    void this.negotiate();
   }
 }
 

@@ -50,10 +50,15 @@ export function isRoomId(id) {
  */
 
 /**
- * What one participant sends another through `signal`: a session description or one
- * trickled ICE candidate (all perfect negotiation needs), or a hello with the sender's
- * state, sent once when the peer is made, so names show before media connects.
- * @typedef {{ description: RTCSessionDescriptionInit } | { candidate: RTCIceCandidateInit } | { state: PeerState }} SignalData
+ * What one participant sends another through `signal`:
+ * - a session description; `round` numbers the sender's offers, and an answer carries the
+ *   round of the offer it answers, so a late answer to a replaced offer can be dropped;
+ * - one trickled ICE candidate;
+ * - a hello with the sender's state, sent once when the peer is made, so names show
+ *   before media connects;
+ * - `requestOffer`: "make an offer, with an ICE restart" (the polite side sends it when
+ *   it must not offer itself, see peer.js).
+ * @typedef {{ description: RTCSessionDescriptionInit, round?: number } | { candidate: RTCIceCandidateInit } | { state: PeerState } | { requestOffer: true }} SignalData
  */
 
 /** @param {unknown} v @returns {v is Record<string, unknown>} */
@@ -155,7 +160,8 @@ export function parseSignalData(v) {
     /** @type {RTCSessionDescriptionInit} */
     const description = { type };
     if (isString(d.sdp)) description.sdp = d.sdp;
-    return { description };
+    const round = v.round;
+    return Number.isSafeInteger(round) ? { description, round: /** @type {number} */ (round) } : { description };
   }
   const c = v.candidate;
   if (isObject(c) && isString(c.candidate)) {
@@ -167,6 +173,7 @@ export function parseSignalData(v) {
     return { candidate };
   }
   if (isObject(v.state)) return { state: parseState(v.state) };
+  if (v.requestOffer === true) return { requestOffer: true };
   return null;
 }
 

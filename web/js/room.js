@@ -4,7 +4,8 @@
 //   `newParticipant`: make a peer and wait for the newcomer's offer;
 //   `participantLeft` or a `peerNotFound` refusal: that peer is gone;
 //   `joined` after a resume: same id, so keep the peers, drop the ones that left meanwhile,
-//   add the ones that came, and restart ICE on the rest (the network may have changed);
+//   add the ones that came (as responders, asking for their lost offer), and restart ICE
+//   on the rest (signals were lost, the network may have changed);
 //   `resumeFailed`: our id is gone, drop every peer; the fresh `joined` rebuilds the mesh.
 // - Local media changes are swapped into every peer; local state and chat go out on every
 //   data channel.
@@ -22,7 +23,7 @@ import { MAX_CHAT_CHARS } from './protocol.js';
 /** @typedef {import('./protocol.js').Joined} Joined */
 /** @typedef {import('./signaling.js').Signaling} Signaling */
 /** @typedef {import('./media.js').Media} Media */
-/** @typedef {import('./peer.js').PeerSummary} PeerSummary */
+/** @typedef {import('./peerstats.js').PeerSummary} PeerSummary */
 
 /** Total upload for outgoing video, bits/s: fits a modest home uplink with room for audio. */
 export const VIDEO_BUDGET_BPS = 2_500_000;
@@ -143,6 +144,11 @@ export class Room extends Emitter {
     return out;
   }
 
+  /** The browser is back online (the network may be another one): restart ICE everywhere. */
+  networkChanged() {
+    for (const p of this.peers.values()) p.restartIce();
+  }
+
   /** Leave the call: the room is told at once. */
   leave() {
     this.left = true;
@@ -157,10 +163,17 @@ export class Room extends Emitter {
   onJoined(msg) {
     this.iceServers = msg.iceServers;
     if (msg.resumed && msg.connectionId === this.selfId) {
+      // Frames to us were dropped while we were away: offers, answers, candidates. Get a
+      // negotiation (with an ICE restart) going with everyone now rather than when a
+      // watchdog notices. Someone we do not know joined meanwhile: it made us as one of
+      // its initiators and its first offer to us was lost, so we wait for (and ask for)
+      // that offer, as the responder we would have been.
       const present = new Set(msg.participants);
       for (const id of [...this.peers.keys()]) if (!present.has(id)) this.removePeer(id);
       for (const p of this.peers.values()) p.restartIce();
-      for (const id of msg.participants) if (!this.peers.has(id) && id !== this.selfId) this.addPeer(id, true);
+      for (const id of msg.participants) {
+        if (!this.peers.has(id) && id !== this.selfId) this.addPeer(id, false).restartIce();
+      }
     } else {
       if (this.selfId !== msg.connectionId) this.dropAll();
       this.selfId = msg.connectionId;

@@ -76,6 +76,13 @@ export class Tile {
     this.self = opts.id === null;
     this.needsSound = false;
     this.framed = false;
+    this.removed = false;
+    /** @type {number | null} the pending requestVideoFrameCallback, until the first frame */
+    this.frameRequest = null;
+    /** play() calls aborted in a row; the retries after an abort are bounded by it */
+    this.aborts = 0;
+    /** @type {WeakSet<MediaStreamTrack>} */
+    this.watched = new WeakSet();
 
     const el = document.createElement('div');
     el.className = 'tile';
@@ -127,6 +134,16 @@ export class Tile {
     el.append(video, avatar, status, badges, footer);
     this.el = el;
     this.video = video;
+    // Playback must not stay stopped: whatever paused or aborted it, play again once there
+    // is something to play; and look for the first frame whenever playback (re)starts.
+    video.addEventListener('loadedmetadata', () => this.ensurePlaying());
+    video.addEventListener('playing', () => {
+      this.aborts = 0;
+      this.armFrame();
+    });
+    // We never pause a video ourselves, so a pause came from elsewhere (the stream went
+    // inactive for a moment, the browser); ensurePlaying leaves an inactive stream alone.
+    video.addEventListener('pause', () => setTimeout(() => this.ensurePlaying(), 0));
     this.nameEl = nameEl;
     this.initialsEl = initialsEl;
     this.statusEl = status;
@@ -142,17 +159,18 @@ export class Tile {
     this.el.setAttribute('aria-label', this.self ? `${shown} (you)` : shown);
   }
 
-  /** @param {MediaStream} stream */
+  /** Show a remote stream (the same object again when its tracks changed). @param {MediaStream} stream */
   attach(stream) {
     const v = this.video;
     if (v.srcObject !== stream) v.srcObject = stream;
-    if (!this.self && !this.framed && 'requestVideoFrameCallback' in v) {
-      v.requestVideoFrameCallback(() => {
-        this.framed = true;
-        this.hooks.firstFrame?.(v);
-      });
+    for (const track of stream.getTracks()) {
+      if (this.watched.has(track)) continue;
+      this.watched.add(track);
+      // Media starts (or comes back) on this track: make sure it is being played.
+      track.addEventListener('unmute', () => this.ensurePlaying());
     }
     this.play();
+    this.armFrame();
   }
 
   /** Our own tile: show this local video track, or nothing. @param {MediaStreamTrack | null} track */
@@ -166,14 +184,46 @@ export class Tile {
   play() {
     const v = this.video;
     v.play().catch((err) => {
-      if (err instanceof DOMException && err.name === 'NotAllowedError' && !v.muted) {
+      if (!(err instanceof DOMException)) return;
+      if (err.name === 'NotAllowedError' && !v.muted) {
         // Autoplay with sound refused: play muted now, offer sound on a click.
         v.muted = true;
         this.needsSound = true;
         this.hooks.autoplayBlocked?.(this);
         v.play().catch(() => {});
+      } else if (err.name === 'AbortError' && this.aborts < 5) {
+        // A new srcObject, a pause or the stream ending took over. Whoever did may not play
+        // it again: look once more shortly (a few times at most; the events above and the
+        // next attach try again after that).
+        this.aborts += 1;
+        setTimeout(() => this.ensurePlaying(), 200 * this.aborts);
       }
-      // AbortError: a newer srcObject or pause() took over; nothing to do.
+    });
+  }
+
+  /** Play if there is something to play and nothing plays it; watch for the first frame. */
+  ensurePlaying() {
+    const v = this.video;
+    const stream = v.srcObject;
+    if (this.removed || !(stream instanceof MediaStream) || !stream.active) return;
+    if (v.paused) this.play();
+    this.armFrame();
+  }
+
+  /**
+   * Ask for a callback at the next painted frame, until the first one is recorded (remote
+   * tiles only). Asked afresh each time playback (re)starts: a request made before a
+   * reload of the player can be lost with it.
+   */
+  armFrame() {
+    const v = this.video;
+    if (this.self || this.framed || this.removed || !('requestVideoFrameCallback' in v)) return;
+    if (this.frameRequest !== null) v.cancelVideoFrameCallback(this.frameRequest);
+    this.frameRequest = v.requestVideoFrameCallback(() => {
+      this.frameRequest = null;
+      if (this.framed) return;
+      this.framed = true;
+      this.hooks.firstFrame?.(v);
     });
   }
 
@@ -224,6 +274,7 @@ export class Tile {
   }
 
   remove() {
+    this.removed = true;
     this.video.srcObject = null;
     this.el.remove();
   }

@@ -217,10 +217,14 @@ export class RoomView {
   }
 
   /**
-   * The call is over for us: left, or the room could not be joined.
-   * @param {{ title: string, text: string, canRejoin: boolean, rejoinLabel: string }} what
+   * The call is over for us: left, or the room could not be joined. `kind` names why
+   * (`data-kind` on #ended: "left", "roomFull", "invalidRoomId"); a refusal is announced
+   * as an alert.
+   * @param {{ kind: string, title: string, text: string, canRejoin: boolean, rejoinLabel: string }} what
    */
   showEnded(what) {
+    this.ended.dataset.kind = what.kind;
+    this.ended.setAttribute('role', what.kind === 'left' ? 'status' : 'alert');
     byId('ended-title', HTMLHeadingElement).textContent = what.title;
     byId('ended-text', HTMLParagraphElement).textContent = what.text;
     const rejoin = byId('ended-rejoin', HTMLButtonElement);

@@ -131,8 +131,9 @@ function fakeMedia(o) {
 /**
  * Runs in a page before the app when asked (join option blockIce): while
  * `window.__blockIce` is true, the page's peer connections neither hand out their ICE
- * candidates nor take any, so no pair can form: a network where the peers cannot reach
- * each other. Setting it to false lets the next ICE restart through.
+ * candidates (trickled, or inside a description: an offer made after gathering carries
+ * them) nor take any, so no pair can form: a network where the peers cannot reach each
+ * other. Setting it to false lets the next ICE restart through.
  */
 function iceBlocker() {
   const w = /** @type {any} */ (window);
@@ -156,6 +157,11 @@ function iceBlocker() {
     /** @param {RTCSessionDescriptionInit} d */
     setRemoteDescription(d) {
       return super.setRemoteDescription(w.__blockIce && d && d.sdp ? { type: d.type, sdp: strip(d.sdp) } : d);
+    }
+
+    get localDescription() {
+      const d = super.localDescription;
+      return w.__blockIce && d ? new RTCSessionDescription({ type: d.type, sdp: strip(d.sdp) }) : d;
     }
   }
   window.RTCPeerConnection = Blocked;
