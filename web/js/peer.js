@@ -60,6 +60,7 @@ const FRESH_OFFER_MS = 1_000;
  * @property {string} selfId
  * @property {string} peerId
  * @property {RTCIceServer[]} iceServers
+ * @property {RTCIceTransportPolicy} [iceTransportPolicy]  `relay` to use TURN only
  * @property {boolean} initiator  we offer first (we are the later joiner)
  * @property {LocalMedia} local
  * @property {(data: SignalData) => void} sendSignal
@@ -81,7 +82,10 @@ export class Peer extends Emitter {
     this.sendSignal = opts.sendSignal;
     this.offerTimeoutMs = opts.offerTimeoutMs ?? 10_000;
 
-    this.pc = new RTCPeerConnection({ iceServers: opts.iceServers });
+    this.pc = new RTCPeerConnection({
+      iceServers: opts.iceServers,
+      iceTransportPolicy: opts.iceTransportPolicy ?? 'all',
+    });
     this.makingOffer = false;
     this.ignoreOffer = false;
     this.closed = false;

@@ -18,6 +18,7 @@
 import { Emitter } from './emitter.js';
 import { Peer, describe } from './peer.js';
 import { MAX_CHAT_CHARS } from './protocol.js';
+import { iceTransportPolicy } from './signaling.js';
 
 /** @typedef {import('./protocol.js').PeerState} PeerState */
 /** @typedef {import('./protocol.js').Joined} Joined */
@@ -189,6 +190,7 @@ export class Room extends Emitter {
       selfId,
       peerId: id,
       iceServers: this.iceServers,
+      iceTransportPolicy: iceTransportPolicy(),
       initiator,
       local: {
         stream: this.media.stream,

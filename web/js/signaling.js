@@ -327,6 +327,19 @@ function detach(ws) {
   ws.onerror = null;
 }
 
+/** @type {RTCIceTransportPolicy} */
+let transportPolicy = 'all';
+
+/**
+ * `relay` when /config.json says so (the server was started with `--force-relay`): media then
+ * only flows through TURN, and peers never learn each other's addresses. Known once
+ * `signalingUrl()` has run, which is before any peer exists.
+ * @returns {RTCIceTransportPolicy}
+ */
+export function iceTransportPolicy() {
+  return transportPolicy;
+}
+
 /**
  * The service URL: `wsUrl` from /config.json when the deployment sets one (on AWS, the API
  * Gateway stage), else /ws on this page's host.
@@ -338,6 +351,9 @@ export async function signalingUrl() {
     if (res.ok) {
       /** @type {unknown} */
       const cfg = await res.json();
+      if (cfg && typeof cfg === 'object' && 'iceTransportPolicy' in cfg && cfg.iceTransportPolicy === 'relay') {
+        transportPolicy = 'relay';
+      }
       if (cfg && typeof cfg === 'object' && 'wsUrl' in cfg && typeof cfg.wsUrl === 'string' && cfg.wsUrl) {
         return cfg.wsUrl;
       }
