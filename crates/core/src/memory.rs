@@ -326,6 +326,11 @@ mod tests {
 
     use super::*;
 
+    /// Resolves a store future; `MemoryStore` never pends.
+    fn ready<F: std::future::Future>(f: F) -> F::Output {
+        f.now_or_never().expect("MemoryStore futures never pend")
+    }
+
     fn id(s: &str) -> ConnectionId {
         ConnectionId::parse(s).unwrap()
     }
@@ -341,41 +346,19 @@ mod tests {
         let st = MemoryStore::new();
         let now = SystemTime::now();
         for c in ["a", "b", "c"] {
-            st.add_connection(&id(c), now)
-                .now_or_never()
-                .unwrap()
-                .unwrap();
+            ready(st.add_connection(&id(c), now)).unwrap();
         }
-        let j = st
-            .join(&id("a"), &room("r"), 2, now)
-            .now_or_never()
-            .unwrap()
-            .unwrap();
+        let j = ready(st.join(&id("a"), &room("r"), 2, now)).unwrap();
         assert_eq!((j.left, j.already_member, j.others), (None, false, vec![]));
-        let j = st
-            .join(&id("b"), &room("r"), 2, now)
-            .now_or_never()
-            .unwrap()
-            .unwrap();
+        let j = ready(st.join(&id("b"), &room("r"), 2, now)).unwrap();
         assert_eq!(ids(&j.others), ["a"]);
         assert_eq!(j.others[0].socket, Some(id("a")));
-        let full = st
-            .join(&id("c"), &room("r"), 2, now)
-            .now_or_never()
-            .unwrap();
+        let full = ready(st.join(&id("c"), &room("r"), 2, now));
         assert!(matches!(full, Err(JoinError::RoomFull)));
         // Re-joining your own room is not refused by the cap.
-        let j = st
-            .join(&id("b"), &room("r"), 2, now)
-            .now_or_never()
-            .unwrap()
-            .unwrap();
+        let j = ready(st.join(&id("b"), &room("r"), 2, now)).unwrap();
         assert!(j.already_member);
-        let j = st
-            .join(&id("b"), &room("s"), 2, now)
-            .now_or_never()
-            .unwrap()
-            .unwrap();
+        let j = ready(st.join(&id("b"), &room("s"), 2, now)).unwrap();
         assert_eq!(j.left, Some(room("r")));
         assert_eq!(
             st.stats(),
@@ -386,14 +369,10 @@ mod tests {
                 suspended: 0
             }
         );
-        let left = st.leave(&id("a")).now_or_never().unwrap().unwrap();
+        let left = ready(st.leave(&id("a"))).unwrap();
         assert_eq!(left, Some((id("a"), room("r"))));
-        assert_eq!(st.leave(&id("a")).now_or_never().unwrap().unwrap(), None);
-        let gone = st
-            .remove_connection(&id("b"))
-            .now_or_never()
-            .unwrap()
-            .unwrap();
+        assert_eq!(ready(st.leave(&id("a"))).unwrap(), None);
+        let gone = ready(st.remove_connection(&id("b"))).unwrap();
         assert_eq!(
             gone,
             Some(Departure {
@@ -401,13 +380,7 @@ mod tests {
                 room: Some(room("s"))
             })
         );
-        assert_eq!(
-            st.remove_connection(&id("b"))
-                .now_or_never()
-                .unwrap()
-                .unwrap(),
-            None
-        );
+        assert_eq!(ready(st.remove_connection(&id("b"))).unwrap(), None);
         assert_eq!(
             st.stats(),
             Stats {
@@ -425,23 +398,14 @@ mod tests {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
         let grace = t0 + Duration::from_secs(30);
         for c in ["a", "b", "n"] {
-            st.add_connection(&id(c), t0)
-                .now_or_never()
-                .unwrap()
-                .unwrap();
+            ready(st.add_connection(&id(c), t0)).unwrap();
         }
-        st.join(&id("a"), &room("r"), 8, t0)
-            .now_or_never()
-            .unwrap()
-            .unwrap();
-        st.join(&id("b"), &room("r"), 8, t0)
-            .now_or_never()
-            .unwrap()
-            .unwrap();
+        ready(st.join(&id("a"), &room("r"), 8, t0)).unwrap();
+        ready(st.join(&id("b"), &room("r"), 8, t0)).unwrap();
 
-        let suspended = st.suspend(&id("a"), grace).now_or_never().unwrap().unwrap();
+        let suspended = ready(st.suspend(&id("a"), grace)).unwrap();
         assert_eq!(suspended, Some(id("a")));
-        let members = st.members(&room("r")).now_or_never().unwrap().unwrap();
+        let members = ready(st.members(&room("r"))).unwrap();
         assert_eq!(
             members[0],
             Member {
@@ -450,33 +414,15 @@ mod tests {
             }
         );
         // The old socket is detached: removing it again finds nothing.
-        assert_eq!(
-            st.remove_connection(&id("a"))
-                .now_or_never()
-                .unwrap()
-                .unwrap(),
-            None
-        );
+        assert_eq!(ready(st.remove_connection(&id("a"))).unwrap(), None);
         // Not yet due.
-        assert_eq!(
-            st.expire(&id("a"), t0).now_or_never().unwrap().unwrap(),
-            None
-        );
+        assert_eq!(ready(st.expire(&id("a"), t0)).unwrap(), None);
 
-        let resumed = st
-            .resume(&id("a"), &id("n"), t0)
-            .now_or_never()
-            .unwrap()
-            .unwrap();
+        let resumed = ready(st.resume(&id("a"), &id("n"), t0)).unwrap();
         assert_eq!(resumed.room, room("r"));
         assert_eq!(ids(&resumed.others), ["b"]);
         assert_eq!(resumed.replaced, None);
-        let presence = st
-            .lookup(&id("n"))
-            .now_or_never()
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let presence = ready(st.lookup(&id("n"))).unwrap().unwrap();
         assert_eq!(
             presence,
             Presence {
@@ -501,26 +447,17 @@ mod tests {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
         let grace = t0 + Duration::from_secs(30);
         for c in ["a", "n", "m"] {
-            st.add_connection(&id(c), t0)
-                .now_or_never()
-                .unwrap()
-                .unwrap();
+            ready(st.add_connection(&id(c), t0)).unwrap();
         }
-        st.join(&id("a"), &room("r"), 8, t0)
-            .now_or_never()
-            .unwrap()
-            .unwrap();
-        st.join(&id("m"), &room("q"), 8, t0)
-            .now_or_never()
-            .unwrap()
-            .unwrap();
-        st.suspend(&id("a"), grace).now_or_never().unwrap().unwrap();
+        ready(st.join(&id("a"), &room("r"), 8, t0)).unwrap();
+        ready(st.join(&id("m"), &room("q"), 8, t0)).unwrap();
+        ready(st.suspend(&id("a"), grace)).unwrap();
         // A socket already in a room cannot take a participant over.
-        let used = st.resume(&id("a"), &id("m"), t0).now_or_never().unwrap();
+        let used = ready(st.resume(&id("a"), &id("m"), t0));
         assert!(matches!(used, Err(ResumeError::NotResumable)));
-        let late = st.resume(&id("a"), &id("n"), grace).now_or_never().unwrap();
+        let late = ready(st.resume(&id("a"), &id("n"), grace));
         assert!(matches!(late, Err(ResumeError::NotResumable)));
-        let gone = st.expire(&id("a"), grace).now_or_never().unwrap().unwrap();
+        let gone = ready(st.expire(&id("a"), grace)).unwrap();
         assert_eq!(
             gone,
             Some(Departure {
@@ -534,14 +471,8 @@ mod tests {
     fn suspending_a_participant_in_no_room_removes_it() {
         let st = MemoryStore::new();
         let now = SystemTime::now();
-        st.add_connection(&id("a"), now)
-            .now_or_never()
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            st.suspend(&id("a"), now).now_or_never().unwrap().unwrap(),
-            None
-        );
+        ready(st.add_connection(&id("a"), now)).unwrap();
+        assert_eq!(ready(st.suspend(&id("a"), now)).unwrap(), None);
         assert_eq!(st.stats().connections, 0);
     }
 }
