@@ -260,8 +260,7 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
     /// Sockets that turn out to be gone are removed and their rooms told; the rest still
     /// get the frame.
     async fn send_to_members(&self, members: &[Member], frame: &Outbound) {
-        let sockets: Vec<ConnectionId> = members.iter().filter_map(|m| m.socket.clone()).collect();
-        let gone = self.push_all(&sockets, frame).await;
+        let gone = self.push_all(&sockets(members), frame).await;
         self.settle(gone).await;
     }
 
@@ -270,7 +269,7 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
         // Telling a room that someone is gone may find more gone members: a worklist, so
         // each socket is removed once and the recursion stays flat.
         while let Some(socket) = gone.pop() {
-            let departure = match self.store.remove_connection(&socket).await {
+            let (id, room) = match self.store.remove_connection(&socket).await {
                 Ok(Some(Departure {
                     id,
                     room: Some(room),
@@ -281,13 +280,11 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
                     continue;
                 }
             };
-            let (id, room) = departure;
             tracing::warn!(conn_id = %id, room_id = %room, "dropped a gone connection");
             match self.store.members(&room).await {
                 Ok(members) => {
-                    let sockets: Vec<ConnectionId> =
-                        members.into_iter().filter_map(|m| m.socket).collect();
-                    gone.extend(self.push_all(&sockets, &participant_left(&id)).await);
+                    let left = participant_left(&id);
+                    gone.extend(self.push_all(&sockets(&members), &left).await);
                 }
                 Err(e) => tracing::error!(error = %e, "store failed listing a room"),
             }
@@ -333,6 +330,11 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
         self.send_to_members(&others, &participant_left(id)).await;
         Ok(())
     }
+}
+
+/// The sockets to reach `members` through (suspended members have none).
+fn sockets(members: &[Member]) -> Vec<ConnectionId> {
+    members.iter().filter_map(|m| m.socket.clone()).collect()
 }
 
 fn participant_left(conn: &ConnectionId) -> Outbound {
