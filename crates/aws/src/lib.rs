@@ -12,8 +12,8 @@
 //!   Gateway Management API (`PostToConnection`; 410 Gone is an outcome, not an error).
 //!
 //! Left to others: the Lambda bootstrap and the mapping from API Gateway's WebSocket event
-//! to the core's calls, the deployment template (which defines the table below), and the
-//! clients' configuration (`aws_config` in `main`).
+//! to the core's calls (`crates/lambda`), the deployment template (`deploy/aws`, which
+//! defines the table below), and the clients' configuration (`aws_config` in `main`).
 //!
 //! # The table
 //!
@@ -22,7 +22,7 @@
 //!
 //! | item | key | attributes |
 //! |---|---|---|
-//! | participant | `p#<id>` | `roomId`, `joinedAt` (epoch ms; both only while in a room), `socketId` (absent while suspended), `suspendedUntil` (epoch ms; only while suspended), `expiresAt` |
+//! | participant | `p#<id>` | `roomId`, `joinedAt` (epoch ms; both only while in a room), `socketId` (absent while suspended), `suspendedUntil` (epoch ms) and `sweep` (always `due`; both only while suspended), `expiresAt` |
 //! | socket | `s#<socketId>` | `participantId`, `roomId` (a copy of the participant's), `expiresAt` |
 //! | room | `r#<roomId>` | `members` (string set of participant ids, absent when empty), `expiresAt` |
 //!
@@ -63,6 +63,13 @@
 //!   `expiresAt` as absent. A suspended participant past its grace cannot resume, but stays
 //!   in its room until `expire` removes it and its room is told.
 //!
+//! A second sparse index, `bySuspension` (partition key `sweep`, sort key
+//! `suspendedUntil`, keys only), holds exactly the suspended participants. A scheduled
+//! sweep ([`DynamoStore::due`]) Queries it for graces that ended and hands each id to
+//! `Signalling::expire`, which tells the room. On AWS an EventBridge rule invokes the
+//! function once a minute for it, so a dropped participant who never resumes is announced
+//! between its grace and one minute after; the local gateway sweeps every second.
+//!
 //! # Calls
 //!
 //! [`DynamoStore::calls`] counts requests by operation at the wire. Per message kind, as
@@ -81,6 +88,7 @@
 //! | `resume` | `BatchGetItem` 2 + `GetItem` 1 + `TransactWriteItems` 1 |
 //! | `expire` (grace over) | `GetItem` 1 + `TransactWriteItems` 1 + `Query` 1 |
 //! | `ping` | none |
+//! | the sweep | `Query` 1 (a page of due participants); + each one's `expire` |
 //! | each push answered 410 | `BatchGetItem` 1 + `TransactWriteItems` 1 + `Query` 1 |
 //!
 //! A socket that resumed someone (its participant has another id) costs one `GetItem` more

@@ -12,7 +12,11 @@ use std::{
 
 use aws_config::SdkConfig;
 use aws_sdk_apigatewaymanagement::{
-    Client, operation::post_to_connection::PostToConnectionError, primitives::Blob,
+    Client,
+    operation::{
+        delete_connection::DeleteConnectionError, post_to_connection::PostToConnectionError,
+    },
+    primitives::Blob,
 };
 use meshcall_core::{Delivery, Outbound, PushError, Pusher, protocol::ConnectionId};
 
@@ -87,6 +91,32 @@ impl ApiGatewayPusher {
         Self {
             client: Client::from_conf(config),
             counters: Arc::default(),
+        }
+    }
+
+    /// Closes connection `to` (`DeleteConnection`): API Gateway then runs `$disconnect`
+    /// for it. For a socket a `resume` took its participant from.
+    ///
+    /// # Errors
+    /// [`PushError`] if the call failed and the connection may still be open.
+    pub async fn close(&self, to: &ConnectionId) -> Result<Delivery, PushError> {
+        match self
+            .client
+            .delete_connection()
+            .connection_id(to.as_str())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Delivery::Delivered),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(DeleteConnectionError::GoneException(_))
+                ) =>
+            {
+                Ok(Delivery::Gone)
+            }
+            Err(e) => Err(PushError::new(e)),
         }
     }
 

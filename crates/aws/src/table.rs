@@ -22,6 +22,9 @@ use meshcall_core::{StoreError, protocol::ConnectionId, protocol::RoomId};
 pub const PK: &str = "pk";
 /// The sparse index of participants by room: partition key `roomId`, sort key `joinedAt`.
 pub const BY_ROOM: &str = "byRoom";
+/// The sparse index of suspended participants: partition key `sweep` (always [`DUE`]),
+/// sort key `suspendedUntil`; keys only.
+pub const BY_SUSPENSION: &str = "bySuspension";
 /// The TTL attribute (epoch seconds) of every item.
 pub const EXPIRES_AT: &str = "expiresAt";
 
@@ -31,10 +34,14 @@ pub(crate) const SOCKET_ID: &str = "socketId";
 pub(crate) const PARTICIPANT_ID: &str = "participantId";
 pub(crate) const SUSPENDED_UNTIL: &str = "suspendedUntil";
 pub(crate) const MEMBERS: &str = "members";
+pub(crate) const SWEEP: &str = "sweep";
+/// The one value of `sweep`: every suspended participant is in the same index partition,
+/// so one Query finds those whose grace is over.
+pub(crate) const DUE: &str = "due";
 
 /// Expression placeholders (`#room`) and the attributes they stand for. Expressions name
 /// attributes only through these, so no attribute name can collide with a reserved word.
-const NAMES: [(&str, &str); 8] = [
+const NAMES: [(&str, &str); 9] = [
     ("#pk", PK),
     ("#room", ROOM_ID),
     ("#joined", JOINED_AT),
@@ -43,6 +50,7 @@ const NAMES: [(&str, &str); 8] = [
     ("#until", SUSPENDED_UNTIL),
     ("#exp", EXPIRES_AT),
     ("#members", MEMBERS),
+    ("#sweep", SWEEP),
 ];
 
 /// An item as the SDK holds it.
@@ -232,7 +240,7 @@ pub(crate) fn member_set(item: Option<&Item>) -> Result<Vec<ConnectionId>, Store
 }
 
 /// Creates the table as the deployment template does: on-demand, `pk` key, the sparse
-/// `byRoom` index, TTL on `expiresAt`. Waits (up to a minute) until the table and its index
+/// `byRoom` and `bySuspension` indexes, TTL on `expiresAt`. Waits (up to a minute) until the table and its index
 /// are active. For emulators, tests and local development; AWS deployments use the
 /// template.
 ///
@@ -266,6 +274,17 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         )
         .build()
         .map_err(StoreError::new)?;
+    let by_suspension = GlobalSecondaryIndex::builder()
+        .index_name(BY_SUSPENSION)
+        .key_schema(key(SWEEP, KeyType::Hash)?)
+        .key_schema(key(SUSPENDED_UNTIL, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .map_err(StoreError::new)?;
     client
         .create_table()
         .table_name(table)
@@ -273,8 +292,11 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         .attribute_definitions(attribute(PK, ScalarAttributeType::S)?)
         .attribute_definitions(attribute(ROOM_ID, ScalarAttributeType::S)?)
         .attribute_definitions(attribute(JOINED_AT, ScalarAttributeType::N)?)
+        .attribute_definitions(attribute(SWEEP, ScalarAttributeType::S)?)
+        .attribute_definitions(attribute(SUSPENDED_UNTIL, ScalarAttributeType::N)?)
         .key_schema(key(PK, KeyType::Hash)?)
         .global_secondary_indexes(by_room)
+        .global_secondary_indexes(by_suspension)
         .send()
         .await
         .map_err(StoreError::new)?;

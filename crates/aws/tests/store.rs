@@ -456,6 +456,40 @@ async fn resume_is_refused_after_the_grace_or_into_a_used_socket_and_expire_remo
 }
 
 #[tokio::test]
+async fn due_lists_every_suspended_participant_past_its_grace_page_by_page() {
+    let Some(st) = store("due").await else {
+        return;
+    };
+    let st = st.with_page_size(2);
+    let t0 = SystemTime::now();
+    let names = ["d0", "d1", "d2", "d3", "d4", "kept"];
+    connect(&st, &names, t0).await;
+    for n in names {
+        st.join(&id(n), &room("r"), 8, t0).await.unwrap();
+    }
+    let grace = |i: u64| t0 + Duration::from_secs(30 + i);
+    for (i, n) in (0..).zip(&names[..5]) {
+        st.suspend(&id(n), grace(i)).await.unwrap();
+    }
+    assert_eq!(st.due(t0).await.unwrap(), [], "no grace over yet");
+    let sorted = |mut v: Vec<ConnectionId>| {
+        v.sort();
+        v.into_iter().map(|c| c.to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(sorted(st.due(grace(2)).await.unwrap()), ["d0", "d1", "d2"]);
+    // A resumed participant leaves the index; an expired one too.
+    st.add_connection(&id("n3"), t0).await.unwrap();
+    st.resume(&id("d3"), &id("n3"), t0).await.unwrap();
+    st.expire(&id("d0"), grace(0)).await.unwrap();
+    let before = st.calls();
+    assert_eq!(sorted(st.due(grace(10)).await.unwrap()), ["d1", "d2", "d4"]);
+    let calls = st.calls().since(&before);
+    assert!(calls.get("Query") >= 2, "3 due, 2 a page: {calls}");
+    assert_eq!(calls.total(), calls.get("Query"), "{calls}");
+    assert_no_scans(&st);
+}
+
+#[tokio::test]
 async fn resuming_over_a_half_open_socket_takes_the_participant_over() {
     let Some(st) = store("takeover").await else {
         return;

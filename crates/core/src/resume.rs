@@ -28,6 +28,13 @@ impl ResumeKey {
         Self(bytes)
     }
 
+    /// A key derived from a configured secret (its SHA-256), for gateways whose processes
+    /// must all accept each other's tokens, such as Lambda instances.
+    pub fn from_secret(secret: &str) -> Self {
+        use sha2::Digest as _;
+        Self(Sha256::digest(secret.as_bytes()).into())
+    }
+
     fn mac(&self, id: &ConnectionId) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(id.as_str().as_bytes());

@@ -81,6 +81,9 @@ async fn closing_a_connection_that_never_joined_tells_no_one() {
 
 #[tokio::test]
 async fn graceful_shutdown_closes_every_socket_with_1001_then_refuses_connections() {
+    if support::self_hosted_only("the server's own shutdown") {
+        return;
+    }
     let server = TestServer::start().await;
     let (mut a, _, mut b) = two_in_r(&server).await;
     let mut lobby = server.client().await;

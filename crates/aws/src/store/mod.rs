@@ -87,6 +87,17 @@ impl DynamoStore {
         &self.table
     }
 
+    /// Suspended participants whose resume grace ended by `now`, for a scheduled sweep to
+    /// pass to [`Signalling::expire`](meshcall_core::Signalling::expire): one Query per page
+    /// of the sparse `bySuspension` index (only suspended participants are in it). Never a
+    /// Scan.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the Query fails.
+    pub async fn due(&self, now: SystemTime) -> Result<Vec<ConnectionId>, StoreError> {
+        self.query_due(now).await
+    }
+
     /// When an item refreshed at `now` expires, in epoch seconds.
     fn expires_at(&self, now: SystemTime) -> i64 {
         crate::table::epoch_secs(now + self.ttl)

@@ -13,8 +13,8 @@ use meshcall_core::{
 use super::DynamoStore;
 use crate::{
     table::{
-        BY_ROOM, Item, PK, ParticipantRow, SocketRow, member_set, names_in, participant_key,
-        room_key, s, socket_key,
+        BY_ROOM, BY_SUSPENSION, DUE, Item, PK, ParticipantRow, SocketRow, epoch_millis, member_set,
+        n, names_in, participant_key, room_key, s, socket_key,
     },
     transaction::{ATTEMPTS, Contended, backoff},
 };
@@ -202,6 +202,47 @@ impl DynamoStore {
             start = out.last_evaluated_key.filter(|k| !k.is_empty());
             if start.is_none() {
                 return Ok(members);
+            }
+        }
+    }
+
+    /// Suspended participants whose grace ended by `now`: Query on the `bySuspension`
+    /// index, every page. Eventually consistent; `expire` checks each one again.
+    pub(super) async fn query_due(&self, now: SystemTime) -> Result<Vec<ConnectionId>, StoreError> {
+        let condition = "#sweep = :due AND #until <= :now";
+        let mut due = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_SUSPENSION)
+                .key_condition_expression(condition)
+                .set_expression_attribute_names(Some(names_in(&[condition])))
+                .expression_attribute_values(":due", s(DUE))
+                .expression_attribute_values(":now", n(epoch_millis(now)))
+                .set_limit(self.page_size)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::new)?;
+            for item in out.items.iter().flatten() {
+                let id = item
+                    .get(PK)
+                    .and_then(|k| k.as_s().ok())
+                    .and_then(|k| k.strip_prefix("p#"))
+                    .and_then(|id| ConnectionId::parse(id).ok());
+                match id {
+                    Some(id) => due.push(id),
+                    None => {
+                        tracing::warn!(key = ?item.get(PK), "bySuspension holds a non-participant");
+                    }
+                }
+            }
+            start = out.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() {
+                return Ok(due);
             }
         }
     }

@@ -11,7 +11,7 @@ use meshcall_core::{
 use super::DynamoStore;
 use crate::{
     table::{
-        EXPIRES_AT, PARTICIPANT_ID, ParticipantRow, SOCKET_ID, SocketRow, epoch_millis, n,
+        DUE, EXPIRES_AT, PARTICIPANT_ID, ParticipantRow, SOCKET_ID, SocketRow, epoch_millis, n,
         participant_key, room_key, s, set_of, socket_key,
     },
     transaction::{ATTEMPTS, Contended, Outcome, Write, pause, transact},
@@ -130,6 +130,7 @@ impl DynamoStore {
                 (":room", s(room.as_str())),
                 (":until", n(epoch_millis(until))),
                 (":exp", n(self.expires_at(until))),
+                (":due", s(DUE)),
             ];
             let writes = vec![
                 Write::delete(socket_key(socket))
@@ -137,7 +138,7 @@ impl DynamoStore {
                     .values(values.clone()),
                 Write::update(
                     participant_key(id),
-                    "SET #until = :until, #exp = :exp REMOVE #socket",
+                    "SET #until = :until, #exp = :exp, #sweep = :due REMOVE #socket",
                 )
                 .when("#socket = :socket AND #room = :room")
                 .values(values),
@@ -199,7 +200,7 @@ impl DynamoStore {
                 .values(values.clone()),
                 Write::update(
                     participant_key(participant),
-                    "SET #socket = :socket, #exp = :exp REMOVE #until",
+                    "SET #socket = :socket, #exp = :exp REMOVE #until, #sweep",
                 )
                 .when(participant_was)
                 .values(values.clone())

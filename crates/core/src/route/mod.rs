@@ -46,6 +46,19 @@ pub enum Route {
 }
 
 impl Route {
+    /// Every route, for a deployment to define each one.
+    pub const ALL: [Route; 9] = [
+        Self::Connect,
+        Self::Disconnect,
+        Self::JoinRoom,
+        Self::SendMsgToRoom,
+        Self::Signal,
+        Self::LeaveRoom,
+        Self::Ping,
+        Self::Resume,
+        Self::Default,
+    ];
+
     /// The route key, as API Gateway names it.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -34,10 +34,58 @@ use tokio_util::sync::CancellationToken;
 /// How long any single wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// The server under test.
 pub struct TestServer {
     pub addr: SocketAddr,
-    shutdown: CancellationToken,
-    handle: JoinHandle<anyhow::Result<()>>,
+    backend: Backend,
+}
+
+/// The same suite runs against two runtimes of the same core: the self-hosted server in
+/// this process, or (with `MESHCALL_SUITE_GATEWAY` naming the `meshcall-gateway` binary)
+/// the serverless path: the local API Gateway running the real Lambda bootstrap on the
+/// DynamoDB emulator at `AWS_ENDPOINT_URL` (`scripts/test` runs both).
+enum Backend {
+    InProcess {
+        shutdown: CancellationToken,
+        handle: JoinHandle<anyhow::Result<()>>,
+    },
+    Gateway {
+        child: tokio::process::Child,
+        log: std::path::PathBuf,
+    },
+}
+
+/// The `meshcall-gateway` binary when the suite runs on the serverless path.
+fn gateway_binary() -> Option<String> {
+    suite_path("MESHCALL_SUITE_GATEWAY")
+}
+
+/// A path from the environment; a relative one is taken from the workspace root (tests
+/// run in their crate's directory).
+fn suite_path(var: &str) -> Option<String> {
+    let value = std::env::var(var).ok().filter(|v| !v.is_empty())?;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    Some(root.join(value).to_string_lossy().into_owned())
+}
+
+/// Whether this run is on the local API Gateway + Lambda + DynamoDB path.
+pub fn on_gateway() -> bool {
+    gateway_binary().is_some()
+}
+
+/// For a test of what only the self-hosted server has (its metrics, its shutdown, its
+/// per-connection queues and rate limit): on the gateway path, says so and returns `true`
+/// (the test returns early); docs/aws.md lists these differences.
+pub fn self_hosted_only(why: &str) -> bool {
+    if !on_gateway() {
+        return false;
+    }
+    let name = std::thread::current().name().unwrap_or("a test").to_owned();
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!("{name}: self-hosted only ({why}); skipped on the gateway path\n"),
+    );
+    true
 }
 
 /// Settings from flags, as a user would give them (`meshcall` is prepended).
@@ -51,6 +99,9 @@ impl TestServer {
     }
 
     pub async fn with(flags: &[&str]) -> Self {
+        if let Some(gateway) = gateway_binary() {
+            return Self::gateway(&gateway, flags).await;
+        }
         let settings = settings(flags);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -59,8 +110,60 @@ impl TestServer {
         let handle = tokio::spawn(async move { meshcall::run(listener, &settings, token).await });
         Self {
             addr,
-            shutdown,
-            handle,
+            backend: Backend::InProcess { shutdown, handle },
+        }
+    }
+
+    /// Starts `meshcall-gateway` on a fresh table with the same flags, and waits for the
+    /// line that gives its address. Its log (and its Lambda instances') goes to
+    /// `target/suite-logs/<table>.log`.
+    async fn gateway(binary: &str, flags: &[&str]) -> Self {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let table = format!("suite-{}-{seq}-{nanos}", std::process::id());
+        let logs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/suite-logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let log = logs.join(format!("{table}.log"));
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--create-table",
+                "--table",
+                &table,
+            ])
+            .args(["--sweep-every", "100ms"])
+            .args(flags)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true);
+        if let Some(bootstrap) = suite_path("MESHCALL_SUITE_BOOTSTRAP") {
+            command.args(["--bootstrap", &bootstrap]);
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("the gateway did not start in time; see {}", log.display()))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the gateway exited; see {}", log.display()));
+        let addr = line
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        Self {
+            addr,
+            backend: Backend::Gateway { child, log },
         }
     }
 
@@ -111,23 +214,58 @@ impl TestServer {
         http_get(self.addr, path).await
     }
 
-    /// Cancels the server and waits for `run` to return.
+    /// Cancels the server and waits for `run` to return. A gateway gets SIGTERM, which
+    /// stops its Lambda instances too.
     pub async fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        tokio::time::timeout(WAIT, self.handle)
-            .await
-            .expect("server did not stop in time")
-            .expect("server task panicked")
+        match self.backend {
+            Backend::InProcess { shutdown, handle } => {
+                shutdown.cancel();
+                tokio::time::timeout(WAIT, handle)
+                    .await
+                    .expect("server did not stop in time")
+                    .expect("server task panicked")
+            }
+            Backend::Gateway { mut child, log } => {
+                if let Some(pid) = child.id() {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-TERM", &pid.to_string()])
+                        .status();
+                }
+                let status = tokio::time::timeout(WAIT, child.wait())
+                    .await
+                    .unwrap_or_else(|_| {
+                        panic!("the gateway did not stop; see {}", log.display())
+                    })?;
+                anyhow::ensure!(
+                    status.success(),
+                    "the gateway exited with {status}; see {}",
+                    log.display()
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// The in-process server's shutdown token; panics on the gateway path.
+    fn in_process(&self) -> &CancellationToken {
+        match &self.backend {
+            Backend::InProcess { shutdown, .. } => shutdown,
+            Backend::Gateway { .. } => {
+                panic!("the self-hosted server's own API; mark the test self_hosted_only")
+            }
+        }
     }
 
     /// Cancels the server without waiting (the caller watches clients instead).
     pub fn begin_shutdown(&self) -> &CancellationToken {
-        self.shutdown.cancel();
-        &self.shutdown
+        let shutdown = self.in_process();
+        shutdown.cancel();
+        shutdown
     }
 
     /// The body of `GET /metrics`.
     pub async fn metrics(&self) -> String {
+        self.in_process();
         let (status, _, body) = self.get("/metrics").await;
         assert_eq!(status, 200, "GET /metrics: {body}");
         body
@@ -137,7 +275,15 @@ impl TestServer {
     /// scrape. Counters are bumped just after a frame is queued and gauges are read at
     /// scrape time, so a scrape may briefly lag what a client has already seen; this polls
     /// (a short pause between scrapes) and fails with the last scrape after [`WAIT`].
+    ///
+    /// On the gateway path, which has no metrics, it waits instead until the gateway has no
+    /// event queued or in flight and no `$disconnect` to run (`GET /_gateway/idle`): the
+    /// same barrier, without the values.
     pub async fn wait_for_metrics(&self, expected: &[(&str, f64)]) -> String {
+        if on_gateway() {
+            self.wait_gateway_idle().await;
+            return String::new();
+        }
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let text = self.metrics().await;
@@ -157,11 +303,32 @@ impl TestServer {
         }
     }
 
+    /// Waits until the gateway reports that nothing is queued, in flight or pending.
+    async fn wait_gateway_idle(&self) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (status, _, body) = self.get("/_gateway/idle").await;
+            if status == 200 && body.trim() == "idle" {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the gateway never went idle: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn join_handle(self) -> anyhow::Result<()> {
-        tokio::time::timeout(WAIT, self.handle)
-            .await
-            .expect("server did not stop in time")
-            .expect("server task panicked")
+        match self.backend {
+            Backend::InProcess { handle, .. } => tokio::time::timeout(WAIT, handle)
+                .await
+                .expect("server did not stop in time")
+                .expect("server task panicked"),
+            Backend::Gateway { .. } => {
+                panic!("the self-hosted server's own API; mark the test self_hosted_only")
+            }
+        }
     }
 }
 

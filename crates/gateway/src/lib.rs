@@ -1,0 +1,313 @@
+//! `meshcall-gateway`: a local stand-in for AWS API Gateway WebSocket, so that meshcall's
+//! serverless path runs on one machine with the real Lambda bootstrap:
+//!
+//! ```text
+//! browser ──WebSocket──► meshcall-gateway ──runtime API──► bootstrap (crates/lambda) ──► DynamoDB (moto)
+//!        ◄──────────────  @connections  ◄──────────────────────────┘
+//! ```
+//!
+//! It emulates, on one port: the WebSocket API (connection ids; `$connect` invoked before
+//! the handshake is answered, any non-2xx `statusCode` refusing it; route selection on
+//! `$request.body.action` with meshcall's route keys and `$default`; `$disconnect` once per
+//! connection, after it has left `@connections`, with the close status; the 128 KiB message
+//! limit closing with 1009, the 10-minute idle timeout and the 2-hour connection limit
+//! closing with 1001), the Management API (`POST`/`GET`/`DELETE` on `@connections/{id}`,
+//! with and without the stage in the path, 410 `GoneException` for unknown connections),
+//! an EventBridge schedule (the sweep), and the Lambda service: `--instances` bootstrap
+//! processes polling a Lambda runtime API (`2018-06-01`), one invocation each at a time.
+//! It also serves the web app (the self-hosted server's handlers), with `/config.json`
+//! pointing the app at this gateway's `/ws`.
+//!
+//! Where it differs from API Gateway:
+//!
+//! - one connection's messages are invoked one at a time, in arrival order (API Gateway
+//!   invokes them concurrently, so the function may see them out of order); different
+//!   connections run concurrently;
+//! - no throttling, no authorizers, no route responses, no request validation, no custom
+//!   domains or TLS; request signatures on `@connections` are not checked;
+//! - events carry fewer fields (no `X-Amzn-Trace-Id` header, no `$disconnect` headers);
+//!   header names are the client's spelling when the handshake was the first request on its
+//!   TCP connection, title case otherwise;
+//! - a connection that does not read its frames is closed with 1013 once 1024 posted frames
+//!   wait for it (API Gateway buffers more and says nothing);
+//! - invocations wait in one queue for a free instance (no scaling beyond `--instances`, no
+//!   throttling errors); an instance whose process exits is respawned and its invocation
+//!   fails at once;
+//! - the `@connections` endpoint has no stage path requirement (`http://host:port` works, as
+//!   on moto);
+//! - each bootstrap process polls a runtime API port of its own (one queue behind them all),
+//!   so that the log can say how long each took to become ready and its first (cold)
+//!   invocation took. Ctrl-C and SIGTERM stop the processes; a gateway killed with SIGKILL
+//!   leaves them running until their next poll fails, when `lambda_runtime` exits.
+//!
+//! # Layout
+//!
+//! - [`settings`]: [`Settings`], the flags.
+//! - [`app`]: the main router and its state.
+//! - [`socket`]: `$connect`, one task per WebSocket, `$disconnect`.
+//! - [`manage`]: the Management API (`@connections`).
+//! - [`connections`]: the open connections and their frame queues.
+//! - [`event`]: the event shapes, route selection, ids and time formats.
+//! - [`runtime`]: the Lambda runtime API and the invocation queue.
+//! - [`instances`]: the bootstrap processes.
+//! - [`peer`]: the listener that keeps the client's header spelling.
+
+pub mod app;
+pub mod connections;
+pub mod event;
+pub mod instances;
+pub mod manage;
+pub mod peer;
+pub mod runtime;
+pub mod settings;
+pub mod socket;
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use rand::RngExt as _;
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+pub use settings::Settings;
+
+use crate::{
+    app::AppState, connections::Connections, instances::Instances, peer::Peer, runtime::Invoker,
+};
+
+/// Serves the gateway on `listener`, and the Lambda runtime API for external runtime
+/// clients on `runtime_listener`, until `shutdown` is cancelled. With `--instances` above 0
+/// it runs that many bootstrap processes. On shutdown it closes every WebSocket with 1001,
+/// waits up to `--shutdown-timeout` for their `$disconnect`, then stops the processes.
+///
+/// # Errors
+/// If the bootstrap is missing, a listener fails, or the server fails.
+pub async fn run(
+    listener: TcpListener,
+    runtime_listener: TcpListener,
+    settings: &Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    for flag in settings.ignored() {
+        tracing::warn!(
+            flag,
+            "ignored: API Gateway has no per-connection rate limit (stage throttling instead)"
+        );
+    }
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let callback_addr = reachable(addr);
+    let runtime_addr = runtime_listener
+        .local_addr()
+        .context("reading the runtime API address")?;
+    let invoker = Invoker::new(settings.function_timeout);
+
+    let runtime_server = {
+        let router = runtime::router(invoker.clone(), None);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(runtime_listener, router).await {
+                tracing::error!(error = %e, "runtime API listener failed");
+            }
+        })
+    };
+    let instances = if settings.instances > 0 {
+        let bootstrap = bootstrap_path(settings)?;
+        let env = function_env(settings, callback_addr);
+        Some(Instances::start(bootstrap, settings.instances, env, &invoker).await?)
+    } else {
+        None
+    };
+    let sweeper = (!settings.sweep_every.is_zero()).then(|| {
+        tokio::spawn(sweep(
+            invoker.clone(),
+            settings.sweep_every,
+            shutdown.clone(),
+        ))
+    });
+
+    let tracker = TaskTracker::new();
+    let state = AppState {
+        settings: Arc::new(settings.clone()),
+        invoker,
+        connections: Arc::new(Connections::default()),
+        callback_addr,
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+    };
+    // The HTTP side outlives `shutdown` until the connections have drained, so that the
+    // function can still post during their `$disconnect`.
+    let stop = CancellationToken::new();
+    let server = axum::serve(
+        peer::RecordingListener(listener),
+        app::router(state).into_make_service_with_connect_info::<Peer>(),
+    )
+    .with_graceful_shutdown(stop.clone().cancelled_owned());
+    let mut server = tokio::spawn(server.into_future());
+    tracing::info!(
+        %addr,
+        %runtime_addr,
+        instances = settings.instances,
+        table = %settings.table,
+        "meshcall-gateway listening"
+    );
+
+    let ended = tokio::select! {
+        served = &mut server => Some(served),
+        () = shutdown.cancelled() => None,
+    };
+    shutdown.cancel();
+    tracker.close();
+    let open = tracker.len();
+    if tokio::time::timeout(settings.shutdown_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open,
+            left = tracker.len(),
+            "connections still open after the shutdown timeout"
+        );
+    }
+    stop.cancel();
+    let served = match ended {
+        Some(served) => served,
+        None => server.await,
+    };
+    if let Some(sweeper) = sweeper {
+        sweeper.abort();
+    }
+    if let Some(instances) = instances {
+        instances.stop().await;
+    }
+    runtime_server.abort();
+    tracing::info!("meshcall-gateway stopped");
+    served
+        .context("the server task failed")?
+        .context("serving HTTP")
+}
+
+/// The bootstrap to run: `--bootstrap`, or `bootstrap` next to this executable.
+///
+/// # Errors
+/// If it does not exist.
+pub fn bootstrap_path(settings: &Settings) -> anyhow::Result<PathBuf> {
+    let path = match &settings.bootstrap {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()
+            .context("finding this executable")?
+            .with_file_name("bootstrap"),
+    };
+    anyhow::ensure!(
+        path.is_file(),
+        "no Lambda bootstrap at {}: build it with `cargo build -p meshcall-lambda`, pass \
+         --bootstrap, or run with --instances 0",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// The address the function reaches this gateway at: the listening one, with an unspecified
+/// IP replaced by loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
+        }
+        _ => addr,
+    }
+}
+
+/// What every bootstrap process gets on top of the gateway's environment (each also gets
+/// its own `AWS_LAMBDA_RUNTIME_API` and `AWS_LAMBDA_LOG_STREAM_NAME`).
+fn function_env(settings: &Settings, callback_addr: SocketAddr) -> Vec<(String, String)> {
+    let secret: [u8; 32] = rand::rng().random();
+    let secret = event::hex(&secret);
+    let mut env: Vec<(String, String)> = [
+        (
+            "AWS_LAMBDA_FUNCTION_NAME",
+            runtime::FUNCTION_NAME.to_owned(),
+        ),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".to_owned()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{}", runtime::FUNCTION_NAME),
+        ),
+        ("MESHCALL_TABLE", settings.table.clone()),
+        ("MESHCALL_RESUME_SECRET", secret),
+        (
+            "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",
+            format!("http://{callback_addr}"),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    env.extend(
+        settings
+            .function_env()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v)),
+    );
+    env
+}
+
+/// Invokes the function with a scheduled event every `every`; a tick that comes while the
+/// previous sweep still runs is skipped.
+async fn sweep(invoker: Invoker, every: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let event = event::scheduled(event::now_ms());
+        tokio::select! {
+            result = invoker.invoke(&event) => match result {
+                Ok(body) => tracing::debug!(response = %String::from_utf8_lossy(&body), "swept"),
+                Err(e) => tracing::warn!(error = %e, "sweep failed"),
+            },
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_function_gets_its_environment() {
+        let settings = Settings::default();
+        let env: std::collections::HashMap<String, String> =
+            function_env(&settings, "127.0.0.1:9".parse().unwrap())
+                .into_iter()
+                .collect();
+        assert_eq!(
+            env["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"],
+            "http://127.0.0.1:9"
+        );
+        assert_eq!(env["MESHCALL_TABLE"], "meshcall");
+        assert_eq!(env["AWS_LAMBDA_FUNCTION_VERSION"], "$LATEST");
+        let secret = &env["MESHCALL_RESUME_SECRET"];
+        assert_eq!(secret.len(), 64);
+        assert!(secret.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn unspecified_addresses_are_reached_on_loopback() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(reachable(a("0.0.0.0:80")), a("127.0.0.1:80"));
+        assert_eq!(reachable(a("[::]:80")), a("[::1]:80"));
+        assert_eq!(reachable(a("10.0.0.1:80")), a("10.0.0.1:80"));
+    }
+}

@@ -1,0 +1,94 @@
+//! The API Gateway Management API (`@connections`), what the function's
+//! `aws-sdk-apigatewaymanagement` client calls: `PostToConnection`, `GetConnection` and
+//! `DeleteConnection`, with API Gateway's status codes and error types. Signatures are not
+//! checked.
+
+use axum::{
+    body::{Body, to_bytes},
+    extract::{Path, State, ws::Message},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+use crate::{app::AppState, connections::Posted, event::iso8601};
+
+/// The largest frame `PostToConnection` takes (API Gateway: 128 KiB).
+pub const MAX_POST_BYTES: usize = 128 * 1024;
+
+/// An error as API Gateway's REST protocol writes it: the status, `x-amzn-ErrorType` and a
+/// JSON `message`.
+fn error(status: StatusCode, error_type: &'static str, message: Option<&str>) -> Response {
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({ "message": message }).to_string(),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert("x-amzn-ErrorType", HeaderValue::from_static(error_type));
+    response
+}
+
+fn gone() -> Response {
+    error(StatusCode::GONE, "GoneException", None)
+}
+
+/// `POST @connections/{id}`: the body, as one frame to the connection (text when it is
+/// UTF-8, binary otherwise).
+pub async fn post(State(state): State<AppState>, Path(id): Path<String>, body: Body) -> Response {
+    let Ok(bytes) = to_bytes(body, MAX_POST_BYTES).await else {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLargeException",
+            Some(&format!(
+                "Message too long. Max size: {MAX_POST_BYTES} bytes"
+            )),
+        );
+    };
+    let frame = match String::from_utf8(bytes.to_vec()) {
+        Ok(text) => Message::text(text),
+        Err(_) => Message::Binary(bytes),
+    };
+    match state.connections.post(&id, frame) {
+        Posted::Queued => StatusCode::OK.into_response(),
+        Posted::Gone => {
+            tracing::debug!(conn_id = %id, "post to a gone connection");
+            gone()
+        }
+    }
+}
+
+/// `GET @connections/{id}`: when it connected, who it is, when it was last active.
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let Some(conn) = state.connections.get(&id) else {
+        return gone();
+    };
+    let mut identity = serde_json::Map::new();
+    identity.insert("sourceIp".into(), conn.source_ip.clone().into());
+    if let Some(agent) = &conn.user_agent {
+        identity.insert("userAgent".into(), agent.clone().into());
+    }
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({
+            "connectedAt": iso8601(conn.connected_at),
+            "identity": identity,
+            "lastActiveAt": iso8601(conn.last_active()),
+        })
+        .to_string(),
+    )
+        .into_response()
+}
+
+/// `DELETE @connections/{id}`: 204, then the connection closes with 1000 (after the frames
+/// already posted) and `$disconnect` runs.
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    if state.connections.delete(&id, 1000) {
+        tracing::info!(conn_id = %id, "deleted through @connections");
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        gone()
+    }
+}

@@ -1,0 +1,331 @@
+//! [`Settings`]: the gateway's flags. Gateway flags are also `MESHCALL_GATEWAY_*`
+//! variables; the function's settings keep the self-hosted server's flag names and
+//! `MESHCALL_*` variables and are handed to every bootstrap process as those variables.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Parser, ValueEnum};
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// meshcall-gateway: a local stand-in for API Gateway WebSocket. Serves the web app, accepts
+/// WebSocket connections, and runs meshcall's Lambda bootstrap behind a local Lambda runtime API, with
+/// the `@connections` management API on the same port.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "meshcall-gateway", version)]
+#[allow(clippy::struct_excessive_bools)]
+pub struct Settings {
+    /// Address and port to listen on (port 0 picks a free port; stdout says which).
+    #[arg(
+        long,
+        env = "MESHCALL_GATEWAY_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: SocketAddr,
+
+    /// Where the Lambda runtime API listens for external runtime clients (with
+    /// `--instances 0`); spawned instances each get a port of their own on 127.0.0.1.
+    #[arg(
+        long,
+        env = "MESHCALL_GATEWAY_RUNTIME_LISTEN",
+        default_value = "127.0.0.1:0"
+    )]
+    pub runtime_listen: SocketAddr,
+
+    /// The Lambda bootstrap executable (default: `bootstrap` next to this executable).
+    #[arg(long, env = "MESHCALL_GATEWAY_BOOTSTRAP")]
+    pub bootstrap: Option<PathBuf>,
+
+    /// Bootstrap processes running at once, like concurrent Lambda instances; 0 runs none
+    /// (an external runtime client may poll `--runtime-listen`).
+    #[arg(long, env = "MESHCALL_GATEWAY_INSTANCES", default_value_t = 2)]
+    pub instances: usize,
+
+    /// The DynamoDB table the function uses (`MESHCALL_TABLE`).
+    #[arg(long, env = "MESHCALL_GATEWAY_TABLE", default_value = "meshcall")]
+    pub table: String,
+
+    /// Create the table (`AWS_ENDPOINT_URL` names the DynamoDB emulator) if it is missing.
+    #[arg(long, env = "MESHCALL_GATEWAY_CREATE_TABLE")]
+    pub create_table: bool,
+
+    /// The API stage: WebSocket connections are also accepted at `/<stage>`, and `@connections` at
+    /// `/<stage>/@connections/{id}`.
+    #[arg(long, env = "MESHCALL_GATEWAY_STAGE", default_value = "local", value_parser = stage)]
+    pub stage: String,
+
+    /// How often the function gets an EventBridge scheduled event (the sweep); 0 turns it off.
+    #[arg(long, env = "MESHCALL_GATEWAY_SWEEP_EVERY", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub sweep_every: Duration,
+
+    /// Largest message the function accepts (`MESHCALL_MAX_MESSAGE_BYTES`); a larger one,
+    /// within API Gateway's own limit, is refused by the function with `messageTooLarge`.
+    #[arg(
+        long,
+        env = "MESHCALL_GATEWAY_MAX_MESSAGE_BYTES",
+        default_value_t = 131_072
+    )]
+    pub max_message_bytes: usize,
+
+    /// Largest WebSocket message API Gateway itself accepts (128 KiB, fixed on AWS); a
+    /// larger one closes the connection with 1009. Smaller values are for tests.
+    #[arg(
+        long,
+        env = "MESHCALL_GATEWAY_API_MESSAGE_LIMIT",
+        default_value_t = 131_072
+    )]
+    pub api_message_limit: usize,
+
+    /// Close a connection that sends nothing (not even a WebSocket ping) for this long
+    /// (API Gateway: 10 minutes).
+    #[arg(long, env = "MESHCALL_GATEWAY_IDLE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Close every connection this long after it opened (API Gateway: 2 hours); 0 never.
+    #[arg(long, env = "MESHCALL_GATEWAY_MAX_CONNECTION_DURATION", default_value = "2h", value_parser = humantime::parse_duration)]
+    pub max_connection_duration: Duration,
+
+    /// How long an invocation may take before it counts as failed (the function's timeout).
+    #[arg(long, env = "MESHCALL_GATEWAY_FUNCTION_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub function_timeout: Duration,
+
+    /// On Ctrl-C or SIGTERM, wait this long for connections to close (and their
+    /// `$disconnect` to run) before stopping the bootstrap processes.
+    #[arg(long, env = "MESHCALL_GATEWAY_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Most participants in one room (the function's `MESHCALL_MAX_ROOM_SIZE`).
+    #[arg(long, env = "MESHCALL_MAX_ROOM_SIZE", value_parser = positive)]
+    pub max_room_size: Option<usize>,
+
+    /// STUN server URL for `joined` (repeat, or separate with commas; `MESHCALL_STUN`).
+    #[arg(long = "stun", env = "MESHCALL_STUN", value_delimiter = ',')]
+    pub stun: Vec<String>,
+
+    /// TURN server URL for `joined` (repeat, or separate with commas; `MESHCALL_TURN`).
+    #[arg(
+        long = "turn",
+        env = "MESHCALL_TURN",
+        value_delimiter = ',',
+        requires = "turn_secret"
+    )]
+    pub turn: Vec<String>,
+
+    /// The TURN server's shared secret (`MESHCALL_TURN_SECRET`).
+    #[arg(long, env = "MESHCALL_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+
+    /// How long minted TURN credentials stay valid (`MESHCALL_TURN_TTL`).
+    #[arg(long, env = "MESHCALL_TURN_TTL", value_parser = duration_text)]
+    pub turn_ttl: Option<String>,
+
+    /// Put `iceTransportPolicy: "relay"` in `/config.json`. Needs `--turn`.
+    #[arg(long, env = "MESHCALL_FORCE_RELAY", requires = "turn")]
+    pub force_relay: bool,
+
+    /// Allowed `Origin` of WebSocket clients (repeat, or separate with commas;
+    /// `MESHCALL_ALLOWED_ORIGINS`). The function refuses others at `$connect`.
+    #[arg(
+        long = "allowed-origin",
+        env = "MESHCALL_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// How long a dropped participant keeps its place for a `resume`
+    /// (`MESHCALL_RESUME_GRACE`).
+    #[arg(long, env = "MESHCALL_RESUME_GRACE", value_parser = duration_text)]
+    pub resume_grace: Option<String>,
+
+    /// Accepted for compatibility with `meshcall` and ignored: API Gateway has no
+    /// per-connection rate limit (stage throttling instead).
+    #[arg(long, env = "MESHCALL_RATE_PER_SECOND")]
+    pub rate_per_second: Option<u32>,
+
+    /// Accepted for compatibility with `meshcall` and ignored (see `--rate-per-second`).
+    #[arg(long, env = "MESHCALL_RATE_BURST")]
+    pub rate_burst: Option<u32>,
+
+    /// Log format on stderr (`RUST_LOG` sets the level, default info).
+    #[arg(long, env = "MESHCALL_GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Route paths the gateway serves itself, which a stage may not shadow.
+const RESERVED: [&str; 2] = ["r", "healthz"];
+
+/// A stage name as API Gateway allows it: 1–128 of `A-Z a-z 0-9 _ -`.
+fn stage(s: &str) -> Result<String, String> {
+    let valid = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        return Err(format!(
+            "{s:?} is not a stage name (1-128 of A-Z a-z 0-9 _ -)"
+        ));
+    }
+    if RESERVED.contains(&s) {
+        return Err(format!("{s:?} is a path the gateway serves itself"));
+    }
+    Ok(s.to_owned())
+}
+
+/// Parses a whole number of at least 1.
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?} is not a whole number of at least 1")),
+    }
+}
+
+/// A duration (`30s`, `24h`), checked here and handed on as written.
+fn duration_text(s: &str) -> Result<String, String> {
+    humantime::parse_duration(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("{s:?}: {e}"))
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self::parse_from(["meshcall-gateway"])
+    }
+}
+
+impl Settings {
+    /// The function's settings as environment variables, only those given (the function
+    /// has its own defaults), plus `MESHCALL_MAX_MESSAGE_BYTES`, always.
+    pub fn function_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![(
+            "MESHCALL_MAX_MESSAGE_BYTES",
+            self.max_message_bytes.to_string(),
+        )];
+        if let Some(n) = self.max_room_size {
+            env.push(("MESHCALL_MAX_ROOM_SIZE", n.to_string()));
+        }
+        if !self.stun.is_empty() {
+            env.push(("MESHCALL_STUN", self.stun.join(",")));
+        }
+        if !self.turn.is_empty() {
+            env.push(("MESHCALL_TURN", self.turn.join(",")));
+        }
+        if let Some(secret) = &self.turn_secret {
+            env.push(("MESHCALL_TURN_SECRET", secret.clone()));
+        }
+        if let Some(ttl) = &self.turn_ttl {
+            env.push(("MESHCALL_TURN_TTL", ttl.clone()));
+        }
+        if !self.allowed_origins.is_empty() {
+            env.push(("MESHCALL_ALLOWED_ORIGINS", self.allowed_origins.join(",")));
+        }
+        if let Some(grace) = &self.resume_grace {
+            env.push(("MESHCALL_RESUME_GRACE", grace.clone()));
+        }
+        env
+    }
+
+    /// Warnings for flags that are accepted but have no effect here.
+    pub fn ignored(&self) -> Vec<&'static str> {
+        let mut ignored = Vec::new();
+        if self.rate_per_second.is_some() {
+            ignored.push("--rate-per-second");
+        }
+        if self.rate_burst.is_some() {
+            ignored.push("--rate-burst");
+        }
+        ignored
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_api_gateway() {
+        let s = Settings::default();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.instances, 2);
+        assert_eq!(s.table, "meshcall");
+        assert_eq!(s.stage, "local");
+        assert_eq!(s.sweep_every, Duration::from_secs(1));
+        assert_eq!(s.max_message_bytes, 128 * 1024);
+        assert_eq!(s.idle_timeout, Duration::from_mins(10));
+        assert_eq!(s.max_connection_duration, Duration::from_hours(2));
+        assert_eq!(s.function_timeout, Duration::from_secs(30));
+        assert_eq!(
+            s.function_env(),
+            [("MESHCALL_MAX_MESSAGE_BYTES", "131072".to_owned())]
+        );
+        assert!(s.ignored().is_empty());
+    }
+
+    #[test]
+    fn function_settings_become_its_variables() {
+        let s = Settings::try_parse_from([
+            "meshcall-gateway",
+            "--max-room-size",
+            "3",
+            "--stun",
+            "stun:a:3478,stun:b:3478",
+            "--turn",
+            "turn:t:3478",
+            "--turn-secret",
+            "s3cret",
+            "--turn-ttl",
+            "1h",
+            "--allowed-origin",
+            "http://a",
+            "--allowed-origin",
+            "http://b",
+            "--resume-grace",
+            "5s",
+            "--max-message-bytes",
+            "1000",
+            "--rate-burst",
+            "9",
+            "--force-relay",
+        ])
+        .unwrap();
+        let env: std::collections::HashMap<_, _> = s.function_env().into_iter().collect();
+        assert_eq!(env["MESHCALL_MAX_ROOM_SIZE"], "3");
+        assert_eq!(env["MESHCALL_STUN"], "stun:a:3478,stun:b:3478");
+        assert_eq!(env["MESHCALL_TURN"], "turn:t:3478");
+        assert_eq!(env["MESHCALL_TURN_SECRET"], "s3cret");
+        assert_eq!(env["MESHCALL_TURN_TTL"], "1h");
+        assert_eq!(env["MESHCALL_ALLOWED_ORIGINS"], "http://a,http://b");
+        assert_eq!(env["MESHCALL_RESUME_GRACE"], "5s");
+        assert_eq!(env["MESHCALL_MAX_MESSAGE_BYTES"], "1000");
+        assert_eq!(env.len(), 8);
+        assert_eq!(s.ignored(), ["--rate-burst"]);
+        assert!(s.force_relay);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for args in [
+            &["--max-room-size", "0"][..],
+            &["--turn-ttl", "soon"],
+            &["--stage", "a/b"],
+            &["--stage", "healthz"],
+            &["--turn", "turn:t"],
+            &["--force-relay"],
+        ] {
+            let argv = std::iter::once("meshcall-gateway").chain(args.iter().copied());
+            assert!(Settings::try_parse_from(argv).is_err(), "{args:?}");
+        }
+        assert_eq!(
+            Settings::try_parse_from(["meshcall-gateway", "--stage", "prod_1"])
+                .unwrap()
+                .stage,
+            "prod_1"
+        );
+    }
+}

@@ -1,0 +1,352 @@
+//! The function's event mapping, in process: the JSON events API Gateway and EventBridge
+//! send (fixtures in `tests/fixtures`, shaped as AWS documents them) handled by
+//! [`Function`] over `DynamoStore` on the DynamoDB emulator (moto, started by
+//! `scripts/test`) and a recording pusher.
+
+#![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+#[path = "../../aws/tests/support/mod.rs"]
+mod support;
+
+use std::{
+    sync::Mutex,
+    time::{Duration, SystemTime},
+};
+
+use meshcall_core::{
+    Config, Delivery, Outbound, PushError, Pusher, Resume, ResumeKey, Signalling,
+    protocol::ConnectionId,
+};
+use meshcall_lambda::{Close, Event, Function};
+use serde_json::{Value, json};
+use support::{RecordingPusher, assert_no_scans, id, store};
+
+const GRACE: Duration = Duration::from_secs(30);
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// Records pushes and closes (`DeleteConnection`).
+#[derive(Debug, Default)]
+struct Gateway {
+    pushes: RecordingPusher,
+    closed: Mutex<Vec<ConnectionId>>,
+}
+
+impl Pusher for Gateway {
+    async fn push(&self, to: &ConnectionId, frame: &Outbound) -> Result<Delivery, PushError> {
+        self.pushes.push(to, frame).await
+    }
+}
+
+impl Close for Gateway {
+    async fn close(&self, to: &ConnectionId) -> Result<Delivery, PushError> {
+        self.closed.lock().unwrap().push(to.clone());
+        Ok(Delivery::Delivered)
+    }
+}
+
+async fn function(test: &str, origins: &[&str]) -> Option<Function<Gateway>> {
+    let config = Config {
+        resume: Some(Resume {
+            key: ResumeKey::from_secret("a shared secret of at least 32 characters"),
+            grace: GRACE,
+        }),
+        ..Config::default()
+    };
+    let core = Signalling::new(store(test).await?, Gateway::default(), config);
+    Some(Function::new(
+        core,
+        origins.iter().map(ToString::to_string).collect(),
+    ))
+}
+
+fn pushes(f: &Function<Gateway>) -> &RecordingPusher {
+    &f.core().pusher().pushes
+}
+
+/// A `$connect` event for `conn` with `origin` (none when `None`).
+fn connect_event(conn: &str, origin: Option<&str>) -> Value {
+    let mut event = fixture("connect");
+    event["requestContext"]["connectionId"] = json!(conn);
+    if let Some(o) = origin {
+        event["headers"]["Origin"] = json!(o);
+    } else {
+        for headers in ["headers", "multiValueHeaders"] {
+            event[headers].as_object_mut().unwrap().remove("Origin");
+        }
+    }
+    event
+}
+
+fn message_event(conn: &str, body: &Value) -> Value {
+    let mut event = fixture("message");
+    event["requestContext"]["connectionId"] = json!(conn);
+    event["requestContext"]["routeKey"] = body["action"].clone();
+    event["body"] = json!(body.to_string());
+    event
+}
+
+fn disconnect_event(conn: &str, status: i64) -> Value {
+    let mut event = fixture("disconnect");
+    event["requestContext"]["connectionId"] = json!(conn);
+    event["requestContext"]["disconnectStatusCode"] = json!(status);
+    event
+}
+
+async fn handle(f: &Function<Gateway>, event: Value, now: SystemTime) -> Value {
+    f.handle(event, now).await.unwrap()
+}
+
+/// Connects `conn` and joins `room`; returns the `joined` frame.
+async fn join(f: &Function<Gateway>, conn: &str, room: &str, now: SystemTime) -> Value {
+    assert_eq!(
+        handle(f, connect_event(conn, None), now).await,
+        json!({"statusCode": 200})
+    );
+    let body = json!({"action": "joinRoom", "roomId": room});
+    assert_eq!(
+        handle(f, message_event(conn, &body), now).await,
+        json!({"statusCode": 200})
+    );
+    let frames = pushes(f).drain_json(&id(conn));
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["type"], "joined");
+    frames[0].clone()
+}
+
+#[test]
+fn every_fixture_is_recognised() {
+    for name in ["connect", "message", "disconnect"] {
+        assert!(
+            matches!(Event::classify(fixture(name)), Ok(Event::WebSocket(_))),
+            "{name}"
+        );
+    }
+    assert!(matches!(
+        Event::classify(fixture("scheduled")),
+        Ok(Event::Sweep)
+    ));
+    assert!(Event::classify(json!({"hello": "world"})).is_err());
+    let mut broken = fixture("message");
+    broken["requestContext"]
+        .as_object_mut()
+        .unwrap()
+        .remove("connectedAt");
+    assert!(Event::classify(broken).is_err());
+}
+
+#[tokio::test]
+async fn connect_checks_the_origin_like_the_self_hosted_server() {
+    let Some(f) = function("origin", &["https://d1example.cloudfront.net"]).await else {
+        return;
+    };
+    let now = SystemTime::now();
+    let allowed = handle(
+        &f,
+        connect_event("A1", Some("https://d1example.cloudfront.net")),
+        now,
+    )
+    .await;
+    assert_eq!(allowed, json!({"statusCode": 200}));
+    for origin in [Some("https://evil.example"), None] {
+        let refused = handle(&f, connect_event("B1", origin), now).await;
+        assert_eq!(refused["statusCode"], 403, "{origin:?}");
+    }
+    // The refused socket was never stored: a join from it (API Gateway would not pass one
+    // on) is ignored, and no room learns of it.
+    handle(
+        &f,
+        message_event("A1", &json!({"action": "joinRoom", "roomId": "r"})),
+        now,
+    )
+    .await;
+    handle(
+        &f,
+        message_event("B1", &json!({"action": "joinRoom", "roomId": "r"})),
+        now,
+    )
+    .await;
+    assert_eq!(
+        pushes(&f).drain_json(&id("A1"))[0]["participants"],
+        json!([])
+    );
+    assert!(
+        pushes(&f).pending().is_empty(),
+        "{:?}",
+        pushes(&f).pending()
+    );
+}
+
+#[tokio::test]
+async fn messages_route_through_the_core_and_replies_are_pushed() {
+    let Some(f) = function("messages", &[]).await else {
+        return;
+    };
+    let now = SystemTime::now();
+    let a = join(&f, "A1", "standup", now).await;
+    assert_eq!(a["participants"], json!([]));
+    let b = join(&f, "B1", "standup", now).await;
+    assert_eq!(b["participants"], json!(["A1"]));
+    assert_eq!(
+        pushes(&f).drain_json(&id("A1")),
+        [json!({"type": "newParticipant", "participantConnectionId": "B1"})]
+    );
+    let signal = json!({"action": "signal", "to": "A1", "data": {"sdp": "x"}});
+    handle(&f, message_event("B1", &signal), now).await;
+    assert_eq!(
+        pushes(&f).drain_json(&id("A1")),
+        [json!({"type": "signal", "from": "B1", "data": {"sdp": "x"}})]
+    );
+    // An unknown action reaches the function on `$default` and is answered there.
+    let mut unknown = message_event("B1", &json!({"action": "dance"}));
+    unknown["requestContext"]["routeKey"] = json!("$default");
+    handle(&f, unknown, now).await;
+    assert_eq!(pushes(&f).drain_json(&id("B1"))[0]["code"], "unknownAction");
+    assert!(
+        pushes(&f).pending().is_empty(),
+        "{:?}",
+        pushes(&f).pending()
+    );
+    assert_no_scans(f.core().store());
+}
+
+#[tokio::test]
+async fn binary_and_oversized_messages_are_refused() {
+    let Some(f) = function("binary", &[]).await else {
+        return;
+    };
+    let now = SystemTime::now();
+    join(&f, "A1", "r", now).await;
+    let mut binary = message_event("A1", &json!({"action": "ping"}));
+    binary["isBase64Encoded"] = json!(true);
+    binary["body"] = json!("AAEC");
+    handle(&f, binary, now).await;
+    assert_eq!(
+        pushes(&f).drain_json(&id("A1"))[0]["code"],
+        "binaryNotSupported"
+    );
+    let big = "x".repeat(f.core().config().max_message_bytes);
+    handle(
+        &f,
+        message_event(
+            "A1",
+            &json!({"action": "sendMsgToRoom", "roomId": "r", "message": big}),
+        ),
+        now,
+    )
+    .await;
+    assert_eq!(
+        pushes(&f).drain_json(&id("A1"))[0]["code"],
+        "messageTooLarge"
+    );
+}
+
+#[tokio::test]
+async fn a_clean_disconnect_tells_the_room_at_once() {
+    let Some(f) = function("clean", &[]).await else {
+        return;
+    };
+    let now = SystemTime::now();
+    join(&f, "A1", "r", now).await;
+    join(&f, "B1", "r", now).await;
+    pushes(&f).clear();
+    handle(&f, disconnect_event("B1", 1001), now).await;
+    assert_eq!(
+        pushes(&f).drain_json(&id("A1")),
+        [json!({"type": "participantLeft", "participantConnectionId": "B1"})]
+    );
+    // Nothing is due for the sweep.
+    let later = now + GRACE * 2;
+    assert_eq!(
+        handle(&f, fixture("scheduled"), later).await,
+        json!({"expired": 0})
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_socket_is_kept_for_resume_until_the_sweep_after_its_grace() {
+    let Some(f) = function("drop", &[]).await else {
+        return;
+    };
+    let now = SystemTime::now();
+    join(&f, "A1", "r", now).await;
+    join(&f, "B1", "r", now).await;
+    pushes(&f).clear();
+    handle(&f, disconnect_event("B1", 1006), now).await;
+    assert!(pushes(&f).pending().is_empty(), "a drop is not announced");
+    // Within the grace the sweep finds nothing due.
+    let within = now + GRACE / 2;
+    assert_eq!(
+        handle(&f, fixture("scheduled"), within).await,
+        json!({"expired": 0})
+    );
+    assert!(pushes(&f).pending().is_empty());
+    let after = now + GRACE + Duration::from_secs(1);
+    assert_eq!(
+        handle(&f, fixture("scheduled"), after).await,
+        json!({"expired": 1})
+    );
+    assert_eq!(
+        pushes(&f).drain_json(&id("A1")),
+        [json!({"type": "participantLeft", "participantConnectionId": "B1"})]
+    );
+    // Swept once only.
+    assert_eq!(
+        handle(&f, fixture("scheduled"), after).await,
+        json!({"expired": 0})
+    );
+    assert_no_scans(f.core().store());
+}
+
+#[tokio::test]
+async fn a_resumed_participant_leaves_the_sweep_index() {
+    let Some(f) = function("resume", &[]).await else {
+        return;
+    };
+    let now = SystemTime::now();
+    join(&f, "A1", "r", now).await;
+    let joined = join(&f, "B1", "r", now).await;
+    let token = joined["resumeToken"].as_str().unwrap().to_owned();
+    handle(&f, disconnect_event("B1", 1006), now).await;
+    handle(&f, connect_event("B2", None), now).await;
+    handle(
+        &f,
+        message_event("B2", &json!({"action": "resume", "token": token})),
+        now,
+    )
+    .await;
+    let frames = pushes(&f).drain_json(&id("B2"));
+    assert_eq!(frames[0]["type"], "joined", "{frames:?}");
+    assert_eq!(frames[0]["connectionId"], "B1");
+    pushes(&f).clear();
+    let after = now + GRACE * 2;
+    assert_eq!(
+        handle(&f, fixture("scheduled"), after).await,
+        json!({"expired": 0})
+    );
+    assert!(pushes(&f).pending().is_empty());
+}
+
+#[tokio::test]
+async fn resuming_over_a_socket_still_open_closes_that_socket() {
+    let Some(f) = function("takeover", &[]).await else {
+        return;
+    };
+    let now = SystemTime::now();
+    join(&f, "A1", "r", now).await;
+    let joined = join(&f, "B1", "r", now).await;
+    let token = joined["resumeToken"].as_str().unwrap().to_owned();
+    // No $disconnect for B1: API Gateway still holds it (a half-open socket).
+    handle(&f, connect_event("B2", None), now).await;
+    handle(
+        &f,
+        message_event("B2", &json!({"action": "resume", "token": token})),
+        now,
+    )
+    .await;
+    assert_eq!(pushes(&f).drain_json(&id("B2"))[0]["type"], "joined");
+    assert_eq!(*f.core().pusher().closed.lock().unwrap(), [id("B1")]);
+}
