@@ -6,7 +6,7 @@ import { T, exposeStats } from './hooks.js';
 import { Media } from './media.js';
 import { prefs, cleanName } from './prefs.js';
 import { Room } from './room.js';
-import { Signaling, signalingUrl } from './signaling.js';
+import { Signaling, signalingUrl, socketMaxAgeMs } from './signaling.js';
 import { Tile } from './tiles.js';
 import { RoomView } from './ui.js';
 
@@ -282,6 +282,7 @@ export async function startCall(ctx) {
     room.networkChanged();
   });
   signaling.url = await url;
+  signaling.socketMaxAgeMs = socketMaxAgeMs();
   if (!ended) signaling.start();
   await mediaReady;
 

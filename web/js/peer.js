@@ -88,6 +88,12 @@ export class Peer extends Emitter {
     });
     this.makingOffer = false;
     this.ignoreOffer = false;
+    /**
+     * Candidates that arrived before any remote description: on AWS, API Gateway hands
+     * each frame to the function on its own, so a candidate can overtake its offer.
+     * @type {RTCIceCandidateInit[]}
+     */
+    this.earlyCandidates = [];
     this.closed = false;
     /** Held back until the other side's first offer arrives. */
     this.awaitingOffer = !opts.initiator;
@@ -375,6 +381,9 @@ export class Peer extends Emitter {
         clearTimeout(this.timers.hold);
       }
       await pc.setRemoteDescription(description); // rolls our offer back on a collision
+      for (const candidate of this.earlyCandidates.splice(0)) {
+        await pc.addIceCandidate(candidate).catch(() => {});
+      }
       if (description.type === 'offer') {
         this.remoteRound = data.round;
         await this.adoptTransceivers();
@@ -383,6 +392,10 @@ export class Peer extends Emitter {
         if (desc) this.sendSignal({ description: desc.toJSON(), round: data.round });
       }
     } else if ('candidate' in data) {
+      if (!pc.remoteDescription && !this.ignoreOffer) {
+        if (this.earlyCandidates.length < 200) this.earlyCandidates.push(data.candidate);
+        return;
+      }
       try {
         await pc.addIceCandidate(data.candidate);
       } catch (err) {

@@ -54,6 +54,9 @@ const FATAL = new Set(['roomFull', 'invalidRoomId']);
  * @property {number} [backoffBaseMs]  first retry delay (before jitter)
  * @property {number} [backoffMaxMs]  longest retry delay
  * @property {number} [queueLimit]  most signals kept while the socket is down
+ * @property {number} [socketMaxAgeMs]  move to a fresh socket (a resume) this long after
+ *   joining on one; 0 never. For services that end connections at a fixed age (API
+ *   Gateway: 2 hours), so the call never notices.
  */
 
 /** @extends {Emitter<SignalingEvents>} */
@@ -69,6 +72,7 @@ export class Signaling extends Emitter {
     this.backoffBaseMs = opts.backoffBaseMs ?? 500;
     this.backoffMaxMs = opts.backoffMaxMs ?? 10_000;
     this.queueLimit = opts.queueLimit ?? 500;
+    this.socketMaxAgeMs = opts.socketMaxAgeMs ?? 0;
 
     /** @type {WebSocket | null} */
     this.ws = null;
@@ -94,6 +98,8 @@ export class Signaling extends Emitter {
     this.pingTimer = undefined;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.pongTimer = undefined;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.rotateTimer = undefined;
   }
 
   /** Connect and join the room. */
@@ -212,6 +218,10 @@ export class Signaling extends Emitter {
     this.everJoined = true;
     this.setState('joined');
     this.startPinging();
+    clearTimeout(this.rotateTimer);
+    if (this.socketMaxAgeMs > 0 && this.token) {
+      this.rotateTimer = setTimeout(() => this.rotate(), this.socketMaxAgeMs);
+    }
     this.emit('joined', { ...msg, resumed });
     const queued = this.queue;
     this.queue = [];
@@ -268,6 +278,19 @@ export class Signaling extends Emitter {
     this.dropped();
   }
 
+  /**
+   * Move to a fresh socket before the service ends this one for its age: resume on a new
+   * socket, which takes the participant over (the service then closes the old one). The
+   * old socket is never closed from here: a close frame would be a clean leave.
+   */
+  rotate() {
+    if (this.stopped || this.state !== 'joined' || !this.token) return;
+    const old = this.ws;
+    if (old) detach(old);
+    this.ws = null;
+    this.open();
+  }
+
   /** The socket is gone (or never opened); schedule the next attempt. */
   dropped() {
     if (this.ws) detach(this.ws);
@@ -303,6 +326,7 @@ export class Signaling extends Emitter {
     clearTimeout(this.joinTimer);
     clearInterval(this.pingTimer);
     clearTimeout(this.pongTimer);
+    clearTimeout(this.rotateTimer);
     this.pongTimer = undefined;
   }
 }
@@ -330,6 +354,18 @@ function detach(ws) {
 /** @type {RTCIceTransportPolicy} */
 let transportPolicy = 'all';
 
+/** `socketMaxAgeMs` from /config.json; 0 (never) by default. */
+let socketMaxAge = 0;
+
+/**
+ * How long to keep one socket before moving to a fresh one (`socketMaxAgeMs` in
+ * /config.json; the AWS deployment sets it below API Gateway's 2-hour limit). Known once
+ * `signalingUrl()` has run.
+ */
+export function socketMaxAgeMs() {
+  return socketMaxAge;
+}
+
 /**
  * `relay` when /config.json says so (the server was started with `--force-relay`): media then
  * only flows through TURN, and peers never learn each other's addresses. Known once
@@ -353,6 +389,10 @@ export async function signalingUrl() {
       const cfg = await res.json();
       if (cfg && typeof cfg === 'object' && 'iceTransportPolicy' in cfg && cfg.iceTransportPolicy === 'relay') {
         transportPolicy = 'relay';
+      }
+      if (cfg && typeof cfg === 'object' && 'socketMaxAgeMs' in cfg && typeof cfg.socketMaxAgeMs === 'number'
+        && Number.isFinite(cfg.socketMaxAgeMs) && cfg.socketMaxAgeMs > 0) {
+        socketMaxAge = cfg.socketMaxAgeMs;
       }
       if (cfg && typeof cfg === 'object' && 'wsUrl' in cfg && typeof cfg.wsUrl === 'string' && cfg.wsUrl) {
         return cfg.wsUrl;

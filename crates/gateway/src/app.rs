@@ -1,6 +1,6 @@
 //! The main listener's router and the state its handlers share: the web app (the
-//! self-hosted server's handlers), `/config.json`, `/healthz`, the WebSocket endpoint and
-//! `@connections`.
+//! self-hosted server's handlers), `/config.json`, `/healthz`, the WebSocket endpoint,
+//! `@connections`, and the gateway's own `/_gateway/idle` and `/_gateway/stats`.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/config.json", get(config))
         .route("/healthz", get(healthz))
         .route("/_gateway/idle", get(idle))
+        .route("/_gateway/stats", get(stats))
         .route("/ws", get(socket::upgrade))
         .route("/@connections/{id}", connections())
         .route(&format!("/{stage}/@connections/{{id}}"), connections());
@@ -62,6 +63,12 @@ async fn config(State(state): State<AppState>, headers: HeaderMap) -> Response {
         .map_or_else(|| state.callback_addr.to_string(), str::to_owned);
     let mut config = serde_json::Map::new();
     config.insert("wsUrl".into(), format!("ws://{host}/ws").into());
+    if let Some(age) = socket_max_age(state.settings.max_connection_duration) {
+        config.insert(
+            "socketMaxAgeMs".into(),
+            u64::try_from(age.as_millis()).unwrap_or(u64::MAX).into(),
+        );
+    }
     if state.settings.force_relay {
         config.insert("iceTransportPolicy".into(), "relay".into());
     }
@@ -70,6 +77,16 @@ async fn config(State(state): State<AppState>, headers: HeaderMap) -> Response {
         Json(config),
     )
         .into_response()
+}
+
+/// When the app should move to a fresh socket: before the connection limit (if any) ends
+/// this one, by 5 minutes or a quarter of the limit, whichever is less. The AWS deploy
+/// script writes the same for API Gateway's 2 hours.
+fn socket_max_age(limit: std::time::Duration) -> Option<std::time::Duration> {
+    if limit.is_zero() {
+        return None;
+    }
+    Some(limit.saturating_sub((limit / 4).min(std::time::Duration::from_mins(5))))
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -90,4 +107,15 @@ async fn idle(State(state): State<AppState>) -> Response {
     } else {
         format!("busy: {invocations} invocations, {closing} closing\n").into_response()
     }
+}
+
+/// `GET /_gateway/stats`: what the gateway counted since it started, as JSON: invocations
+/// by route key (`sweep` for the scheduled event), frames received from clients,
+/// `@connections` posts by outcome, deletes and gets, and bytes received and posted.
+async fn stats(State(state): State<AppState>) -> Response {
+    (
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
+        Json(state.invoker.stats().to_json()),
+    )
+        .into_response()
 }

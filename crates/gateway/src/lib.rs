@@ -9,14 +9,20 @@
 //! It emulates, on one port: the WebSocket API (connection ids; `$connect` invoked before
 //! the handshake is answered, any non-2xx `statusCode` refusing it; route selection on
 //! `$request.body.action` with meshcall's route keys and `$default`; `$disconnect` once per
-//! connection, after it has left `@connections`, with the close status; the 128 KiB message
-//! limit closing with 1009, the 10-minute idle timeout and the 2-hour connection limit
+//! connection, after it has left `@connections`, with the close status; the 128 KiB message and
+//! 32 KiB frame limits closing with 1009, the 10-minute idle timeout and the 2-hour connection limit
 //! closing with 1001), the Management API (`POST`/`GET`/`DELETE` on `@connections/{id}`,
 //! with and without the stage in the path, 410 `GoneException` for unknown connections),
 //! an EventBridge schedule (the sweep), and the Lambda service: `--instances` bootstrap
 //! processes polling a Lambda runtime API (`2018-06-01`), one invocation each at a time.
 //! It also serves the web app (the self-hosted server's handlers), with `/config.json`
-//! pointing the app at this gateway's `/ws`.
+//! pointing the app at this gateway's `/ws` (and `socketMaxAgeMs` below the connection
+//! limit, so the app moves to a fresh socket in time, as the AWS deployment's does).
+//!
+//! For tests and measurements: `GET /_gateway/idle` answers `idle` when no invocation is
+//! queued or running and no `$disconnect` is pending (a barrier, where the self-hosted
+//! server has its metrics); `GET /_gateway/stats` counts invocations by route, frames
+//! received, `@connections` posts by outcome, deletes, and bytes.
 //!
 //! Where it differs from API Gateway:
 //!

@@ -1,7 +1,7 @@
 //! The API Gateway Management API (`@connections`), what the function's
 //! `aws-sdk-apigatewaymanagement` client calls: `PostToConnection`, `GetConnection` and
 //! `DeleteConnection`, with API Gateway's status codes and error types. Signatures are not
-//! checked.
+//! checked. Every call is counted in the gateway's [`Stats`](crate::runtime::Stats).
 
 use axum::{
     body::{Body, to_bytes},
@@ -11,7 +11,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::{app::AppState, connections::Posted, event::iso8601};
+use crate::{app::AppState, connections::Posted, event::iso8601, runtime::PostOutcome};
 
 /// The largest frame `PostToConnection` takes (API Gateway: 128 KiB).
 pub const MAX_POST_BYTES: usize = 128 * 1024;
@@ -38,7 +38,9 @@ fn gone() -> Response {
 /// `POST @connections/{id}`: the body, as one frame to the connection (text when it is
 /// UTF-8, binary otherwise).
 pub async fn post(State(state): State<AppState>, Path(id): Path<String>, body: Body) -> Response {
+    let stats = state.invoker.stats();
     let Ok(bytes) = to_bytes(body, MAX_POST_BYTES).await else {
+        stats.posted(PostOutcome::TooLarge, 0);
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PayloadTooLargeException",
@@ -47,13 +49,18 @@ pub async fn post(State(state): State<AppState>, Path(id): Path<String>, body: B
             )),
         );
     };
+    let size = bytes.len();
     let frame = match String::from_utf8(bytes.to_vec()) {
         Ok(text) => Message::text(text),
         Err(_) => Message::Binary(bytes),
     };
     match state.connections.post(&id, frame) {
-        Posted::Queued => StatusCode::OK.into_response(),
+        Posted::Queued => {
+            stats.posted(PostOutcome::Delivered, size);
+            StatusCode::OK.into_response()
+        }
         Posted::Gone => {
+            stats.posted(PostOutcome::Gone, size);
             tracing::debug!(conn_id = %id, "post to a gone connection");
             gone()
         }
@@ -62,6 +69,7 @@ pub async fn post(State(state): State<AppState>, Path(id): Path<String>, body: B
 
 /// `GET @connections/{id}`: when it connected, who it is, when it was last active.
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    state.invoker.stats().got();
     let Some(conn) = state.connections.get(&id) else {
         return gone();
     };
@@ -85,7 +93,9 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Respo
 /// `DELETE @connections/{id}`: 204, then the connection closes with 1000 (after the frames
 /// already posted) and `$disconnect` runs.
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    if state.connections.delete(&id, 1000) {
+    let deleted = state.connections.delete(&id, 1000);
+    state.invoker.stats().deleted(deleted);
+    if deleted {
         tracing::info!(conn_id = %id, "deleted through @connections");
         StatusCode::NO_CONTENT.into_response()
     } else {

@@ -7,12 +7,15 @@
 //! gateway knows which instance took an event: it logs the time from an instance's spawn
 //! to its first poll and the duration of its first (cold) invocation, and fails an
 //! instance's invocation at once when its process dies.
+//!
+//! The invoker also carries the gateway's [`Stats`] (`GET /_gateway/stats`): it counts the
+//! invocations itself, and the Management API counts its calls through [`Invoker::stats`].
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{
         Arc, Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -108,6 +111,139 @@ impl Instance {
     }
 }
 
+/// What a `@connections` call did, as [`Stats`] counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostOutcome {
+    /// Queued for the connection (200).
+    Delivered,
+    /// No such open connection (410).
+    Gone,
+    /// Over the payload limit (413).
+    TooLarge,
+}
+
+/// Counters since the gateway started, for `GET /_gateway/stats`: what API Gateway and
+/// Lambda would bill for. Invocations by route key (`$connect`, `joinRoom`, ...,
+/// `$disconnect`; `sweep` for the scheduled event), the frames the clients sent (each one a
+/// message invocation) and the Management API calls the function made.
+#[derive(Debug, Default)]
+pub struct Stats {
+    invocations: Mutex<BTreeMap<String, u64>>,
+    failed: AtomicU64,
+    received_frames: AtomicU64,
+    received_bytes: AtomicU64,
+    posts_delivered: AtomicU64,
+    posts_gone: AtomicU64,
+    posts_too_large: AtomicU64,
+    posted_bytes: AtomicU64,
+    deletes: AtomicU64,
+    deletes_gone: AtomicU64,
+    gets: AtomicU64,
+}
+
+impl Stats {
+    /// Counts one invocation with `event`: its route key, and for a message the frame's
+    /// size (decoded, for a binary frame).
+    fn invoked(&self, event: &Value) {
+        let context = event.get("requestContext");
+        let route = match context
+            .and_then(|c| c.get("routeKey"))
+            .and_then(Value::as_str)
+        {
+            Some(route) => route,
+            None if event.get("source").and_then(Value::as_str) == Some("aws.events") => "sweep",
+            None => "other",
+        };
+        *self
+            .invocations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(route.to_owned())
+            .or_default() += 1;
+        let message = context
+            .and_then(|c| c.get("eventType"))
+            .and_then(Value::as_str);
+        if message == Some("MESSAGE") {
+            let body = event
+                .get("body")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let bytes = if event.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
+                base64_len(body)
+            } else {
+                body.len()
+            };
+            self.received_frames.fetch_add(1, Ordering::Relaxed);
+            self.received_bytes
+                .fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one `PostToConnection` of `bytes`.
+    pub fn posted(&self, outcome: PostOutcome, bytes: usize) {
+        let counter = match outcome {
+            PostOutcome::Delivered => {
+                self.posted_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+                &self.posts_delivered
+            }
+            PostOutcome::Gone => &self.posts_gone,
+            PostOutcome::TooLarge => &self.posts_too_large,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one `DeleteConnection` (`deleted` false: the connection was gone).
+    pub fn deleted(&self, deleted: bool) {
+        let counter = if deleted {
+            &self.deletes
+        } else {
+            &self.deletes_gone
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one `GetConnection`.
+    pub fn got(&self) {
+        self.gets.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters as JSON.
+    pub fn to_json(&self) -> Value {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let invocations = self
+            .invocations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        json!({
+            "invocations": invocations,
+            "invocationsTotal": invocations.values().sum::<u64>(),
+            "invocationsFailed": n(&self.failed),
+            "received": {
+                "frames": n(&self.received_frames),
+                "bytes": n(&self.received_bytes),
+            },
+            "posts": {
+                "delivered": n(&self.posts_delivered),
+                "gone": n(&self.posts_gone),
+                "tooLarge": n(&self.posts_too_large),
+                "bytes": n(&self.posted_bytes),
+            },
+            "deletes": {
+                "deleted": n(&self.deletes),
+                "gone": n(&self.deletes_gone),
+            },
+            "gets": n(&self.gets),
+        })
+    }
+}
+
+/// The decoded size of base64 `text` (padded or not).
+fn base64_len(text: &str) -> usize {
+    let data = text.trim_end_matches('=').len();
+    data / 4 * 3 + (data % 4).saturating_sub(1)
+}
+
 struct Inner {
     queue: mpsc::UnboundedSender<Job>,
     next: tokio::sync::Mutex<mpsc::UnboundedReceiver<Job>>,
@@ -115,6 +251,7 @@ struct Inner {
     timeout: Duration,
     /// Calls to [`Invoker::invoke`] that have not returned.
     outstanding: AtomicUsize,
+    stats: Stats,
 }
 
 /// Counts one outstanding invocation while alive.
@@ -158,6 +295,7 @@ impl Invoker {
                 in_flight: Mutex::new(HashMap::new()),
                 timeout,
                 outstanding: AtomicUsize::new(0),
+                stats: Stats::default(),
             }),
         }
     }
@@ -174,11 +312,26 @@ impl Invoker {
         self.inner.outstanding.load(Ordering::SeqCst)
     }
 
-    /// Invokes the function with `event` and waits for its response body.
+    /// The gateway's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// Invokes the function with `event` and waits for its response body (counted in
+    /// [`Stats`], and as failed if it fails).
     ///
     /// # Errors
     /// [`InvokeError`] if the function fails, times out or its instance exits.
     pub async fn invoke(&self, event: &Value) -> Result<Bytes, InvokeError> {
+        self.inner.stats.invoked(event);
+        let result = self.invoke_counted(event).await;
+        if result.is_err() {
+            self.inner.stats.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn invoke_counted(&self, event: &Value) -> Result<Bytes, InvokeError> {
         let _outstanding = Outstanding::new(&self.inner.outstanding);
         let request_id = uuid();
         let timeout = self.inner.timeout;
@@ -399,4 +552,19 @@ async fn init_error(State(state): State<RuntimeState>, body: Bytes) -> Response 
         "the function failed to start"
     );
     accepted()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_sizes_are_the_decoded_sizes() {
+        use base64::{Engine as _, engine::general_purpose::STANDARD};
+        for n in 0..10 {
+            let text = STANDARD.encode(vec![7u8; n]);
+            assert_eq!(base64_len(&text), n, "{text}");
+            assert_eq!(base64_len(text.trim_end_matches('=')), n, "{text}");
+        }
+    }
 }

@@ -83,6 +83,16 @@ pub struct Settings {
     )]
     pub api_message_limit: usize,
 
+    /// Largest WebSocket frame API Gateway accepts (32 KiB, fixed on AWS); a larger frame
+    /// closes the connection with 1009. Browsers send each message as one frame, so for
+    /// them this is the real message limit on AWS.
+    #[arg(
+        long,
+        env = "MESHCALL_GATEWAY_API_FRAME_LIMIT",
+        default_value_t = 32_768
+    )]
+    pub api_frame_limit: usize,
+
     /// Close a connection that sends nothing (not even a WebSocket ping) for this long
     /// (API Gateway: 10 minutes).
     #[arg(long, env = "MESHCALL_GATEWAY_IDLE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]

@@ -139,8 +139,10 @@ async fn connect(
         .map(str::to_owned);
     let frames = state.connections.open(conn.clone());
     tracing::info!("connected");
-    let limit = state.settings.api_message_limit;
-    let mut upgrade = upgrade.max_message_size(limit).max_frame_size(limit);
+    let s = &state.settings;
+    let mut upgrade = upgrade
+        .max_message_size(s.api_message_limit)
+        .max_frame_size(s.api_frame_limit.min(s.api_message_limit));
     if let Some(protocol) = protocol {
         upgrade = upgrade.protocols([protocol]);
     }

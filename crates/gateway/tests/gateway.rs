@@ -601,6 +601,38 @@ async fn oversize_messages_close_with_1009() {
 }
 
 #[tokio::test]
+async fn frames_over_32_kib_close_with_1009_but_fragmented_messages_pass() {
+    use tungstenite::protocol::frame::{
+        Frame,
+        coding::{Data, OpCode},
+    };
+    let gw = Gateway::start(&[]).await;
+    let mut f = Function::ok(gw.runtime());
+    let mut ws = connect(&gw.ws_url("/ws")).await;
+    let id = conn_id(&f.next_route("$connect").await);
+    // 40 000 bytes in two frames of 20 000: one message, under 128 KiB.
+    let half = "y".repeat(20_000);
+    let first = Frame::message(half.clone().into_bytes(), OpCode::Data(Data::Text), false);
+    let last = Frame::message(half.into_bytes(), OpCode::Data(Data::Continue), true);
+    within("a send", ws.send(Message::Frame(first)))
+        .await
+        .unwrap();
+    within("a send", ws.send(Message::Frame(last)))
+        .await
+        .unwrap();
+    let event = f.next_of(&id, "$default").await;
+    assert_eq!(event["body"].as_str().map(str::len), Some(40_000));
+    send_text(&mut ws, &"x".repeat(32 * 1024)).await;
+    let event = f.next_of(&id, "$default").await;
+    assert_eq!(event["body"].as_str().map(str::len), Some(32 * 1024));
+    send_text(&mut ws, &"x".repeat(32 * 1024 + 1)).await;
+    assert_eq!(read_close(&mut ws).await.0, 1009);
+    let event = f.next_of(&id, "$disconnect").await;
+    assert_eq!(event["requestContext"]["disconnectStatusCode"], 1009);
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn invalid_utf8_closes_with_1007() {
     let gw = Gateway::start(&[]).await;
     let mut f = Function::ok(gw.runtime());
@@ -698,7 +730,11 @@ async fn the_web_app_is_served_with_this_gateways_ws_url() {
     )
     .await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.json(), json!({"wsUrl": "ws://example.test:1234/ws"}));
+    // The app moves to a fresh socket 5 minutes before the 2-hour connection limit.
+    assert_eq!(
+        r.json(),
+        json!({"wsUrl": "ws://example.test:1234/ws", "socketMaxAgeMs": 6_900_000})
+    );
     for path in ["/", "/r/some-room"] {
         let r = http(gw.addr, "GET", path, &[], b"").await;
         assert_eq!(r.status, 200, "{path}");
@@ -721,7 +757,77 @@ async fn the_web_app_is_served_with_this_gateways_ws_url() {
     let r = http(gw.addr, "GET", "/config.json", &[], b"").await;
     assert_eq!(
         r.json(),
-        json!({"wsUrl": format!("ws://{}/ws", gw.addr), "iceTransportPolicy": "relay"})
+        json!({"wsUrl": format!("ws://{}/ws", gw.addr), "socketMaxAgeMs": 6_900_000, "iceTransportPolicy": "relay"})
     );
+    gw.stop().await;
+
+    for (limit, age) in [("8s", json!(6_000)), ("0s", Value::Null)] {
+        let gw = Gateway::start(&["--max-connection-duration", limit]).await;
+        let r = http(gw.addr, "GET", "/config.json", &[], b"").await;
+        assert_eq!(r.json()["socketMaxAgeMs"], age, "limit {limit}");
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn stats_count_invocations_posts_and_bytes() {
+    let gw = Gateway::start(&["--sweep-every", "50ms"]).await;
+    let mut f = Function::ok(gw.runtime());
+    let stats = || async {
+        http(gw.addr, "GET", "/_gateway/stats", &[], b"")
+            .await
+            .json()
+    };
+    let before = stats().await;
+    assert_eq!(before["invocations"].get("$connect"), None);
+    assert_eq!(before["posts"]["delivered"], 0);
+
+    let mut ws = connect(&gw.ws_url("/ws")).await;
+    let id = conn_id(&f.next_route("$connect").await);
+    let join = r#"{"action":"joinRoom","roomId":"1"}"#;
+    send_text(&mut ws, join).await;
+    f.next_of(&id, "joinRoom").await;
+    ws.send(Message::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .unwrap();
+    f.next_of(&id, "$default").await;
+    f.next_where("a sweep", |e| e["source"] == "aws.events")
+        .await;
+    let api = management(&format!("http://{}", gw.addr));
+    api.post_to_connection()
+        .connection_id(&id)
+        .data(Blob::new("hello"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read_text(&mut ws).await, "hello");
+    let r = http(gw.addr, "POST", "/@connections/nobody", &[], b"x").await;
+    assert_eq!(r.status, 410);
+
+    let s = stats().await;
+    assert_eq!(s["invocations"]["$connect"], 1, "{s:#}");
+    assert_eq!(s["invocations"]["joinRoom"], 1, "{s:#}");
+    assert_eq!(s["invocations"]["$default"], 1, "{s:#}");
+    assert!(s["invocations"]["sweep"].as_u64().unwrap() >= 1, "{s:#}");
+    assert_eq!(s["received"]["frames"], 2, "{s:#}");
+    assert_eq!(s["received"]["bytes"], join.len() + 4, "{s:#}");
+    assert_eq!(s["posts"]["delivered"], 1, "{s:#}");
+    assert_eq!(s["posts"]["gone"], 1, "{s:#}");
+    assert_eq!(s["posts"]["bytes"], 5, "{s:#}");
+    assert_eq!(s["invocationsFailed"], 0, "{s:#}");
+
+    let r = http(
+        gw.addr,
+        "DELETE",
+        &format!("/@connections/{}", encode(&id)),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    f.next_of(&id, "$disconnect").await;
+    let s = stats().await;
+    assert_eq!(s["deletes"]["deleted"], 1, "{s:#}");
+    assert_eq!(s["invocations"]["$disconnect"], 1, "{s:#}");
     gw.stop().await;
 }

@@ -27,6 +27,8 @@ REGION = "eu-west-1"
 ARTIFACTS = f"meshcall-test-stack-123456789012-{REGION}"
 SITE = "test-stack-sitebucket-1a2b3c4d"
 WS_URL = f"wss://abc123defg.execute-api.{REGION}.amazonaws.com/prod"
+# The app moves to a fresh socket 5 minutes before API Gateway's 2-hour connection limit.
+SOCKET_MAX_AGE_MS = 115 * 60 * 1000
 APP_URL = "https://d111111abcdef8.cloudfront.net"
 SECRET = "5eed" * 16
 
@@ -206,7 +208,7 @@ class Scripts(unittest.TestCase):
         config_at, argv = site_cps[f"s3://{SITE}/config.json"]
         self.assertEqual(self.opt(argv, "--cache-control"), "no-cache")
         self.assertEqual(self.opt(argv, "--content-type"), "application/json")
-        self.assertEqual(json.loads(self.s3(SITE, "config.json")), {"wsUrl": WS_URL, "iceTransportPolicy": "relay"})
+        self.assertEqual(json.loads(self.s3(SITE, "config.json")), {"wsUrl": WS_URL, "socketMaxAgeMs": SOCKET_MAX_AGE_MS, "iceTransportPolicy": "relay"})
         inval, argv = self.one("cloudfront", "create-invalidation")
         self.assertEqual(self.opt(argv, "--distribution-id"), "E2QWRUHAPOMQZL")
         self.assertEqual(self.opt(argv, "--paths"), "/*")
@@ -233,13 +235,13 @@ class Scripts(unittest.TestCase):
                          "an update keeps ResumeSecret and the other settings (UsePreviousValue)")
         self.assertEqual(self.calls("openssl"), [], "no new secret on update")
         self.assertIn("keeping the stack's ResumeSecret", r.stdout)
-        self.assertEqual(json.loads(self.s3(SITE, "config.json")), {"wsUrl": WS_URL, "iceTransportPolicy": "relay"},
+        self.assertEqual(json.loads(self.s3(SITE, "config.json")), {"wsUrl": WS_URL, "socketMaxAgeMs": SOCKET_MAX_AGE_MS, "iceTransportPolicy": "relay"},
                          "ForceRelay is read back from the stack")
 
         # ---- relay off again
         self.run_script(DEPLOY, "--stack", "test-stack", "--region", REGION, "--zip", self.zip,
                         "--param", "ForceRelay=false")
-        self.assertEqual(json.loads(self.s3(SITE, "config.json")), {"wsUrl": WS_URL})
+        self.assertEqual(json.loads(self.s3(SITE, "config.json")), {"wsUrl": WS_URL, "socketMaxAgeMs": SOCKET_MAX_AGE_MS})
 
         # ---- destroy: site bucket emptied, stack deleted and waited for, artifacts removed
         self.clear_calls()

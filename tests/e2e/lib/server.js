@@ -21,6 +21,17 @@ process.on('exit', () => {
   }
 });
 
+/**
+ * Remember a child process so that it is SIGKILLed when the test process exits, whatever
+ * happens (lib/serverless.js uses it for moto and meshcall-gateway).
+ * @param {import('node:child_process').ChildProcess} proc
+ * @returns {() => void} forgets it again (once it has exited)
+ */
+export function remember(proc) {
+  live.add(proc);
+  return () => { live.delete(proc); };
+}
+
 const LISTENING = /meshcall listening addr=127\.0\.0\.1:(\d+)/;
 
 /**
