@@ -2,13 +2,13 @@
 //! asked, bind, print `listening on http://<addr>` on stdout, serve until Ctrl-C or
 //! SIGTERM, which also stops the bootstrap processes.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use meshcall_gateway::{Settings, settings::LogFormat};
+use meshcall::process::{init_tracing, stop_on_signal};
+use meshcall_gateway::Settings;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::{EnvFilter, fmt};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -63,36 +63,4 @@ async fn create_table(table: &str) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("creating table {table}: {e:?}"))?;
     tracing::info!(table, "table created");
     Ok(())
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
-        () = term => tracing::info!("SIGTERM: shutting down"),
-    }
-    shutdown.cancel();
 }

@@ -4,16 +4,8 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Parser, ValueEnum};
-
-/// How log lines are written to stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+use clap::Parser;
+pub use meshcall::settings::LogFormat;
 
 /// meshcall-gateway: a local stand-in for API Gateway WebSocket. Serves the web app, accepts
 /// WebSocket connections, and runs meshcall's Lambda bootstrap behind a local Lambda runtime API, with

@@ -11,6 +11,7 @@
 //!   bounded queue per socket.
 //! - [`metrics`]: the Prometheus registry behind `/metrics`.
 //! - [`web`]: the web app, embedded in the binary.
+//! - [`process`]: logging and the Ctrl-C/SIGTERM token, for `main` (and the gateway's).
 //!
 //! The routes themselves live in `meshcall-core`; this crate is the gateway that behaves like
 //! API Gateway WebSocket (connection ids, route selection on `action`, size limit, idle
@@ -18,6 +19,7 @@
 
 pub mod app;
 pub mod metrics;
+pub mod process;
 pub mod pusher;
 pub mod settings;
 pub mod socket;

@@ -174,75 +174,77 @@ impl DynamoStore {
         room: &RoomId,
         now: SystemTime,
     ) -> Result<Vec<Member>, StoreError> {
-        let condition = "#room = :room";
-        let mut members = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(BY_ROOM)
-                .key_condition_expression(condition)
-                .set_expression_attribute_names(Some(names_in(&[condition])))
-                .expression_attribute_values(":room", s(room.as_str()))
-                .set_limit(self.page_size)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::new)?;
-            for item in out.items.iter().flatten() {
-                if let Some(p) = ParticipantRow::decode(Some(item), now)? {
-                    members.push(Member {
-                        id: p.id,
-                        socket: p.socket,
-                    });
-                }
-            }
-            start = out.last_evaluated_key.filter(|k| !k.is_empty());
-            if start.is_none() {
-                return Ok(members);
+        let items = self
+            .query_all(BY_ROOM, "#room = :room", vec![(":room", s(room.as_str()))])
+            .await?;
+        let mut members = Vec::with_capacity(items.len());
+        for item in &items {
+            if let Some(p) = ParticipantRow::decode(Some(item), now)? {
+                members.push(Member {
+                    id: p.id,
+                    socket: p.socket,
+                });
             }
         }
+        Ok(members)
     }
 
     /// Suspended participants whose grace ended by `now`: Query on the `bySuspension`
     /// index, every page. Eventually consistent; `expire` checks each one again.
     pub(super) async fn query_due(&self, now: SystemTime) -> Result<Vec<ConnectionId>, StoreError> {
-        let condition = "#sweep = :due AND #until <= :now";
-        let mut due = Vec::new();
+        let items = self
+            .query_all(
+                BY_SUSPENSION,
+                "#sweep = :due AND #until <= :now",
+                vec![(":due", s(DUE)), (":now", n(epoch_millis(now)))],
+            )
+            .await?;
+        let mut due = Vec::with_capacity(items.len());
+        for item in &items {
+            let id = item
+                .get(PK)
+                .and_then(|k| k.as_s().ok())
+                .and_then(|k| k.strip_prefix("p#"))
+                .and_then(|id| ConnectionId::parse(id).ok());
+            match id {
+                Some(id) => due.push(id),
+                None => {
+                    tracing::warn!(key = ?item.get(PK), "bySuspension holds a non-participant");
+                }
+            }
+        }
+        Ok(due)
+    }
+
+    /// Every item a Query on `index` finds, following `LastEvaluatedKey` to the last page.
+    async fn query_all(
+        &self,
+        index: &str,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let values: HashMap<String, AttributeValue> =
+            values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let mut items = Vec::new();
         let mut start = None;
         loop {
             let out = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .index_name(BY_SUSPENSION)
+                .index_name(index)
                 .key_condition_expression(condition)
                 .set_expression_attribute_names(Some(names_in(&[condition])))
-                .expression_attribute_values(":due", s(DUE))
-                .expression_attribute_values(":now", n(epoch_millis(now)))
+                .set_expression_attribute_values(Some(values.clone()))
                 .set_limit(self.page_size)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(StoreError::new)?;
-            for item in out.items.iter().flatten() {
-                let id = item
-                    .get(PK)
-                    .and_then(|k| k.as_s().ok())
-                    .and_then(|k| k.strip_prefix("p#"))
-                    .and_then(|id| ConnectionId::parse(id).ok());
-                match id {
-                    Some(id) => due.push(id),
-                    None => {
-                        tracing::warn!(key = ?item.get(PK), "bySuspension holds a non-participant");
-                    }
-                }
-            }
+            items.extend(out.items.unwrap_or_default());
             start = out.last_evaluated_key.filter(|k| !k.is_empty());
             if start.is_none() {
-                return Ok(due);
+                return Ok(items);
             }
         }
     }
