@@ -395,3 +395,35 @@ async fn a_receiver_that_stops_reading_is_dropped_and_its_room_told() {
     drop(stalled);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_socket_that_accepts_nothing_past_the_send_timeout_is_dropped_and_its_room_told() {
+    if support::self_hosted_only("the server's socket writes") {
+        return;
+    }
+    // A queue far larger than what is sent, so only the stalled write can end it: once the
+    // kernel's buffers are full, one write waits past --send-timeout and the socket goes.
+    let server = TestServer::with(&[
+        "--queue-capacity",
+        "100000",
+        "--send-timeout",
+        "300ms",
+        "--resume-grace",
+        "0s",
+    ])
+    .await;
+    let mut stalled = server.client().await;
+    let mut sender = server.client().await;
+    let stalled_id = stalled.id_via("r").await;
+    let sender_id = sender.id_via("r").await;
+    stalled.expect_new_participant(&sender_id).await;
+
+    let big = "x".repeat(120 * 1024);
+    for _ in 0..190 {
+        sender.say("r", &big).await;
+    }
+    sender.expect_participant_left(&stalled_id).await;
+    sender.expect_only_pong().await;
+    drop(stalled);
+    server.stop().await.unwrap();
+}
