@@ -427,3 +427,24 @@ async fn a_socket_that_accepts_nothing_past_the_send_timeout_is_dropped_and_its_
     drop(stalled);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_tiny_read_buffer_still_reads_frames_of_any_size_intact() {
+    if support::self_hosted_only("the server's read buffer") {
+        return;
+    }
+    // --read-buffer-bytes only trades memory for read calls: a frame 1 600 times larger
+    // than the buffer arrives whole.
+    let server = TestServer::with(&["--read-buffer-bytes", "64"]).await;
+    let mut a = server.client().await;
+    let mut b = server.client().await;
+    a.join("r").await;
+    let b_id = b.id_via("r").await;
+    a.expect_new_participant(&b_id).await;
+    let (frame, message) = room_frame_of_len(100 * 1024);
+    a.send_text(&frame).await;
+    assert_eq!(b.recv_text().await, message);
+    b.say("r", "and back").await;
+    assert_eq!(a.recv_text().await, "and back");
+    server.stop().await.unwrap();
+}
