@@ -375,25 +375,31 @@ async fn a_receiver_that_stops_reading_is_dropped_and_its_room_told() {
     // Once the kernel's socket buffers are full, the reader's small queue fills up: the
     // server drops it as too slow instead of holding up the sender.
     let server = TestServer::with(&["--queue-capacity", "2", "--send-timeout", "1s"]).await;
+    let stalled = flood_a_receiver_that_reads_nothing(&server).await;
+    server
+        .wait_for_metrics(&[("meshcall_room_members", 1.0)])
+        .await;
+    drop(stalled);
+    server.stop().await.unwrap();
+}
+
+/// A `stalled` client and a sender in room `r`; the sender sends 190 frames of 120 KB
+/// (about 23 MB: far more than loopback TCP buffers hold, within the default burst of 200
+/// messages) that `stalled` never reads, and must then hear that `stalled` left, and
+/// nothing more. Returns `stalled`, still unread.
+async fn flood_a_receiver_that_reads_nothing(server: &TestServer) -> Client {
     let mut stalled = server.client().await;
     let mut sender = server.client().await;
     let stalled_id = stalled.id_via("r").await;
     let sender_id = sender.id_via("r").await;
     stalled.expect_new_participant(&sender_id).await;
-
-    // 190 frames of 120 KB (about 23 MB): far more than loopback TCP buffers hold, and
-    // within the default burst of 200 messages. `stalled` reads none of it.
     let big = "x".repeat(120 * 1024);
     for _ in 0..190 {
         sender.say("r", &big).await;
     }
     sender.expect_participant_left(&stalled_id).await;
     sender.expect_only_pong().await;
-    server
-        .wait_for_metrics(&[("meshcall_room_members", 1.0)])
-        .await;
-    drop(stalled);
-    server.stop().await.unwrap();
+    stalled
 }
 
 #[tokio::test]
@@ -412,19 +418,7 @@ async fn a_socket_that_accepts_nothing_past_the_send_timeout_is_dropped_and_its_
         "0s",
     ])
     .await;
-    let mut stalled = server.client().await;
-    let mut sender = server.client().await;
-    let stalled_id = stalled.id_via("r").await;
-    let sender_id = sender.id_via("r").await;
-    stalled.expect_new_participant(&sender_id).await;
-
-    let big = "x".repeat(120 * 1024);
-    for _ in 0..190 {
-        sender.say("r", &big).await;
-    }
-    sender.expect_participant_left(&stalled_id).await;
-    sender.expect_only_pong().await;
-    drop(stalled);
+    drop(flood_a_receiver_that_reads_nothing(&server).await);
     server.stop().await.unwrap();
 }
 
