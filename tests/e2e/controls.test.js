@@ -1,25 +1,11 @@
 // In-call controls as the others see them: mute, camera off (buttons and keyboard
 // shortcuts), chat with the unread badge, screen share and back to the camera.
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from './lib/server.js';
-import { SCREEN_HUE, SECOND_CAMERA_HUE, hueRgb, launchBrowser, roomName, withCall } from './lib/call.js';
+import { SCREEN_HUE, SECOND_CAMERA_HUE, hueRgb, roomName, serverAndBrowser, withCall } from './lib/call.js';
 
-/** @type {import('playwright-core').Browser} */
-let browser;
-/** @type {import('./lib/server.js').Server} */
-let server;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const fx = serverAndBrowser();
 
 const SHOWN_MS = 10_000;
 
@@ -31,15 +17,14 @@ const SHOWN_MS = 10_000;
  * @param {boolean} present
  */
 async function waitTileFlag(call, subject, attr, present) {
-  await Promise.all(call.others(subject).map((p) => p.page.waitForFunction(({ id, attr, present }) => {
+  await Promise.all(call.others(subject).map((p) => call.waitFor(p, `tile of ${subject.name} ${present ? 'lacks' : 'still has'} ${attr}`, ({ id, attr, present }) => {
     const tile = document.querySelector(`#grid .tile[data-peer="${id}"]`);
     return !!tile && tile.hasAttribute(attr) === present;
-  }, { id: subject.id, attr, present }, { timeout: SHOWN_MS, polling: 50 })
-    .catch(async (e) => { throw new Error(`${p.name}: tile of ${subject.name} ${present ? 'lacks' : 'still has'} ${attr}: ${e.message}\n${await call.describe(p)}`); })));
+  }, { id: subject.id, attr, present }, { timeout: SHOWN_MS, polling: 50 })));
 }
 
 test('mute, camera off, chat and screen share show on the other side', { timeout: 120_000 }, async () => {
-  await withCall(browser, server, roomName('controls'), async (call) => {
+  await withCall(fx.browser, fx.server, roomName('controls'), async (call) => {
     const p0 = await call.join('P0', { realScreen: true });
     const p1 = await call.join('P1');
     // A name that is also HTML: it must show as text everywhere, never run.
@@ -87,9 +72,8 @@ test('mute, camera off, chat and screen share show on the other side', { timeout
     await p1.page.fill('#chat-input', text);
     await p1.page.click('#chat-send');
     for (const p of call.live) {
-      await p.page.waitForFunction((text) => [...document.querySelectorAll('#chat-log .chat-msg')].some((m) => m.textContent?.includes(text)),
-        text, { timeout: SHOWN_MS, polling: 50 })
-        .catch(async (e) => { throw new Error(`${p.name} did not get the chat message: ${e.message}\n${await call.describe(p)}`); });
+      await call.waitFor(p, 'did not get the chat message', (text) => [...document.querySelectorAll('#chat-log .chat-msg')].some((m) => m.textContent?.includes(text)),
+        text, { timeout: SHOWN_MS, polling: 50 });
     }
     assert.equal(await p1.page.inputValue('#chat-input'), '', 'the input is cleared after sending');
     for (const p of [p0, p2]) {
@@ -137,11 +121,10 @@ test('mute, camera off, chat and screen share show on the other side', { timeout
     await p0.page.click('#btn-screen');
     await waitTileFlag(call, p0, 'data-screen', true);
     for (const p of call.others(p0)) {
-      await p.page.waitForFunction((id) => {
+      await call.waitFor(p, 'no 16:9 screen picture from P0', (id) => {
         const v = /** @type {HTMLVideoElement | null} */ (document.querySelector(`video[data-peer="${id}"]`));
         return !!v && v.videoHeight > 0 && Math.abs(v.videoWidth / v.videoHeight - 16 / 9) < 0.05;
-      }, p0.id, { timeout: 20_000, polling: 100 })
-        .catch(async (e) => { throw new Error(`${p.name}: no 16:9 screen picture from P0: ${e.message}\n${await call.describe(p)}`); });
+      }, p0.id, { timeout: 20_000, polling: 100 });
     }
     await p0.page.click('#btn-screen');
     await waitTileFlag(call, p0, 'data-screen', false);
@@ -154,7 +137,7 @@ test('mute, camera off, chat and screen share show on the other side', { timeout
 });
 
 test('a late joiner sees the state set before it came: muted, camera off, sharing', { timeout: 120_000 }, async () => {
-  await withCall(browser, server, roomName('late'), async (call) => {
+  await withCall(fx.browser, fx.server, roomName('late'), async (call) => {
     const p0 = await call.join('P0');
     const p1 = await call.join('P1');
     await call.waitForMesh();
@@ -167,12 +150,11 @@ test('a late joiner sees the state set before it came: muted, camera off, sharin
     const p2 = await call.join('P2');
     const sendsVideo = (/** @type {import('./lib/call.js').Participant} */ s) => s !== p0;
     await call.waitForMesh({ video: sendsVideo });
-    await p2.page.waitForFunction(({ a, b }) => {
+    await call.waitFor(p2, 'the late joiner does not see the others\' state', ({ a, b }) => {
       const t0 = document.querySelector(`#grid .tile[data-peer="${a}"]`);
       const t1 = document.querySelector(`#grid .tile[data-peer="${b}"]`);
       return !!t0 && !!t1 && t0.hasAttribute('data-mic-off') && t0.hasAttribute('data-cam-off') && t1.hasAttribute('data-screen');
-    }, { a: p0.id, b: p1.id }, { timeout: SHOWN_MS, polling: 50 })
-      .catch(async (e) => { throw new Error(`late joiner does not see the others' state: ${e.message}\n${await call.describe(p2)}`); });
+    }, { a: p0.id, b: p1.id }, { timeout: SHOWN_MS, polling: 50 });
     const screen = hueRgb(SCREEN_HUE);
     await call.waitForColours(20_000, (s) => (s === p0 ? null : s === p1 ? screen : s.rgb));
     await call.assertNoErrors();
@@ -180,7 +162,7 @@ test('a late joiner sees the state set before it came: muted, camera off, sharin
 });
 
 test('switching camera and microphone mid-call: the others see the other camera, audio goes on', { timeout: 120_000 }, async () => {
-  await withCall(browser, server, roomName('devices'), async (call) => {
+  await withCall(fx.browser, fx.server, roomName('devices'), async (call) => {
     const p0 = await call.join('P0');
     await call.join('P1');
     await call.waitForMesh();

@@ -1,26 +1,12 @@
 // When things go wrong the user is told in words, and the call goes on where it can:
 // a full room, a camera the user blocked, no camera at all, nothing to send.
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { startServer } from './lib/server.js';
-import { ARTIFACTS, launchBrowser, roomName, withCall } from './lib/call.js';
+import { ARTIFACTS, launchBrowser, roomName, serverAndBrowser, withCall } from './lib/call.js';
 
-/** @type {import('playwright-core').Browser} */
-let browser;
-/** @type {import('./lib/server.js').Server} */
-let server;
-
-before(async () => {
-  server = await startServer({ args: ['--max-room-size', '2'] });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const fx = serverAndBrowser({ args: ['--max-room-size', '2'] });
 
 /**
  * The notice of this kind is on screen, with words.
@@ -29,26 +15,24 @@ after(async () => {
  * @param {string[]} kinds  any of these
  */
 async function waitNotice(call, p, kinds, timeout = 15_000) {
-  await p.page.waitForFunction((kinds) => {
+  await call.waitFor(p, `no notice ${kinds.join('|')}`, (kinds) => {
     const n = /** @type {HTMLElement | null} */ (document.querySelector('#notice'));
     return !!n && !n.hidden && kinds.includes(n.dataset.kind ?? '') && !!n.textContent?.trim();
-  }, kinds, { timeout, polling: 50 })
-    .catch(async (e) => { throw new Error(`${p.name}: no notice ${kinds.join('|')}: ${e.message}\n${await call.describe(p)}`); });
+  }, kinds, { timeout, polling: 50 });
   return p.page.evaluate(() => document.querySelector('#notice .notice-text')?.textContent?.trim());
 }
 
 test('room full: the third participant is told, the two inside are undisturbed', { timeout: 120_000 }, async () => {
-  await withCall(browser, server, roomName('full'), async (call) => {
+  await withCall(fx.browser, fx.server, roomName('full'), async (call) => {
     await call.join('P0');
     await call.join('P1');
     await call.waitForMesh();
     const third = await call.join('P2', { waitJoined: false });
     // Said once: on the card in the middle, not also in the notice bar.
-    await third.page.waitForFunction(() => {
+    await call.waitFor(third, 'no room-full card', () => {
       const card = /** @type {HTMLElement | null} */ (document.querySelector('#ended[data-kind="roomFull"]'));
       return !!card && !card.hidden && !!card.textContent?.trim();
-    }, null, { timeout: 15_000, polling: 50 })
-      .catch(async (e) => { throw new Error(`P2: no room-full card: ${e.message}\n${await call.describe(third)}`); });
+    }, null, { timeout: 15_000, polling: 50 });
     const words = await third.page.evaluate(() => document.querySelector('#ended-title')?.textContent?.trim());
     console.log(`roomFull card: "${words}"`);
     assert.equal(await third.page.evaluate(() => /** @type {HTMLElement} */ (document.querySelector('#notice')).hidden), true,
@@ -65,8 +49,8 @@ test('room full: the third participant is told, the two inside are undisturbed',
 });
 
 test('an invalid room name in the link: told in words, back in the lobby', { timeout: 60_000 }, async () => {
-  await withCall(browser, server, 'invalid', async (call) => {
-    const p = await call.join('P0', { url: `${server.origin}/r/${encodeURIComponent('bad room!')}`, waitJoined: false });
+  await withCall(fx.browser, fx.server, 'invalid', async (call) => {
+    const p = await call.join('P0', { url: `${fx.server.origin}/r/${encodeURIComponent('bad room!')}`, waitJoined: false });
     const words = await waitNotice(call, p, ['invalidRoomId']);
     console.log(`invalidRoomId notice: "${words}"`);
     await p.page.waitForSelector('#lobby:not([hidden])', { timeout: 10_000 });
@@ -75,7 +59,7 @@ test('an invalid room name in the link: told in words, back in the lobby', { tim
 });
 
 test('no camera: joins with audio only, says so; others get its audio and its tile', { timeout: 120_000 }, async () => {
-  await withCall(browser, server, roomName('nocam'), async (call) => {
+  await withCall(fx.browser, fx.server, roomName('nocam'), async (call) => {
     await call.join('P0');
     const nocam = await call.join('P1', { videoError: 'NotFoundError' });
     await waitNotice(call, nocam, ['noCamera']);
@@ -91,7 +75,7 @@ test('no camera: joins with audio only, says so; others get its audio and its ti
 });
 
 test('nothing to send (camera and microphone blocked): joins receive-only and is told', { timeout: 120_000 }, async () => {
-  await withCall(browser, server, roomName('recvonly'), async (call) => {
+  await withCall(fx.browser, fx.server, roomName('recvonly'), async (call) => {
     await call.join('P0');
     const mute = await call.join('P1', { videoError: 'NotAllowedError', audioError: 'NotAllowedError' });
     const words = await waitNotice(call, mute, ['cameraDenied', 'receiveOnly', 'micDenied']);
@@ -116,7 +100,7 @@ test('camera blocked by the user (real permission, no fake UI): joins with audio
   // no ICE candidates on loopback, see browser-testing.md, so P1 keeps the microphone.)
   const strict = await launchBrowser({ fakeUi: false });
   try {
-    await withCall(strict, server, roomName('denied'), async (call) => {
+    await withCall(strict, fx.server, roomName('denied'), async (call) => {
       await call.join('P0', { permissions: ['camera', 'microphone'] });
       const denied = await call.join('P1', { permissions: ['microphone'] });
       const words = await waitNotice(call, denied, ['cameraDenied']);

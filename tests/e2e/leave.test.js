@@ -2,50 +2,17 @@
 // shrink everyone else's grid promptly. All three send a WebSocket close frame, so they are
 // clean departures for the server (no resume grace).
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from './lib/server.js';
-import { launchBrowser, roomName, withCall } from './lib/call.js';
+import { roomName, serverAndBrowser, withCall } from './lib/call.js';
 
-/** @type {import('playwright-core').Browser} */
-let browser;
-/** @type {import('./lib/server.js').Server} */
-let server;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const fx = serverAndBrowser();
 
 /** Gone within this long (the server tells the room at once; the app removes the tile). */
 const GONE_MS = 5_000;
 
-/**
- * Every remaining participant's grid drops the leaver and has `n` tiles; returns ms taken.
- * @param {import('./lib/call.js').Call} call
- * @param {import('./lib/call.js').Participant} leaver
- */
-async function waitShrunk(call, leaver) {
-  const start = Date.now();
-  const n = call.live.length;
-  call.lap(`waiting for ${leaver.name} to go`);
-  await Promise.all(call.live.map((p) => p.page.waitForFunction(({ n, gone }) =>
-    document.querySelectorAll('#grid .tile').length === n
-      && !document.querySelector(`#grid .tile[data-peer="${gone}"]`)
-      && !document.querySelector(`video[data-peer="${gone}"]`),
-  { n, gone: leaver.id }, { timeout: GONE_MS, polling: 50 })
-    .catch(async (e) => { throw new Error(`${p.name} still shows ${leaver.name}: ${e.message}\n${await call.describe(p)}`); })));
-  call.lap(`${leaver.name} gone`);
-  return Date.now() - start;
-}
-
 test('leave button, closed tab and closed window each shrink the others\' grids', { timeout: 120_000 }, async () => {
-  await withCall(browser, server, roomName('leave'), async (call) => {
+  await withCall(fx.browser, fx.server, roomName('leave'), async (call) => {
     for (let i = 0; i < 4; i++) await call.join(`P${i}`);
     await call.waitForMesh();
     const [p0, p1, p2, p3] = call.all;
@@ -54,7 +21,7 @@ test('leave button, closed tab and closed window each shrink the others\' grids'
     // 1. The leave button.
     await p3.page.click('#btn-leave');
     p3.closed = true; // no longer in the call (its page stays open, showing "you left")
-    const byButton = await waitShrunk(call, p3);
+    const byButton = await call.waitForDeparture(p3, GONE_MS);
     // The leaver's own page shows it left and holds no peers any more.
     await p3.page.waitForFunction(() => {
       const ended = document.querySelector('#ended');
@@ -63,11 +30,11 @@ test('leave button, closed tab and closed window each shrink the others\' grids'
 
     // 2. An abrupt tab close.
     await call.close(p2, 'page');
-    const byTab = await waitShrunk(call, p2);
+    const byTab = await call.waitForDeparture(p2, GONE_MS);
 
     // 3. The whole browser window (context) closed.
     await call.close(p1, 'context');
-    const byWindow = await waitShrunk(call, p1);
+    const byWindow = await call.waitForDeparture(p1, GONE_MS);
 
     assert.equal(await call.tileCount(p0), 1);
 
@@ -87,7 +54,7 @@ test('leave button, closed tab and closed window each shrink the others\' grids'
 });
 
 test('a reload is a leave and a join: the others keep one tile for it, with the new id', { timeout: 120_000 }, async () => {
-  await withCall(browser, server, roomName('reload'), async (call) => {
+  await withCall(fx.browser, fx.server, roomName('reload'), async (call) => {
     for (let i = 0; i < 3; i++) await call.join(`P${i}`);
     await call.waitForMesh();
     const p2 = call.all[2];

@@ -1,31 +1,19 @@
 // The lobby at `/`: a suggested room name, the camera preview (our colour) with the level
-// meter and device pickers, a remembered display name, Join going to /r/<room>, and the
-// invite link copied from the room. Screenshots at desktop and phone width.
+// meter and device pickers, a bad room name refused, a remembered display name, Join going
+// to /r/<room>, and the invite link copied from the room. Screenshots at desktop and phone
+// width.
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { startServer } from './lib/server.js';
-import { ARTIFACTS, Call, launchBrowser, pollUntil } from './lib/call.js';
+import { ARTIFACTS, colourMatches, pollUntil, serverAndBrowser, withCall } from './lib/call.js';
 
-/** @type {import('playwright-core').Browser} */
-let browser;
-/** @type {import('./lib/server.js').Server} */
-let server;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const fx = serverAndBrowser();
 
 test('lobby: preview, meter, pickers, remembered name, join, invite link', { timeout: 120_000 }, async () => {
-  const call = new Call(browser, server, '');
-  try {
+  const { browser, server } = fx;
+  // No room to join yet: the page opens the lobby at `/`; 'lobby' names the failure screenshots.
+  await withCall(browser, server, 'lobby', async (call) => {
     const p = await call.join('L0', { url: `${server.origin}/`, waitJoined: false });
     const { page } = p;
     await page.waitForSelector('#lobby:not([hidden])', { timeout: 10_000 });
@@ -48,7 +36,7 @@ test('lobby: preview, meter, pickers, remembered name, join, invite link', { tim
       g.drawImage(v, 0, 0);
       return [...g.getImageData(4, 4, 1, 1).data.slice(0, 3)];
     });
-    assert.ok(colour.every((v, i) => Math.abs(v - p.rgb[i]) <= 64), `preview shows our camera: ${colour} vs ${p.rgb}`);
+    assert.ok(colourMatches(colour, p.rgb), `preview shows our camera: ${colour} vs ${p.rgb}`);
     await page.waitForFunction(() => /** @type {HTMLSelectElement} */ (document.querySelector('#lobby-camera')).options.length > 0
       && /** @type {HTMLSelectElement} */ (document.querySelector('#lobby-mic')).options.length > 0, null, { timeout: 10_000 });
     await pollUntil(() => page.evaluate(() => /** @type {HTMLMeterElement} */ (document.querySelector('#lobby-level')).value > 0.01),
@@ -58,6 +46,13 @@ test('lobby: preview, meter, pickers, remembered name, join, invite link', { tim
     await page.setViewportSize({ width: 390, height: 844 });
     await page.screenshot({ path: path.join(ARTIFACTS, 'lobby-390x844.png'), fullPage: true });
     await page.setViewportSize({ width: 1280, height: 720 });
+
+    // A room name the service would refuse: told in words, and still in the lobby.
+    await page.fill('#lobby-room', 'bad room!');
+    await page.click('#lobby-join');
+    await call.waitFor(p, 'no invalidRoomId notice for a bad room name',
+      () => document.querySelector('#notice')?.getAttribute('data-kind') === 'invalidRoomId', null, { timeout: 5_000 });
+    assert.equal(new URL(page.url()).pathname, '/');
 
     // Join with a name: the room URL, and a call joined under that name.
     const room = `lobby-${Date.now().toString(36)}`;
@@ -79,13 +74,10 @@ test('lobby: preview, meter, pickers, remembered name, join, invite link', { tim
     assert.ok(!new URL(copied).searchParams.has('name'), `the invite link does not carry our name: ${copied}`);
 
     // A second participant following the link joins the same call.
-    const friend = new Call(browser, server, room);
-    try {
+    await withCall(browser, server, room, async (friend) => {
       const f = await friend.join('F1', { url: copied });
       await page.waitForFunction((id) => !!document.querySelector(`#grid .tile[data-peer="${id}"]`), f.id, { timeout: 15_000 });
-    } finally {
-      await friend.end();
-    }
+    });
 
     // Leave, back to the lobby: the name is remembered, the room suggestion is fresh.
     await page.click('#btn-leave');
@@ -94,11 +86,5 @@ test('lobby: preview, meter, pickers, remembered name, join, invite link', { tim
     assert.equal(await page.inputValue('#lobby-name'), 'Ada Lovelace');
     assert.notEqual(await page.inputValue('#lobby-room'), suggested);
     assert.deepEqual(p.pageErrors, []);
-  } catch (e) {
-    const err = /** @type {Error} */ (e);
-    err.message += `\n--- state at failure ---\n${await call.report('lobby')}`;
-    throw err;
-  } finally {
-    await call.end();
-  }
+  });
 });

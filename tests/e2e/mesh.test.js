@@ -2,27 +2,16 @@
 // flowing over loopback, and no errors. Records the last joiner's time from opening the
 // room URL to its first remote frame; screenshots the 4-person room at desktop and phone width.
 
-import { after, before, test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { startServer } from './lib/server.js';
-import { ARTIFACTS, launchBrowser, roomName, withCall, writeArtifact } from './lib/call.js';
+import { ARTIFACTS, roomName, serverAndBrowser, withCall, writeArtifact } from './lib/call.js';
 
-/** @type {import('playwright-core').Browser} */
-let browser;
-/** @type {import('./lib/server.js').Server} */
-let server;
+const fx = serverAndBrowser();
 /** @type {{ n: number, firstRemoteFrameMs: number, allRemoteFramesMs: number, joinedMs: number, steps: Record<string, number> }[]} */
 const timings = [];
 
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
+after(() => {
   if (timings.length) {
     const rows = timings.map((t) => `| ${t.n} | ${t.joinedMs} | ${t.firstRemoteFrameMs} | ${t.allRemoteFramesMs} | ${Object.entries(t.steps).map(([k, v]) => `${k} ${v}`).join(', ')} |`);
     console.log(['', 'last joiner, ms from page.goto(room URL):', '| N | joined | first remote frame | all remote frames | steps |', '|---|---|---|---|---|', ...rows].join('\n'));
@@ -32,7 +21,7 @@ after(async () => {
 
 for (const n of [2, 3, 4]) {
   test(`${n}-person call: every participant sees every other in the right colour`, { timeout: 120_000 }, async () => {
-    await withCall(browser, server, roomName(`mesh${n}`), async (call) => {
+    await withCall(fx.browser, fx.server, roomName(`mesh${n}`), async (call) => {
       for (let i = 0; i < n; i++) await call.join(`P${i}`);
       const last = call.all[n - 1];
       await call.waitForMesh();

@@ -3,34 +3,19 @@
 // restart connects and the notice goes. The connect timeout is the app's (20 s), so this
 // test takes about half a minute.
 
-import { after, before, test } from 'node:test';
-import { startServer } from './lib/server.js';
-import { launchBrowser, roomName, withCall } from './lib/call.js';
+import { test } from 'node:test';
+import { roomName, serverAndBrowser, withCall } from './lib/call.js';
 
-/** @type {import('playwright-core').Browser} */
-let browser;
-/** @type {import('./lib/server.js').Server} */
-let server;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const fx = serverAndBrowser();
 
 test('a peer that cannot connect is reported, retried, and recovers when the path opens', { timeout: 150_000 }, async () => {
-  await withCall(browser, server, roomName('peerfail'), async (call) => {
+  await withCall(fx.browser, fx.server, roomName('peerfail'), async (call) => {
     const p0 = await call.join('P0');
     const p1 = await call.join('P1', { blockIce: true });
     const start = Date.now();
     // Both sides give up waiting and say so.
-    await Promise.all([p0, p1].map((p) => p.page.waitForFunction(() => window.T.notices.includes('peerFailed')
-      && document.querySelector('#notice')?.getAttribute('data-kind') === 'peerFailed', null, { timeout: 60_000, polling: 100 })
-      .catch(async (e) => { throw new Error(`${p.name} shows no peerFailed: ${e.message}\n${await call.describe(p)}`); })));
+    await Promise.all([p0, p1].map((p) => call.waitFor(p, 'no peerFailed notice', () => window.T.notices.includes('peerFailed')
+      && document.querySelector('#notice')?.getAttribute('data-kind') === 'peerFailed', null, { timeout: 60_000, polling: 100 })));
     const failedMs = Date.now() - start;
     call.lap('peerFailed shown on both');
     // The tile is there, but no video came through.
@@ -46,8 +31,8 @@ test('a peer that cannot connect is reported, retried, and recovers when the pat
     await call.waitForColours();
     await call.waitForMediaFlow();
     for (const p of [p0, p1]) {
-      await p.page.waitForFunction(() => document.querySelector('#notice')?.getAttribute('data-kind') !== 'peerFailed', null, { timeout: 10_000 })
-        .catch(async (e) => { throw new Error(`${p.name} still shows peerFailed after recovering: ${e.message}\n${await call.describe(p)}`); });
+      await call.waitFor(p, 'still shows peerFailed after recovering',
+        () => document.querySelector('#notice')?.getAttribute('data-kind') !== 'peerFailed', null, { timeout: 10_000 });
     }
     await call.assertNoErrors();
     console.log(`peerFailed shown ${failedMs} ms after the join; connected ${recoveredMs} ms after the path opened`);

@@ -37,11 +37,10 @@ test('server killed and restarted on the same port: the call recovers', { timeou
     call.lap('server killed');
 
     // Every page tells its user, in words.
-    await Promise.all(call.live.map((p) => p.page.waitForFunction(() => {
+    await Promise.all(call.live.map((p) => call.waitFor(p, 'no serverUnreachable notice', () => {
       const n = document.querySelector('#notice[data-kind="serverUnreachable"]');
       return !!n && !(/** @type {HTMLElement} */ (n).hidden) && !!n.textContent?.trim();
-    }, null, { timeout: 20_000, polling: 100 })
-      .catch(async (e) => { throw new Error(`${p.name} shows no serverUnreachable: ${e.message}\n${await call.describe(p)}`); })));
+    }, null, { timeout: 20_000, polling: 100 })));
     const noticeMs = Date.now() - killedAt;
     call.lap('serverUnreachable shown everywhere');
 
@@ -51,11 +50,7 @@ test('server killed and restarted on the same port: the call recovers', { timeou
     const restartedAt = Date.now();
 
     // Each page joins again, with a new id.
-    await Promise.all(call.live.map(async (p, i) => {
-      await p.page.waitForFunction((t) => window.T.joinedAt > t, before[i], { timeout: 30_000, polling: 100 })
-        .catch(async (e) => { throw new Error(`${p.name} did not rejoin: ${e.message}\n${await call.describe(p)}`); });
-      await call.waitJoined(p);
-    }));
+    await Promise.all(call.live.map((p, i) => call.waitJoined(p, { since: before[i] })));
     for (const [i, p] of call.live.entries()) assert.notEqual(p.id, oldIds[i], `${p.name} got a fresh id`);
     call.lap('rejoined');
 

@@ -2,34 +2,18 @@
 // in front of the server drops its TCP connections). Each page resumes with its token: same
 // id, same room, nobody's tile goes away, and the call carries on.
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from './lib/server.js';
 import { Relay } from './lib/proxy.js';
-import { launchBrowser, roomName, withCall } from './lib/call.js';
+import { roomName, serverAndBrowser, withCall } from './lib/call.js';
 
-/** @type {import('playwright-core').Browser} */
-let browser;
-/** @type {import('./lib/server.js').Server} */
-let server;
-/** @type {Relay} */
-let relay;
+const fx = serverAndBrowser();
 
-before(async () => {
-  server = await startServer();
-  relay = await new Relay(server.port).start();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await relay?.stop();
-  await server?.stop();
-});
-
-test('signalling sockets cut without a close frame: everyone resumes, nobody leaves', { timeout: 120_000 }, async () => {
+test('signalling sockets cut without a close frame: everyone resumes, nobody leaves', { timeout: 120_000 }, async (t) => {
+  const relay = await new Relay(fx.server.port).start();
+  t.after(() => relay.stop());
   const room = roomName('resume');
-  await withCall(browser, server, room, async (call) => {
+  await withCall(fx.browser, fx.server, room, async (call) => {
     for (let i = 0; i < 3; i++) await call.join(`P${i}`, { url: `${relay.origin}/r/${room}?name=P${i}` });
     await call.waitForMesh();
     await call.waitForColours();
@@ -56,8 +40,7 @@ test('signalling sockets cut without a close frame: everyone resumes, nobody lea
     assert.ok(cut >= 3, `expected at least the 3 signalling sockets, cut ${cut}`);
 
     // Each page gets `joined` again (resumed), with the same id.
-    await Promise.all(call.live.map((p, i) => p.page.waitForFunction((t) => window.T.joinedAt > t, before[i], { timeout: 30_000, polling: 100 })
-      .catch(async (e) => { throw new Error(`${p.name} did not resume: ${e.message}\n${await call.describe(p)}`); })));
+    await Promise.all(call.live.map((p, i) => call.waitFor(p, 'did not resume', (t) => window.T.joinedAt > t, before[i], { timeout: 30_000, polling: 100 })));
     call.lap('resumed');
     for (const p of call.live) {
       assert.equal(await p.page.evaluate(() => window.T.selfId), p.id, `${p.name} kept its id`);
@@ -73,7 +56,7 @@ test('signalling sockets cut without a close frame: everyone resumes, nobody lea
     }
     // The server saw no departure: nobody was told `participantLeft`, no token was refused,
     // and all three are still members of the room.
-    const m = await server.metrics();
+    const m = await fx.server.metrics();
     assert.equal(m['meshcall_messages_delivered_total{kind="participantLeft"}'], 0, 'participantLeft delivered');
     assert.equal(m['meshcall_errors_total{code="resumeFailed"}'], 0, 'resumeFailed answered');
     assert.equal(m.meshcall_room_members, 3);

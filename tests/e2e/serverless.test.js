@@ -102,15 +102,10 @@ test('3-person call through meshcall-gateway, the Lambda bootstrap and DynamoDB 
     assert.equal(flowing.posts.gone, 0, `no post to a gone connection while everyone is here: ${JSON.stringify(flowing)}`);
 
     // P2 leaves with the leave button (leaveRoom, then a clean close: $disconnect).
-    const [p0, p1, leaver] = call.all;
+    const leaver = call.all[2];
     await leaver.page.click('#btn-leave');
     leaver.closed = true;
-    await Promise.all([p0, p1].map((p) => p.page.waitForFunction((gone) =>
-      document.querySelectorAll('#grid .tile').length === 2
-        && !document.querySelector(`#grid .tile[data-peer="${gone}"]`)
-        && !document.querySelector(`video[data-peer="${gone}"]`),
-    leaver.id, { timeout: GONE_MS, polling: 50 })
-      .catch(async (e) => { throw new Error(`${p.name} still shows ${leaver.name}: ${e.message}\n${await call.describe(p)}`); })));
+    await call.waitForDeparture(leaver, GONE_MS);
     const leftAt = Date.now();
     // The two who stay keep their call.
     await call.waitForMesh();

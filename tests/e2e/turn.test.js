@@ -137,23 +137,7 @@ test('3-person call with --force-relay: all media goes through coturn with per-j
       await call.waitForColours();
 
       // Frames and audio keep coming from every other participant, over a relayed pair.
-      await Promise.all(call.live.map(async (p) => {
-        const senders = call.others(p);
-        const before = await call.stats(p);
-        let now = before;
-        await pollUntil(async () => {
-          now = await call.stats(p);
-          return senders.every((q) => {
-            const b = before[q.id], s = now[q.id];
-            return b && s && s.connectionState === 'connected' && s.relayed
-              && s.framesDecoded >= b.framesDecoded + 30 && s.audioPackets >= b.audioPackets + 50;
-          });
-        }, 30_000, () => `${p.name}: relayed media from ${senders.map((q) => q.id).join(',')}; before ${JSON.stringify(before)} now ${JSON.stringify(now)}`);
-        for (const q of senders) {
-          assert.ok(now[q.id].relayed, `${p.name}: pair to ${q.name} not relayed: ${now[q.id].pair}`);
-          assert.match(now[q.id].pair ?? '', /^127\.0\.0\.1:\d+\/udp -> (127\.0\.0\.1)?:\d+\/udp$/, `${p.name}: pair to ${q.name}`);
-        }
-      }));
+      await call.waitForMediaFlow({ relayed: true });
       call.lap('relayed media flowing');
 
       // Every connection: relay policy, meshcall's per-join user name, nothing but relay
@@ -181,11 +165,10 @@ test('3-person call with --force-relay: all media goes through coturn with per-j
           leastBytes = Math.min(leastBytes, pc.bytesSent, pc.bytesReceived);
         }
         // The badge on every remote tile.
-        await p.page.waitForFunction((ids) => ids.every((id) => {
+        await call.waitFor(p, 'no "Relayed (TURN)" badge on every remote tile', (ids) => ids.every((id) => {
           const b = document.querySelector(`#grid .tile[data-peer="${id}"] .tile-relay`);
           return b instanceof HTMLElement && !b.hidden && b.textContent === 'Relayed (TURN)';
-        }), call.others(p).map((q) => q.id), { timeout: 10_000, polling: 100 })
-          .catch((e) => { throw new Error(`${p.name}: no "Relayed (TURN)" badge on every remote tile: ${e.message}`); });
+        }), call.others(p).map((q) => q.id), { timeout: 10_000, polling: 100 });
       }
       await call.assertNoErrors();
       console.log(`least bytes one way on a selected pair: ${leastBytes}`);
@@ -260,9 +243,8 @@ test('negative control: a TURN secret coturn does not know: no connection, peerF
     }
     assert.equal(allocations(turn.since(from)).length, 0, `coturn allocated for a wrong secret:\n${turn.tail(40)}`);
     // The app gives up waiting (20 s) and says so.
-    await Promise.all([p0, p1].map((p) => p.page.waitForFunction(() => window.T.notices.includes('peerFailed')
-      && document.querySelector('#notice')?.getAttribute('data-kind') === 'peerFailed', null, { timeout: 30_000, polling: 100 })
-      .catch((e) => { throw new Error(`${p.name} shows no peerFailed: ${e.message}`); })));
+    await Promise.all([p0, p1].map((p) => call.waitFor(p, 'no peerFailed notice', () => window.T.notices.includes('peerFailed')
+      && document.querySelector('#notice')?.getAttribute('data-kind') === 'peerFailed', null, { timeout: 30_000, polling: 100 })));
     for (const p of [p0, p1]) {
       const status = await p.page.evaluate((id) => document.querySelector(`#grid .tile[data-peer="${id}"] .tile-status`)?.textContent, call.others(p)[0].id);
       assert.equal(status, 'Can’t connect, retrying…', `${p.name}: tile status`);

@@ -6,7 +6,7 @@ import { T, exposeStats } from './hooks.js';
 import { Media } from './media.js';
 import { prefs, cleanName } from './prefs.js';
 import { Room } from './room.js';
-import { Signaling, signalingUrl, socketMaxAgeMs } from './signaling.js';
+import { Signaling, loadConfig } from './signaling.js';
 import { Tile } from './tiles.js';
 import { RoomView } from './ui.js';
 
@@ -30,7 +30,7 @@ export async function startCall(ctx) {
   const inviteUrl = `${location.origin}/r/${encodeURIComponent(roomId)}`;
 
   const media = new Media();
-  const url = signalingUrl(); // fetched while the camera starts and the page is wired
+  const config = loadConfig(); // fetched while the camera starts and the page is wired
   const signaling = new Signaling({ url: '', roomId });
   const room = new Room({
     signaling,
@@ -257,15 +257,16 @@ export async function startCall(ctx) {
   setInterval(() => {
     if (ended) return;
     const now = Date.now();
+    const own = media.level(); // 0 while muted
     /** @type {[string, number, number][]} */
-    const levels = [['', media.level(), LOCAL_SPEAKING]];
+    const levels = [['', own, LOCAL_SPEAKING]];
     for (const [id, level] of room.levels()) levels.push([id, level, REMOTE_SPEAKING]);
     for (const [key, level, threshold] of levels) {
       if (level >= threshold) speakingUntil.set(key, now + SPEAKING_HOLD_MS);
       const tile = view.grid.tiles.get(key);
       tile?.setSpeaking((speakingUntil.get(key) ?? 0) > now);
     }
-    view.setMicLevel(media.state.mic ? media.level() : 0);
+    view.setMicLevel(own);
   }, 120);
 
   window.addEventListener('pagehide', () => {
@@ -281,8 +282,10 @@ export async function startCall(ctx) {
     signaling.reconnectNow();
     room.networkChanged();
   });
-  signaling.url = await url;
-  signaling.socketMaxAgeMs = socketMaxAgeMs();
+  const { url, iceTransportPolicy, socketMaxAgeMs } = await config;
+  signaling.url = url;
+  signaling.socketMaxAgeMs = socketMaxAgeMs;
+  room.iceTransportPolicy = iceTransportPolicy;
   if (!ended) signaling.start();
   await mediaReady;
 

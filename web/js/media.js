@@ -51,13 +51,12 @@ export class Media extends Emitter {
     super();
     /** What the own tile shows: the microphone and the outgoing video. */
     this.stream = new MediaStream();
-    /** @type {MediaStreamTrack | null} */
+    /** @type {MediaStreamTrack | null} the microphone; muted = disabled */
     this.micTrack = null;
     /** @type {MediaStreamTrack | null} */
     this.camTrack = null;
     /** @type {MediaStreamTrack | null} */
     this.screenTrack = null;
-    this.micOn = false;
     /** @type {string | null} */
     this.cameraId = null;
     /** @type {string | null} */
@@ -79,7 +78,7 @@ export class Media extends Emitter {
   /** @returns {MediaState} */
   get state() {
     return {
-      mic: !!this.micTrack && this.micOn,
+      mic: !!this.micTrack?.enabled,
       cam: !!this.camTrack,
       screen: !!this.screenTrack,
       hasMic: !!this.micTrack,
@@ -133,10 +132,7 @@ export class Media extends Emitter {
         problems.push(problemFor('audio', err));
       }
     }
-    if (audio) {
-      this.setMicTrack(audio, want.micOn ?? true);
-      this.emit('outgoing', { kind: 'audio', track: audio });
-    }
+    if (audio) this.setMicTrack(audio, want.micOn ?? true);
     if (video) this.setCamTrack(video);
     for (const p of problems) this.emit('problem', p);
     this.emitState();
@@ -149,12 +145,10 @@ export class Media extends Emitter {
       try {
         const s = await this.getUserMedia({ audio: this.audioConstraints() });
         this.setMicTrack(s.getAudioTracks()[0], true);
-        this.emit('outgoing', { kind: 'audio', track: this.micTrack });
       } catch (err) {
         this.emit('problem', problemFor('audio', err));
       }
     } else if (this.micTrack) {
-      this.micOn = on;
       this.micTrack.enabled = on;
     }
     this.emitState();
@@ -198,8 +192,8 @@ export class Media extends Emitter {
     if (!this.micTrack) return;
     try {
       const s = await this.getUserMedia({ audio: this.audioConstraints() });
-      this.setMicTrack(s.getAudioTracks()[0], this.micOn);
-      this.emit('outgoing', { kind: 'audio', track: this.micTrack });
+      // Muted or not as the microphone it replaces (muted if that one ended meanwhile).
+      this.setMicTrack(s.getAudioTracks()[0], this.micTrack?.enabled ?? false);
     } catch (err) {
       this.emit('problem', problemFor('audio', err));
     }
@@ -314,7 +308,7 @@ export class Media extends Emitter {
     return this.cameraId ? { ...VIDEO_SHAPE, deviceId: { exact: this.cameraId } } : VIDEO_SHAPE;
   }
 
-  /** @param {MediaStreamTrack} track @param {boolean} on */
+  /** Use this microphone track (enabled: `on`) and send it. @param {MediaStreamTrack} track @param {boolean} on */
   setMicTrack(track, on) {
     const old = this.micTrack;
     if (old) {
@@ -322,7 +316,6 @@ export class Media extends Emitter {
       old.stop();
     }
     this.micTrack = track;
-    this.micOn = on;
     track.enabled = on;
     this.stream.addTrack(track);
     track.addEventListener('ended', () => {
@@ -333,6 +326,7 @@ export class Media extends Emitter {
       this.emitState();
     });
     this.meter(track);
+    this.emit('outgoing', { kind: 'audio', track });
   }
 
   /** @param {MediaStreamTrack} track */

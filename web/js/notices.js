@@ -39,7 +39,6 @@ const NOTICES = {
     tone: 'warn',
     timeoutMs: 0,
   },
-  roomFull: { text: 'This room is full: every seat in the call is taken.', tone: 'error', timeoutMs: 0 },
   invalidRoomId: {
     text: 'That room name can’t be used: 1 to 64 letters, digits, - or _.',
     tone: 'error',
@@ -96,10 +95,9 @@ export class Notices {
     if (existing) clearTimeout(existing.timer);
     else this.onShow(kind);
     this.stack = this.stack.filter((n) => n.kind !== kind);
-    const entry = { kind, text: text ?? base.text, tone: opts.tone ?? base.tone, action: opts.action };
-    const timeoutMs = opts.timeoutMs ?? base.timeoutMs;
     /** @type {typeof this.stack[number]} */
-    const item = { ...entry };
+    const item = { kind, text: text ?? base.text, tone: opts.tone ?? base.tone, action: opts.action };
+    const timeoutMs = opts.timeoutMs ?? base.timeoutMs;
     if (timeoutMs > 0) item.timer = setTimeout(() => this.clear(kind), timeoutMs);
     this.stack.push(item);
     this.render();

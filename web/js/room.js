@@ -18,7 +18,6 @@
 import { Emitter } from './emitter.js';
 import { Peer, describe } from './peer.js';
 import { MAX_CHAT_CHARS } from './protocol.js';
-import { iceTransportPolicy } from './signaling.js';
 
 /** @typedef {import('./protocol.js').PeerState} PeerState */
 /** @typedef {import('./protocol.js').Joined} Joined */
@@ -72,7 +71,9 @@ export class Room extends Emitter {
     this.selfId = null;
     /** @type {RTCIceServer[]} */
     this.iceServers = [];
-    this.left = false;
+    /** `relay` to use TURN only (from /config.json; set before the first join). */
+    /** @type {RTCIceTransportPolicy} */
+    this.iceTransportPolicy = 'all';
 
     const sig = this.signaling;
     sig.on('joined', (msg) => this.onJoined(msg));
@@ -152,7 +153,6 @@ export class Room extends Emitter {
 
   /** Leave the call: the room is told at once. */
   leave() {
-    this.left = true;
     clearInterval(this.statsTimer);
     this.signaling.leave();
     this.dropAll();
@@ -190,7 +190,7 @@ export class Room extends Emitter {
       selfId,
       peerId: id,
       iceServers: this.iceServers,
-      iceTransportPolicy: iceTransportPolicy(),
+      iceTransportPolicy: this.iceTransportPolicy,
       initiator,
       local: {
         stream: this.media.stream,

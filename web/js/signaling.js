@@ -11,7 +11,7 @@
 // Payloads are never logged: SDP and ICE candidates carry IP addresses.
 
 import { Emitter } from './emitter.js';
-import { parseServerMessage } from './protocol.js';
+import { parseConfig, parseServerMessage } from './protocol.js';
 
 /** @typedef {import('./protocol.js').ClientMessage} ClientMessage */
 /** @typedef {import('./protocol.js').Joined} Joined */
@@ -351,56 +351,21 @@ function detach(ws) {
   ws.onerror = null;
 }
 
-/** @type {RTCIceTransportPolicy} */
-let transportPolicy = 'all';
-
-/** `socketMaxAgeMs` from /config.json; 0 (never) by default. */
-let socketMaxAge = 0;
-
 /**
- * How long to keep one socket before moving to a fresh one (`socketMaxAgeMs` in
- * /config.json; the AWS deployment sets it below API Gateway's 2-hour limit). Known once
- * `signalingUrl()` has run.
+ * The service's settings from /config.json, fetched once per page: the signalling URL
+ * (`wsUrl`, else /ws on this page's host), the ICE transport policy and the socket age limit.
+ * @returns {Promise<{ url: string, iceTransportPolicy: RTCIceTransportPolicy, socketMaxAgeMs: number }>}
  */
-export function socketMaxAgeMs() {
-  return socketMaxAge;
-}
-
-/**
- * `relay` when /config.json says so (the server was started with `--force-relay`): media then
- * only flows through TURN, and peers never learn each other's addresses. Known once
- * `signalingUrl()` has run, which is before any peer exists.
- * @returns {RTCIceTransportPolicy}
- */
-export function iceTransportPolicy() {
-  return transportPolicy;
-}
-
-/**
- * The service URL: `wsUrl` from /config.json when the deployment sets one (on AWS, the API
- * Gateway stage), else /ws on this page's host.
- * @returns {Promise<string>}
- */
-export async function signalingUrl() {
+export async function loadConfig() {
+  /** @type {unknown} */
+  let raw = null;
   try {
     const res = await fetch('/config.json', { cache: 'no-store' });
-    if (res.ok) {
-      /** @type {unknown} */
-      const cfg = await res.json();
-      if (cfg && typeof cfg === 'object' && 'iceTransportPolicy' in cfg && cfg.iceTransportPolicy === 'relay') {
-        transportPolicy = 'relay';
-      }
-      if (cfg && typeof cfg === 'object' && 'socketMaxAgeMs' in cfg && typeof cfg.socketMaxAgeMs === 'number'
-        && Number.isFinite(cfg.socketMaxAgeMs) && cfg.socketMaxAgeMs > 0) {
-        socketMaxAge = cfg.socketMaxAgeMs;
-      }
-      if (cfg && typeof cfg === 'object' && 'wsUrl' in cfg && typeof cfg.wsUrl === 'string' && cfg.wsUrl) {
-        return cfg.wsUrl;
-      }
-    }
+    if (res.ok) raw = await res.json();
   } catch {
-    // No config: the self-hosted default below.
+    // No config: the self-hosted defaults.
   }
+  const { wsUrl, ...rest } = parseConfig(raw);
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  return `${scheme}://${location.host}/ws`;
+  return { url: wsUrl ?? `${scheme}://${location.host}/ws`, ...rest };
 }

@@ -38,13 +38,6 @@ pub struct Posts {
     pub failed: u64,
 }
 
-impl Posts {
-    /// Every post.
-    pub fn total(&self) -> u64 {
-        self.delivered + self.gone + self.failed
-    }
-}
-
 #[derive(Debug, Default)]
 struct Counters {
     delivered: AtomicU64,
@@ -61,12 +54,6 @@ pub struct ApiGatewayPusher {
 }
 
 impl ApiGatewayPusher {
-    /// The Management API endpoint of a WebSocket API stage: `https://{domain}/{stage}`
-    /// (the event's `requestContext.domainName` and `.stage`).
-    pub fn endpoint(domain: &str, stage: &str) -> String {
-        format!("https://{domain}/{stage}")
-    }
-
     /// A pusher posting to `endpoint`, unless `AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI` or
     /// `AWS_ENDPOINT_URL` is set: then the environment wins (a local gateway or emulator,
     /// whose `@connections` path has no stage), as it does for every other client.
@@ -186,9 +173,5 @@ mod tests {
         }
         let empty = |_: &str| Some(OsString::new());
         assert_eq!(chosen_endpoint(stage, empty).as_deref(), Some(stage));
-        assert_eq!(
-            ApiGatewayPusher::endpoint("abc.execute-api.eu-west-1.amazonaws.com", "prod"),
-            stage
-        );
     }
 }

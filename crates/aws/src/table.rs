@@ -16,7 +16,10 @@ use aws_sdk_dynamodb::{
         TimeToLiveSpecification,
     },
 };
-use meshcall_core::{StoreError, protocol::ConnectionId, protocol::RoomId};
+use meshcall_core::{
+    Member, StoreError,
+    protocol::{ConnectionId, RoomId},
+};
 
 /// The partition key of every item.
 pub const PK: &str = "pk";
@@ -206,21 +209,28 @@ impl ParticipantRow {
         if !live(item, now)? {
             return Ok(None);
         }
-        let id = match string(item, PK)? {
-            Some(key) => key
-                .strip_prefix("p#")
-                .and_then(|id| ConnectionId::parse(id).ok()),
-            None => None,
-        }
-        .ok_or_else(|| malformed(item, PK))?;
         Ok(Some(Self {
-            id,
+            id: participant_id(item).ok_or_else(|| malformed(item, PK))?,
             room: room(item)?,
             socket: connection(item, SOCKET_ID)?,
             suspended_until: number(item, SUSPENDED_UNTIL)?,
             joined_at: number(item, JOINED_AT)?.unwrap_or(0),
         }))
     }
+
+    /// The participant as the core sees a room member.
+    pub(crate) fn into_member(self) -> Member {
+        Member {
+            id: self.id,
+            socket: self.socket,
+        }
+    }
+}
+
+/// The participant a participant item's key (`p#<id>`) names; `None` for any other key.
+pub(crate) fn participant_id(item: &Item) -> Option<ConnectionId> {
+    let key = item.get(PK)?.as_s().ok()?;
+    ConnectionId::parse(key.strip_prefix("p#")?).ok()
 }
 
 /// The ids in a room item's member set (empty for no item). A room item never expires on
@@ -240,9 +250,9 @@ pub(crate) fn member_set(item: Option<&Item>) -> Result<Vec<ConnectionId>, Store
 }
 
 /// Creates the table as the deployment template does: on-demand, `pk` key, the sparse
-/// `byRoom` and `bySuspension` indexes, TTL on `expiresAt`. Waits (up to a minute) until the table and its index
-/// are active. For emulators, tests and local development; AWS deployments use the
-/// template.
+/// `byRoom` and `bySuspension` indexes, TTL on `expiresAt`. Waits (up to a minute) until the
+/// table and its indexes are active. For emulators, tests and local development; AWS
+/// deployments use the template.
 ///
 /// # Errors
 /// [`StoreError`] if a call fails, or the table is not active within a minute.
@@ -261,30 +271,33 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
             .build()
             .map_err(StoreError::new)
     };
-    let by_room = GlobalSecondaryIndex::builder()
-        .index_name(BY_ROOM)
-        .key_schema(key(ROOM_ID, KeyType::Hash)?)
-        .key_schema(key(JOINED_AT, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::Include)
-                .non_key_attributes(SOCKET_ID)
-                .non_key_attributes(EXPIRES_AT)
-                .build(),
-        )
-        .build()
-        .map_err(StoreError::new)?;
-    let by_suspension = GlobalSecondaryIndex::builder()
-        .index_name(BY_SUSPENSION)
-        .key_schema(key(SWEEP, KeyType::Hash)?)
-        .key_schema(key(SUSPENDED_UNTIL, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::KeysOnly)
-                .build(),
-        )
-        .build()
-        .map_err(StoreError::new)?;
+    let index = |name: &str, hash: &str, range: &str, projection: Projection| {
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(hash, KeyType::Hash)?)
+            .key_schema(key(range, KeyType::Range)?)
+            .projection(projection)
+            .build()
+            .map_err(StoreError::new)
+    };
+    let by_room = index(
+        BY_ROOM,
+        ROOM_ID,
+        JOINED_AT,
+        Projection::builder()
+            .projection_type(ProjectionType::Include)
+            .non_key_attributes(SOCKET_ID)
+            .non_key_attributes(EXPIRES_AT)
+            .build(),
+    )?;
+    let by_suspension = index(
+        BY_SUSPENSION,
+        SWEEP,
+        SUSPENDED_UNTIL,
+        Projection::builder()
+            .projection_type(ProjectionType::KeysOnly)
+            .build(),
+    )?;
     client
         .create_table()
         .table_name(table)

@@ -14,7 +14,6 @@ use std::{
 };
 
 use aws_config::{BehaviorVersion, Region, retry::RetryConfig};
-use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
 use meshcall_aws::{ApiGatewayPusher, Posts};
 use meshcall_core::{Config, ConnectionStore, Delivery, Kind, Outbound, Pusher, Signalling};
 use tokio::{
@@ -22,7 +21,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-use support::{id, room, store, test_config};
+use support::{id, member_ids, store, test_config};
 
 /// One request the stub received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,14 +239,8 @@ async fn an_endpoint_in_the_environment_wins_over_the_one_in_code() {
         return;
     }
     let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "meshcall-tests",
-        )))
+        .region(Region::new(support::REGION))
+        .credentials_provider(support::credentials())
         .load()
         .await;
     let pusher = ApiGatewayPusher::new(&config, "https://nowhere.invalid/prod");
@@ -302,14 +295,6 @@ async fn a_410_removes_that_connection_and_tells_its_room_while_the_rest_get_the
     assert_eq!(to("A="), [b_left]);
     assert_eq!(to("B="), ["hi"], "one post, answered 410");
     assert_eq!(sig.pusher().posts().gone, 1);
-    let members: Vec<String> = sig
-        .store()
-        .members(&room("r1"))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.id.to_string())
-        .collect();
-    assert_eq!(members, ["A=", "C="]);
+    assert_eq!(member_ids(sig.store(), "r1").await, ["A=", "C="]);
     assert_eq!(sig.store().lookup(&b).await.unwrap(), None);
 }

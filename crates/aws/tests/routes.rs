@@ -18,9 +18,11 @@ use meshcall_core::{
     protocol::{ConnectionId, ErrorCode},
 };
 use serde_json::{Value, json};
-use support::{RecordingPusher, assert_no_scans, id, room, store};
+use support::{RecordingPusher, assert_no_scans, id, member_ids, store};
 
 const GRACE: Duration = Duration::from_secs(30);
+/// Signs the resume tokens of every `World`.
+const KEY: ResumeKey = ResumeKey::new([9; 32]);
 
 /// `Signalling` over a fresh table, with a clock that moves a millisecond per step so join
 /// order is well defined.
@@ -35,7 +37,7 @@ impl World {
         let config = Config {
             max_room_size,
             resume: Some(Resume {
-                key: ResumeKey::new([9; 32]),
+                key: KEY,
                 grace: GRACE,
             }),
             ..Config::default()
@@ -62,6 +64,15 @@ impl World {
         conn
     }
 
+    /// Connects each of `names`, in order.
+    async fn connect_all<const N: usize>(&self, names: [&str; N]) -> [ConnectionId; N] {
+        let mut conns = Vec::with_capacity(N);
+        for name in names {
+            conns.push(self.connect(name).await);
+        }
+        conns.try_into().unwrap()
+    }
+
     async fn send(&self, from: &ConnectionId, text: &str) -> Option<ErrorCode> {
         self.sig.message(from, text, self.now()).await.error
     }
@@ -75,8 +86,7 @@ impl World {
     }
 
     async fn members(&self, r: &str) -> Vec<String> {
-        let members = self.sig.store().members(&room(r)).await.unwrap();
-        members.into_iter().map(|m| m.id.to_string()).collect()
+        member_ids(self.sig.store(), r).await
     }
 
     fn calls(&self) -> Calls {
@@ -97,11 +107,7 @@ async fn the_tutorial_walkthrough_works_on_dynamodb() {
     let Some(w) = World::new("routes-tutorial", 8).await else {
         return;
     };
-    let [a, b, c] = [
-        w.connect("A=").await,
-        w.connect("B=").await,
-        w.connect("C=").await,
-    ];
+    let [a, b, c] = w.connect_all(["A=", "B=", "C="]).await;
     w.join(&a, "123").await;
     w.join(&b, "123").await;
     w.pusher().clear();
@@ -121,11 +127,7 @@ async fn the_tutorial_walkthrough_works_on_dynamodb() {
     for other in [&b, &c] {
         assert_eq!(w.pusher().drain(other), ["hello world!"]);
     }
-    assert!(
-        w.pusher().pending().is_empty(),
-        "{:?}",
-        w.pusher().pending()
-    );
+    w.pusher().assert_drained();
     assert_no_scans(w.sig.store());
 }
 
@@ -134,12 +136,7 @@ async fn signal_reaches_only_its_target_in_the_senders_room() {
     let Some(w) = World::new("routes-signal", 8).await else {
         return;
     };
-    let [a, b, c, d] = [
-        w.connect("A=").await,
-        w.connect("B=").await,
-        w.connect("C=").await,
-        w.connect("D=").await,
-    ];
+    let [a, b, c, d] = w.connect_all(["A=", "B=", "C=", "D="]).await;
     w.join(&a, "123").await;
     w.join(&b, "123").await;
     w.join(&c, "456").await;
@@ -162,8 +159,8 @@ async fn signal_reaches_only_its_target_in_the_senders_room() {
     }
     let text = r#"{"action":"signal","to":"A=","data":{}}"#;
     assert_eq!(w.send(&d, text).await, Some(ErrorCode::NotInRoom));
-    w.pusher().clear();
-    assert!(w.pusher().pending().is_empty());
+    assert_eq!(w.pusher().drain_json(&d)[0]["code"], "notInRoom");
+    w.pusher().assert_drained();
 }
 
 #[tokio::test]
@@ -171,11 +168,7 @@ async fn leaving_switching_and_disconnecting_tell_the_room() {
     let Some(w) = World::new("routes-leave", 8).await else {
         return;
     };
-    let [a, b, c] = [
-        w.connect("A=").await,
-        w.connect("B=").await,
-        w.connect("C=").await,
-    ];
+    let [a, b, c] = w.connect_all(["A=", "B=", "C="]).await;
     for conn in [&a, &b, &c] {
         w.join(conn, "123").await;
     }
@@ -209,17 +202,13 @@ async fn a_full_room_refuses_with_room_full() {
     let Some(w) = World::new("routes-full", 2).await else {
         return;
     };
-    let [a, b, c] = [
-        w.connect("A=").await,
-        w.connect("B=").await,
-        w.connect("C=").await,
-    ];
+    let [a, b, c] = w.connect_all(["A=", "B=", "C="]).await;
     w.join(&a, "123").await;
     w.join(&b, "123").await;
     w.pusher().clear();
     assert_eq!(w.join(&c, "123").await, Some(ErrorCode::RoomFull));
     assert_eq!(w.pusher().drain_json(&c)[0]["code"], "roomFull");
-    assert!(w.pusher().pending().is_empty());
+    w.pusher().assert_drained();
     assert_eq!(w.members("123").await, ["A=", "B="]);
 }
 
@@ -228,11 +217,7 @@ async fn a_gone_receiver_is_dropped_and_its_room_told_while_the_rest_get_the_fra
     let Some(w) = World::new("routes-gone", 8).await else {
         return;
     };
-    let [a, b, c] = [
-        w.connect("A=").await,
-        w.connect("B=").await,
-        w.connect("C=").await,
-    ];
+    let [a, b, c] = w.connect_all(["A=", "B=", "C="]).await;
     for conn in [&a, &b, &c] {
         w.join(conn, "123").await;
     }
@@ -265,7 +250,7 @@ async fn a_dropped_participant_resumes_unseen_or_its_room_is_told_when_the_grace
     let Some(w) = World::new("routes-resume", 8).await else {
         return;
     };
-    let [a, b] = [w.connect("A=").await, w.connect("B=").await];
+    let [a, b] = w.connect_all(["A=", "B="]).await;
     w.join(&a, "123").await;
     w.join(&b, "123").await;
     let token = w.pusher().drain_json(&a)[0]["resumeToken"]
@@ -325,12 +310,7 @@ async fn each_message_kind_costs_the_documented_requests_and_nothing_scans() {
     let Some(w) = World::new("routes-calls", 8).await else {
         return;
     };
-    let [a, b, c, d] = [
-        w.connect("A=").await,
-        w.connect("B=").await,
-        w.connect("C=").await,
-        w.connect("D=").await,
-    ];
+    let [a, b, c, d] = w.connect_all(["A=", "B=", "C=", "D="]).await;
     w.join(&a, "123").await;
     w.join(&b, "123").await;
     w.join(&c, "456").await;
@@ -379,7 +359,7 @@ async fn each_message_kind_costs_the_documented_requests_and_nothing_scans() {
         &[(batch, 1), (tx, 1), (query, 1)],
     );
 
-    let token = ResumeKey::new([9; 32]).token(&b);
+    let token = KEY.token(&b);
     let calls = cost(&w, async { w.sig.suspend(&b, w.now()).await.unwrap() }).await;
     assert_calls("drop (suspend)", &calls, &[(batch, 1), (tx, 1)]);
     let n = w.connect("N=").await;

@@ -23,14 +23,9 @@ fn ids(members: &[Member]) -> Vec<&str> {
     members.iter().map(|m| m.id.as_str()).collect()
 }
 
+/// The ids of `r`'s members, sorted (members who joined at the same instant have no order).
 async fn member_ids(st: &DynamoStore, r: &str) -> Vec<String> {
-    let mut v: Vec<String> = st
-        .members(&room(r))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.id.to_string())
-        .collect();
+    let mut v = support::member_ids(st, r).await;
     v.sort();
     v
 }

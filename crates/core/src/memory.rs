@@ -186,22 +186,20 @@ impl ConnectionStore for MemoryStore {
     ) -> Result<Resumed, ResumeError> {
         let mut s = self.lock();
         // The new socket's own placeholder must be fresh: attached, in no room.
-        let placeholder_fresh = s
+        let placeholder = s
             .sockets
             .get(socket)
-            .and_then(|id| s.participants.get(id))
-            .is_some_and(|p| p.room.is_none());
+            .filter(|id| s.participants.get(*id).is_some_and(|p| p.room.is_none()))
+            .cloned();
         let resumable = s
             .participants
             .get(participant)
             .is_some_and(|p| p.room.is_some() && p.until.is_none_or(|until| now < until));
-        if !placeholder_fresh || !resumable || participant == socket {
-            return Err(ResumeError::NotResumable);
-        }
-        let placeholder = s.sockets.get(socket).cloned();
-        if let Some(placeholder) = placeholder {
-            s.remove(&placeholder);
-        }
+        let placeholder = match placeholder {
+            Some(placeholder) if resumable && participant != socket => placeholder,
+            _ => return Err(ResumeError::NotResumable),
+        };
+        s.remove(&placeholder);
         let p = s
             .participants
             .get_mut(participant)

@@ -165,16 +165,11 @@ impl Connections {
         true
     }
 
-    /// Forgets connection `id` (its socket closed).
-    pub fn remove(&self, id: &str) {
-        self.lock().remove(id);
-    }
-
-    /// Removes `id` from the registry and counts it as closing until the returned guard
-    /// is dropped (hold it until its `$disconnect` returns).
+    /// Removes `id` from the registry (its socket closed) and counts it as closing until
+    /// the returned guard is dropped (hold it until its `$disconnect` returns).
     pub fn close(&self, id: &str) -> Closing {
         self.closing.fetch_add(1, Ordering::SeqCst);
-        self.remove(id);
+        self.lock().remove(id);
         Closing(self.closing.clone())
     }
 

@@ -5,6 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
+use meshcall_core::Route;
 use rand::RngExt as _;
 use serde_json::{Map, Value, json};
 
@@ -17,32 +18,26 @@ pub const ACCOUNT: &str = "000000000000";
 /// The region in ARNs and events.
 pub const REGION: &str = "us-east-1";
 
-/// The route keys of the API besides `$connect`, `$disconnect` and `$default`, as the
-/// deployment template defines them.
-pub const ROUTES: [&str; 6] = [
-    "joinRoom",
-    "sendMsgToRoom",
-    "signal",
-    "leaveRoom",
-    "ping",
-    "resume",
-];
+/// The message route keys: every route the deployment template defines
+/// ([`Route::ALL`]) but `$connect`, `$disconnect` and `$default`.
+pub fn message_routes() -> impl Iterator<Item = &'static str> {
+    Route::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .filter(|r| !r.starts_with('$'))
+}
 
 /// The route for a text frame, by the selection expression `$request.body.action`: the
 /// body's `action` when the body is a JSON object whose `action` is a string naming a
-/// route, `$default` otherwise.
+/// message route, `$default` otherwise.
 pub fn select_route(body: &str) -> &'static str {
     let Ok(Value::Object(object)) = serde_json::from_str::<Value>(body) else {
-        return "$default";
+        return Route::Default.as_str();
     };
-    match object.get("action") {
-        Some(Value::String(action)) => ROUTES
-            .iter()
-            .find(|r| **r == action.as_str())
-            .copied()
-            .unwrap_or("$default"),
-        _ => "$default",
-    }
+    let action = object.get("action").and_then(Value::as_str);
+    message_routes()
+        .find(|r| Some(*r) == action)
+        .unwrap_or(Route::Default.as_str())
 }
 
 /// Milliseconds since the epoch.
@@ -253,7 +248,7 @@ mod tests {
             select_route(r#"{"action":"joinRoom","roomId":"1"}"#),
             "joinRoom"
         );
-        for route in ROUTES {
+        for route in message_routes() {
             assert_eq!(select_route(&format!(r#"{{"action":"{route}"}}"#)), route);
         }
         for body in [

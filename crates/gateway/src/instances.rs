@@ -10,7 +10,6 @@
 //! `lambda_runtime` fails to reach it.
 
 use std::{
-    ffi::OsString,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
@@ -106,10 +105,7 @@ async fn supervise(
         instance.spawned();
         let started = Instant::now();
         let spawned = Command::new(&bootstrap)
-            .envs(
-                env.iter()
-                    .map(|(k, v)| (OsString::from(k), OsString::from(v))),
-            )
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn();

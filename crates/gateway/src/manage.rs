@@ -5,7 +5,10 @@
 
 use axum::{
     body::{Body, to_bytes},
-    extract::{Path, State, ws::Message},
+    extract::{
+        Path, State,
+        ws::{Message, Utf8Bytes},
+    },
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -50,8 +53,9 @@ pub async fn post(State(state): State<AppState>, Path(id): Path<String>, body: B
         );
     };
     let size = bytes.len();
-    let frame = match String::from_utf8(bytes.to_vec()) {
-        Ok(text) => Message::text(text),
+    // The body's buffer becomes the frame's, without a copy.
+    let frame = match Utf8Bytes::try_from(bytes.clone()) {
+        Ok(text) => Message::Text(text),
         Err(_) => Message::Binary(bytes),
     };
     match state.connections.post(&id, frame) {

@@ -9,7 +9,8 @@
 //! instance's invocation at once when its process dies.
 //!
 //! The invoker also carries the gateway's [`Stats`] (`GET /_gateway/stats`): it counts the
-//! invocations itself, and the Management API counts its calls through [`Invoker::stats`].
+//! invocations itself; the sockets count the frames they receive and the Management API
+//! its calls, through [`Invoker::stats`].
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -28,10 +29,11 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use rand::RngExt as _;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::event::{ACCOUNT, REGION, now_ms, uuid};
+use crate::event::{ACCOUNT, REGION, hex, now_ms, uuid};
 
 /// The function's name (`AWS_LAMBDA_FUNCTION_NAME`).
 pub const FUNCTION_NAME: &str = "meshcall";
@@ -142,12 +144,10 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Counts one invocation with `event`: its route key, and for a message the frame's
-    /// size (decoded, for a binary frame).
+    /// Counts one invocation with `event`, by its route key.
     fn invoked(&self, event: &Value) {
-        let context = event.get("requestContext");
-        let route = match context
-            .and_then(|c| c.get("routeKey"))
+        let route = match event
+            .pointer("/requestContext/routeKey")
             .and_then(Value::as_str)
         {
             Some(route) => route,
@@ -160,23 +160,14 @@ impl Stats {
             .unwrap_or_else(PoisonError::into_inner)
             .entry(route.to_owned())
             .or_default() += 1;
-        let message = context
-            .and_then(|c| c.get("eventType"))
-            .and_then(Value::as_str);
-        if message == Some("MESSAGE") {
-            let body = event
-                .get("body")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let bytes = if event.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
-                base64_len(body)
-            } else {
-                body.len()
-            };
-            self.received_frames.fetch_add(1, Ordering::Relaxed);
-            self.received_bytes
-                .fetch_add(bytes as u64, Ordering::Relaxed);
-        }
+    }
+
+    /// Counts one frame received from a client (each one a message invocation), of
+    /// `bytes` as the client sent them.
+    pub fn received(&self, bytes: usize) {
+        self.received_frames.fetch_add(1, Ordering::Relaxed);
+        self.received_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// Counts one `PostToConnection` of `bytes`.
@@ -236,12 +227,6 @@ impl Stats {
             "gets": n(&self.gets),
         })
     }
-}
-
-/// The decoded size of base64 `text` (padded or not).
-fn base64_len(text: &str) -> usize {
-    let data = text.trim_end_matches('=').len();
-    data / 4 * 3 + (data % 4).saturating_sub(1)
 }
 
 struct Inner {
@@ -440,13 +425,15 @@ pub fn function_arn() -> String {
     format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION_NAME}")
 }
 
+/// An X-Ray trace header: the epoch seconds, a random root id and parent id.
 fn trace_id() -> String {
-    let id = uuid().replace('-', "");
-    let secs = now_ms() / 1000;
+    let root: [u8; 12] = rand::rng().random();
+    let parent: [u8; 8] = rand::rng().random();
     format!(
-        "Root=1-{secs:08x}-{};Parent={};Sampled=0",
-        &id[..24],
-        &uuid().replace('-', "")[..16]
+        "Root=1-{:08x}-{};Parent={};Sampled=0",
+        now_ms() / 1000,
+        hex(&root),
+        hex(&parent)
     )
 }
 
@@ -552,19 +539,4 @@ async fn init_error(State(state): State<RuntimeState>, body: Bytes) -> Response 
         "the function failed to start"
     );
     accepted()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_sizes_are_the_decoded_sizes() {
-        use base64::{Engine as _, engine::general_purpose::STANDARD};
-        for n in 0..10 {
-            let text = STANDARD.encode(vec![7u8; n]);
-            assert_eq!(base64_len(&text), n, "{text}");
-            assert_eq!(base64_len(text.trim_end_matches('=')), n, "{text}");
-        }
-    }
 }

@@ -6,6 +6,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 pub use meshcall::settings::LogFormat;
+use meshcall::settings::positive;
+use meshcall_core::protocol::limits;
 
 /// meshcall-gateway: a local stand-in for API Gateway WebSocket. Serves the web app, accepts
 /// WebSocket connections, and runs meshcall's Lambda bootstrap behind a local Lambda runtime API, with
@@ -62,7 +64,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "MESHCALL_GATEWAY_MAX_MESSAGE_BYTES",
-        default_value_t = 131_072
+        default_value_t = limits::MAX_MESSAGE_BYTES
     )]
     pub max_message_bytes: usize,
 
@@ -178,14 +180,6 @@ fn stage(s: &str) -> Result<String, String> {
         return Err(format!("{s:?} is a path the gateway serves itself"));
     }
     Ok(s.to_owned())
-}
-
-/// Parses a whole number of at least 1.
-fn positive(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("{s:?} is not a whole number of at least 1")),
-    }
 }
 
 /// A duration (`30s`, `24h`), checked here and handed on as written.

@@ -24,6 +24,7 @@ use axum::{
 };
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use futures_util::{FutureExt as _, SinkExt as _, future::BoxFuture};
+use meshcall::socket::send_within;
 use serde_json::Value;
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::Instrument as _;
@@ -233,13 +234,11 @@ async fn serve(
     let settings = state.settings.clone();
     let idle = tokio::time::sleep(settings.idle_timeout);
     tokio::pin!(idle);
+    // Polled only when limited.
     let limited = !settings.max_connection_duration.is_zero();
-    let lifetime = tokio::time::sleep(if limited {
-        settings.max_connection_duration
-    } else {
-        Duration::from_hours(24 * 365)
-    });
+    let lifetime = tokio::time::sleep(settings.max_connection_duration);
     tokio::pin!(lifetime);
+    let stats = state.invoker.stats();
     let mut in_flight: Option<BoxFuture<'static, ()>> = None;
 
     let end = loop {
@@ -248,7 +247,7 @@ async fn serve(
             () = state.shutdown.cancelled() => break End::Close(close_code::AWAY, "Going away"),
             frame = frames.recv() => match frame {
                 Some(frame) => {
-                    if !send(&mut socket, frame).await {
+                    if !send_within(&mut socket, frame, SEND_TIMEOUT).await {
                         break End::Dropped;
                     }
                 }
@@ -268,10 +267,12 @@ async fn serve(
                 conn.touch();
                 match message {
                     Message::Text(text) => {
+                        stats.received(text.len());
                         let route = event::select_route(text.as_str());
                         in_flight = Some(invoke(&state, &conn, route, text.as_str(), false));
                     }
                     Message::Binary(bytes) => {
+                        stats.received(bytes.len());
                         in_flight = Some(invoke(&state, &conn, "$default", &STANDARD.encode(&bytes), true));
                     }
                     Message::Ping(_) | Message::Pong(_) => {}
@@ -366,21 +367,6 @@ fn read_failed(e: &axum::Error) -> End {
         _ => {
             tracing::debug!(error = %e, "read failed");
             End::Dropped
-        }
-    }
-}
-
-/// Writes one posted frame; `false` if the socket failed or stalled.
-async fn send(socket: &mut WebSocket, frame: Message) -> bool {
-    match tokio::time::timeout(SEND_TIMEOUT, socket.send(frame)).await {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "write failed");
-            false
-        }
-        Err(_) => {
-            tracing::warn!("socket stalled past the send timeout; dropping it");
-            false
         }
     }
 }

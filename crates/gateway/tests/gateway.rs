@@ -23,19 +23,12 @@ use tokio_tungstenite::tungstenite::{
 };
 
 use support::{
-    Function, Gateway, Handler, connect, http, raw_handshake, read_close, read_text, send_text,
-    within, wrap,
+    Function, Gateway, Handler, conn_id, connect, connected, disconnected, handshake_request, http,
+    raw_handshake, read_close, read_text, send_text, within, wrap,
 };
 
 fn ok() -> Value {
     json!({"statusCode": 200})
-}
-
-fn conn_id(event: &Value) -> String {
-    event["requestContext"]["connectionId"]
-        .as_str()
-        .expect("a connection id")
-        .to_owned()
 }
 
 /// Checks that `event` is an API Gateway WebSocket event to the typed model the function
@@ -151,8 +144,7 @@ async fn websocket_at_the_stage_path() {
 async fn messages_are_routed_by_action() {
     let gw = Gateway::start(&[]).await;
     let mut f = Function::ok(gw.runtime());
-    let mut ws = connect(&gw.ws_url("/ws")).await;
-    let conn = conn_id(&f.next_route("$connect").await);
+    let (mut ws, conn) = connected(&gw, &mut f).await;
     let cases = [
         (r#"{"action":"joinRoom","roomId":"1"}"#, "joinRoom"),
         (
@@ -236,10 +228,9 @@ async fn one_connections_messages_are_invoked_in_order_and_connections_concurren
     // The runtime API headers, as lambda_runtime reads them.
     let header = |name: &str| {
         a1.response
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map_or_else(|| panic!("no {name}"), |(_, v)| v.clone())
+            .header(name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .to_owned()
     };
     assert_eq!(header("lambda-runtime-aws-request-id"), a1.request_id);
     let deadline: i64 = header("lambda-runtime-deadline-ms").parse().unwrap();
@@ -332,14 +323,7 @@ async fn a_client_gone_during_connect_still_gets_its_disconnect() {
     let rt = gw.runtime();
     let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     stream
-        .write_all(
-            format!(
-                "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                gw.addr
-            )
-            .as_bytes(),
-        )
+        .write_all(handshake_request(gw.addr, "/ws", &[]).as_bytes())
         .await
         .unwrap();
     let connect = rt.next().await;
@@ -402,8 +386,7 @@ async fn a_poller_that_went_away_loses_no_invocation() {
 async fn connections_api_posts_gets_and_deletes() {
     let gw = Gateway::start(&[]).await;
     let mut f = Function::ok(gw.runtime());
-    let mut ws = connect(&gw.ws_url("/ws")).await;
-    let id = conn_id(&f.next_route("$connect").await);
+    let (mut ws, id) = connected(&gw, &mut f).await;
     let api = management(&format!("http://{}", gw.addr));
     let staged = management(&format!("http://{}/local", gw.addr));
 
@@ -484,8 +467,7 @@ async fn connections_api_posts_gets_and_deletes() {
         .unwrap();
     assert_eq!(read_text(&mut ws).await, "last");
     assert_eq!(read_close(&mut ws).await.0, 1000);
-    let event = f.next_of(&id, "$disconnect").await;
-    assert_eq!(event["requestContext"]["disconnectStatusCode"], 1000);
+    let event = disconnected(&mut f, &id, 1000).await;
     assert_eq!(event["requestContext"]["eventType"], "DISCONNECT");
     typed(&event);
     let err = api
@@ -532,9 +514,8 @@ async fn check_disconnect(
     code: u16,
     reason: Option<&str>,
 ) {
-    let event = f.next_of(id, "$disconnect").await;
+    let event = disconnected(f, id, code).await;
     let ctx = &event["requestContext"];
-    assert_eq!(ctx["disconnectStatusCode"], code, "{event:#}");
     if let Some(reason) = reason {
         assert_eq!(ctx["disconnectReason"], reason);
     }
@@ -553,8 +534,7 @@ async fn disconnect_carries_the_close_status_after_the_connection_is_gone() {
     let (handler, mut reachable) = reachability_probe(&gw);
     let mut f = Function::start(gw.runtime(), 2, &handler);
     // A clean close.
-    let mut ws = connect(&gw.ws_url("/ws")).await;
-    let id = conn_id(&f.next_route("$connect").await);
+    let (mut ws, id) = connected(&gw, &mut f).await;
     ws.close(Some(CloseFrame {
         code: CloseCode::Normal,
         reason: "bye".into(),
@@ -564,8 +544,7 @@ async fn disconnect_carries_the_close_status_after_the_connection_is_gone() {
     check_disconnect(&mut f, &mut reachable, &id, 1000, Some("bye")).await;
 
     // A close frame without a status.
-    let mut ws = connect(&gw.ws_url("/ws")).await;
-    let id = conn_id(&f.next_route("$connect").await);
+    let (mut ws, id) = connected(&gw, &mut f).await;
     ws.send(Message::Close(None)).await.unwrap();
     check_disconnect(&mut f, &mut reachable, &id, 1005, None).await;
 
@@ -588,15 +567,13 @@ async fn disconnect_carries_the_close_status_after_the_connection_is_gone() {
 async fn oversize_messages_close_with_1009() {
     let gw = Gateway::start(&["--api-message-limit", "1024"]).await;
     let mut f = Function::ok(gw.runtime());
-    let mut ws = connect(&gw.ws_url("/ws")).await;
-    let id = conn_id(&f.next_route("$connect").await);
+    let (mut ws, id) = connected(&gw, &mut f).await;
     send_text(&mut ws, &"x".repeat(1024)).await;
     let event = f.next_of(&id, "$default").await;
     assert_eq!(event["body"].as_str().map(str::len), Some(1024));
     send_text(&mut ws, &"x".repeat(1025)).await;
     assert_eq!(read_close(&mut ws).await.0, 1009);
-    let event = f.next_of(&id, "$disconnect").await;
-    assert_eq!(event["requestContext"]["disconnectStatusCode"], 1009);
+    disconnected(&mut f, &id, 1009).await;
     gw.stop().await;
 }
 
@@ -608,8 +585,7 @@ async fn frames_over_32_kib_close_with_1009_but_fragmented_messages_pass() {
     };
     let gw = Gateway::start(&[]).await;
     let mut f = Function::ok(gw.runtime());
-    let mut ws = connect(&gw.ws_url("/ws")).await;
-    let id = conn_id(&f.next_route("$connect").await);
+    let (mut ws, id) = connected(&gw, &mut f).await;
     // 40 000 bytes in two frames of 20 000: one message, under 128 KiB.
     let half = "y".repeat(20_000);
     let first = Frame::message(half.clone().into_bytes(), OpCode::Data(Data::Text), false);
@@ -627,8 +603,7 @@ async fn frames_over_32_kib_close_with_1009_but_fragmented_messages_pass() {
     assert_eq!(event["body"].as_str().map(str::len), Some(32 * 1024));
     send_text(&mut ws, &"x".repeat(32 * 1024 + 1)).await;
     assert_eq!(read_close(&mut ws).await.0, 1009);
-    let event = f.next_of(&id, "$disconnect").await;
-    assert_eq!(event["requestContext"]["disconnectStatusCode"], 1009);
+    disconnected(&mut f, &id, 1009).await;
     gw.stop().await;
 }
 
@@ -645,8 +620,7 @@ async fn invalid_utf8_closes_with_1007() {
         .unwrap();
     let mut ws = wrap(stream).await;
     assert_eq!(read_close(&mut ws).await.0, 1007);
-    let event = f.next_of(&id, "$disconnect").await;
-    assert_eq!(event["requestContext"]["disconnectStatusCode"], 1007);
+    disconnected(&mut f, &id, 1007).await;
     gw.stop().await;
 }
 
@@ -654,11 +628,9 @@ async fn invalid_utf8_closes_with_1007() {
 async fn idle_connections_close_with_1001() {
     let gw = Gateway::start(&["--idle-timeout", "300ms"]).await;
     let mut f = Function::ok(gw.runtime());
-    let mut ws = connect(&gw.ws_url("/ws")).await;
-    let id = conn_id(&f.next_route("$connect").await);
+    let (mut ws, id) = connected(&gw, &mut f).await;
     assert_eq!(read_close(&mut ws).await, (1001, "Going away".to_owned()));
-    let event = f.next_of(&id, "$disconnect").await;
-    assert_eq!(event["requestContext"]["disconnectStatusCode"], 1001);
+    let event = disconnected(&mut f, &id, 1001).await;
     assert_eq!(event["requestContext"]["disconnectReason"], "Going away");
     gw.stop().await;
 }
@@ -667,11 +639,9 @@ async fn idle_connections_close_with_1001() {
 async fn connections_end_at_the_maximum_duration() {
     let gw = Gateway::start(&["--max-connection-duration", "300ms"]).await;
     let mut f = Function::ok(gw.runtime());
-    let mut ws = connect(&gw.ws_url("/ws")).await;
-    let id = conn_id(&f.next_route("$connect").await);
+    let (mut ws, id) = connected(&gw, &mut f).await;
     assert_eq!(read_close(&mut ws).await.0, 1001);
-    let event = f.next_of(&id, "$disconnect").await;
-    assert_eq!(event["requestContext"]["disconnectStatusCode"], 1001);
+    disconnected(&mut f, &id, 1001).await;
     gw.stop().await;
 }
 
@@ -679,13 +649,11 @@ async fn connections_end_at_the_maximum_duration() {
 async fn shutdown_closes_connections_and_runs_disconnect() {
     let gw = Gateway::start(&[]).await;
     let mut f = Function::ok(gw.runtime());
-    let mut ws = connect(&gw.ws_url("/ws")).await;
-    let id = conn_id(&f.next_route("$connect").await);
+    let (mut ws, id) = connected(&gw, &mut f).await;
     let addr = gw.addr;
     let stopping = tokio::spawn(gw.stop());
     assert_eq!(read_close(&mut ws).await.0, 1001);
-    let event = f.next_of(&id, "$disconnect").await;
-    assert_eq!(event["requestContext"]["disconnectStatusCode"], 1001);
+    disconnected(&mut f, &id, 1001).await;
     within("the gateway to stop", stopping).await.unwrap();
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
@@ -782,8 +750,7 @@ async fn stats_count_invocations_posts_and_bytes() {
     assert_eq!(before["invocations"].get("$connect"), None);
     assert_eq!(before["posts"]["delivered"], 0);
 
-    let mut ws = connect(&gw.ws_url("/ws")).await;
-    let id = conn_id(&f.next_route("$connect").await);
+    let (mut ws, id) = connected(&gw, &mut f).await;
     let join = r#"{"action":"joinRoom","roomId":"1"}"#;
     send_text(&mut ws, join).await;
     f.next_of(&id, "joinRoom").await;
@@ -803,6 +770,19 @@ async fn stats_count_invocations_posts_and_bytes() {
     assert_eq!(read_text(&mut ws).await, "hello");
     let r = http(gw.addr, "POST", "/@connections/nobody", &[], b"x").await;
     assert_eq!(r.status, 410);
+    let r = http(
+        gw.addr,
+        "POST",
+        "/@connections/nobody",
+        &[],
+        "y".repeat(128 * 1024 + 1).as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 413);
+    let r = http(gw.addr, "GET", "/@connections/nobody", &[], b"").await;
+    assert_eq!(r.status, 410);
+    let r = http(gw.addr, "DELETE", "/@connections/nobody", &[], b"").await;
+    assert_eq!(r.status, 410);
 
     let s = stats().await;
     assert_eq!(s["invocations"]["$connect"], 1, "{s:#}");
@@ -814,6 +794,9 @@ async fn stats_count_invocations_posts_and_bytes() {
     assert_eq!(s["posts"]["delivered"], 1, "{s:#}");
     assert_eq!(s["posts"]["gone"], 1, "{s:#}");
     assert_eq!(s["posts"]["bytes"], 5, "{s:#}");
+    assert_eq!(s["posts"]["tooLarge"], 1, "{s:#}");
+    assert_eq!(s["gets"], 1, "{s:#}");
+    assert_eq!(s["deletes"]["gone"], 1, "{s:#}");
     assert_eq!(s["invocationsFailed"], 0, "{s:#}");
 
     let r = http(
@@ -829,5 +812,50 @@ async fn stats_count_invocations_posts_and_bytes() {
     let s = stats().await;
     assert_eq!(s["deletes"]["deleted"], 1, "{s:#}");
     assert_eq!(s["invocations"]["$disconnect"], 1, "{s:#}");
+    gw.stop().await;
+}
+
+/// `GET /_gateway/idle`, the barrier other suites wait on.
+async fn idle(gw: &Gateway) -> String {
+    http(gw.addr, "GET", "/_gateway/idle", &[], b"")
+        .await
+        .text()
+}
+
+/// Polls `GET /_gateway/idle` until it answers `idle`, failing after the usual wait.
+async fn until_idle(gw: &Gateway) {
+    within("the gateway to go idle", async {
+        while idle(gw).await != "idle\n" {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn idle_waits_for_invocations_and_disconnects() {
+    let gw = Gateway::start(&[]).await;
+    let rt = gw.runtime();
+    assert_eq!(idle(&gw).await, "idle\n");
+    let (mut ws, id) = connect_by_hand(&gw).await;
+    until_idle(&gw).await;
+
+    // A message invocation taken and not answered yet.
+    send_text(&mut ws, r#"{"action":"ping"}"#).await;
+    let ping = rt.next().await;
+    assert_eq!(idle(&gw).await, "busy: 1 invocations, 0 closing\n");
+    rt.respond(&ping, &ok()).await;
+    until_idle(&gw).await;
+
+    // A closed connection counts as closing until its $disconnect returns.
+    ws.close(None).await.unwrap();
+    let disconnect = rt.next().await;
+    assert_eq!(
+        (disconnect.route(), disconnect.conn()),
+        ("$disconnect", id.as_str())
+    );
+    assert_eq!(idle(&gw).await, "busy: 1 invocations, 1 closing\n");
+    rt.respond(&disconnect, &ok()).await;
+    until_idle(&gw).await;
     gw.stop().await;
 }

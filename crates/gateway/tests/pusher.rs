@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
 use meshcall_aws::ApiGatewayPusher;
 use meshcall_core::protocol::ConnectionId;
 use meshcall_core::{Delivery, Kind, Outbound, Pusher as _};
-use support::{Function, Gateway, connect, read_close, read_text};
+use support::{Function, Gateway, connected, disconnected, read_close, read_text};
 
 fn sdk() -> SdkConfig {
     SdkConfig::builder()
@@ -31,11 +31,7 @@ async fn the_functions_pusher_delivers_closes_and_sees_gone_connections() {
     // The endpoint as the function builds it on AWS, stage included.
     let pusher = ApiGatewayPusher::at(&sdk(), &format!("http://{}/local", gw.addr));
 
-    let mut a = connect(&gw.ws_url("/ws")).await;
-    let a_id = f.next_route("$connect").await["requestContext"]["connectionId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (mut a, a_id) = connected(&gw, &mut f).await;
     let a_conn = ConnectionId::parse(&a_id).unwrap();
     let frame = Outbound::new(Kind::Pong, r#"{"type":"pong"}"#);
     assert_eq!(
@@ -47,8 +43,7 @@ async fn the_functions_pusher_delivers_closes_and_sees_gone_connections() {
     // DeleteConnection closes the socket and runs $disconnect; the id is gone after.
     assert_eq!(pusher.close(&a_conn).await.unwrap(), Delivery::Delivered);
     assert_eq!(read_close(&mut a).await.0, 1000);
-    let gone = f.next_of(&a_id, "$disconnect").await;
-    assert_eq!(gone["requestContext"]["disconnectStatusCode"], 1000);
+    disconnected(&mut f, &a_id, 1000).await;
     assert_eq!(pusher.push(&a_conn, &frame).await.unwrap(), Delivery::Gone);
     assert_eq!(pusher.close(&a_conn).await.unwrap(), Delivery::Gone);
 

@@ -27,6 +27,7 @@ use meshcall_aws::{ApiGatewayPusher, DynamoStore};
 use meshcall_core::{Delivery, PushError, Pusher, Signalling, protocol::ConnectionId};
 use meshcall_protocol::ErrorCode;
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 pub use settings::{LogFormat, Settings, SettingsError};
 
@@ -136,31 +137,43 @@ impl<P: Pusher + Close> Function<P> {
             .and_then(|c| ConnectionId::parse(c).ok())
             .ok_or(EventError::NoConnection)?;
         let route = context.route_key.as_deref().unwrap_or("$default");
+        // Instrumented, not entered: an entered span's guard must not be held across
+        // `.await` (the task may move to another thread in between).
         let span = tracing::info_span!("event", conn_id = %socket, route);
-        let _enter = span.enter();
-        match context.event_type.as_deref() {
-            Some("CONNECT") => Ok(self.connect(event, &socket, now).await),
-            Some("DISCONNECT") => {
-                let status = context.disconnect_status_code;
-                tracing::info!(
-                    status,
-                    reason = context.disconnect_reason.as_deref(),
-                    "disconnected"
-                );
-                let result = if status == Some(ABNORMAL_CLOSURE) {
-                    self.core.suspend(&socket, now).await.map(drop)
-                } else {
-                    self.core.disconnect(&socket).await
-                };
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "store failed on $disconnect");
-                    return Ok(status_code(500));
-                }
-                Ok(status_code(200))
-            }
+        let response = match context.event_type.as_deref() {
+            Some("CONNECT") => self.connect(event, &socket, now).instrument(span).await,
+            Some("DISCONNECT") => self.disconnect(event, &socket, now).instrument(span).await,
             _ => {
-                self.message(event, &socket, now).await;
-                Ok(status_code(200))
+                self.message(event, &socket, now).instrument(span).await;
+                status_code(200)
+            }
+        };
+        Ok(response)
+    }
+
+    async fn disconnect(
+        &self,
+        event: &ApiGatewayWebsocketProxyRequest,
+        socket: &ConnectionId,
+        now: SystemTime,
+    ) -> Value {
+        let context = &event.request_context;
+        let status = context.disconnect_status_code;
+        tracing::info!(
+            status,
+            reason = context.disconnect_reason.as_deref(),
+            "disconnected"
+        );
+        let result = if status == Some(ABNORMAL_CLOSURE) {
+            self.core.suspend(socket, now).await.map(drop)
+        } else {
+            self.core.disconnect(socket).await
+        };
+        match result {
+            Ok(()) => status_code(200),
+            Err(e) => {
+                tracing::error!(error = %e, "store failed on $disconnect");
+                status_code(500)
             }
         }
     }

@@ -115,18 +115,7 @@ impl Settings {
                 grace: self.resume_grace,
             })
         };
-        let stun: Vec<String> = self
-            .stun
-            .iter()
-            .filter(|u| !u.is_empty())
-            .cloned()
-            .collect();
-        let turn_urls: Vec<String> = self
-            .turn
-            .iter()
-            .filter(|u| !u.is_empty())
-            .cloned()
-            .collect();
+        let (stun, turn_urls) = (non_empty(&self.stun), non_empty(&self.turn));
         let secret = self.turn_secret.as_deref().filter(|s| !s.is_empty());
         let turn = match (turn_urls.is_empty(), secret) {
             (true, _) => None,
@@ -163,5 +152,75 @@ impl Settings {
             .map(|o| o.trim().to_owned())
             .filter(|o| !o.is_empty())
             .collect()
+    }
+}
+
+/// A list setting without its empty entries (an empty template parameter arrives as `""`).
+fn non_empty(values: &[String]) -> Vec<String> {
+    values.iter().filter(|v| !v.is_empty()).cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Settings from `args` after `--table t` (the only required one).
+    fn settings(args: &[&str]) -> Settings {
+        let argv = ["bootstrap", "--table", "t"].iter().chain(args);
+        Settings::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn resume_needs_a_shared_secret_of_32_characters_unless_it_is_off() {
+        for args in [&[][..], &["--resume-secret", &"x".repeat(31)]] {
+            let refused = settings(args).core_config();
+            assert!(
+                matches!(refused, Err(SettingsError::NoResumeSecret)),
+                "{args:?}: {refused:?}"
+            );
+        }
+        let on = settings(&["--resume-secret", &"x".repeat(32)])
+            .core_config()
+            .unwrap();
+        assert_eq!(on.resume.map(|r| r.grace), Some(Duration::from_secs(30)));
+        let off = settings(&["--resume-grace", "0s"]).core_config().unwrap();
+        assert!(off.resume.is_none());
+    }
+
+    #[test]
+    fn turn_needs_its_secret_and_empty_parameters_are_nothing() {
+        let no_resume = ["--resume-grace", "0s"];
+        let with = |args: &[&str]| settings(&[&no_resume[..], args].concat()).core_config();
+        for secret in [&[][..], &["--turn-secret", ""]] {
+            let refused = with(&[&["--turn", "turn:t:3478"][..], secret].concat());
+            assert!(
+                matches!(refused, Err(SettingsError::NoTurnSecret)),
+                "{secret:?}: {refused:?}"
+            );
+        }
+        let turn = with(&["--turn", "turn:t:3478", "--turn-secret", "s"]).unwrap();
+        assert_eq!(turn.turn.unwrap().urls, ["turn:t:3478"]);
+        let stun = with(&["--stun", "stun:a:3478,,stun:b:3478"]).unwrap();
+        assert_eq!(stun.ice_servers[0].urls, ["stun:a:3478", "stun:b:3478"]);
+        let empty = with(&["--stun", "", "--turn", "", "--turn-secret", ""]).unwrap();
+        assert!(empty.ice_servers.is_empty(), "{:?}", empty.ice_servers);
+        assert!(empty.turn.is_none());
+    }
+
+    #[test]
+    fn origins_drop_empty_entries_and_zero_counts_become_one() {
+        let s = settings(&[
+            "--resume-grace",
+            "0s",
+            "--allowed-origins",
+            " https://a.example ,,",
+            "--max-room-size",
+            "0",
+            "--fanout-concurrency",
+            "0",
+        ]);
+        assert_eq!(s.origins(), ["https://a.example"]);
+        let config = s.core_config().unwrap();
+        assert_eq!((config.max_room_size, config.fanout_concurrency), (1, 1));
     }
 }

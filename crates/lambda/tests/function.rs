@@ -13,11 +13,12 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use meshcall_aws::DynamoStore;
 use meshcall_core::{
     Config, Delivery, Outbound, PushError, Pusher, Resume, ResumeKey, Signalling,
     protocol::ConnectionId,
 };
-use meshcall_lambda::{Close, Event, Function};
+use meshcall_lambda::{Close, Event, EventError, Function};
 use serde_json::{Value, json};
 use support::{RecordingPusher, assert_no_scans, id, store};
 
@@ -48,7 +49,8 @@ impl Close for Gateway {
     }
 }
 
-async fn function(test: &str, origins: &[&str]) -> Option<Function<Gateway>> {
+/// The function over `store`, admitting WebSocket clients from `origins` (any when empty).
+fn over(store: DynamoStore, origins: &[&str]) -> Function<Gateway> {
     let config = Config {
         resume: Some(Resume {
             key: ResumeKey::from_secret("a shared secret of at least 32 characters"),
@@ -56,11 +58,15 @@ async fn function(test: &str, origins: &[&str]) -> Option<Function<Gateway>> {
         }),
         ..Config::default()
     };
-    let core = Signalling::new(store(test).await?, Gateway::default(), config);
-    Some(Function::new(
-        core,
+    Function::new(
+        Signalling::new(store, Gateway::default(), config),
         origins.iter().map(ToString::to_string).collect(),
-    ))
+    )
+}
+
+/// The function over a fresh table, or `None` when the test should skip.
+async fn function(test: &str, origins: &[&str]) -> Option<Function<Gateway>> {
+    Some(over(store(test).await?, origins))
 }
 
 fn pushes(f: &Function<Gateway>) -> &RecordingPusher {
@@ -98,6 +104,18 @@ fn disconnect_event(conn: &str, status: i64) -> Value {
 
 async fn handle(f: &Function<Gateway>, event: Value, now: SystemTime) -> Value {
     f.handle(event, now).await.unwrap()
+}
+
+/// The scheduled sweep at `at`; its response says how many participants it expired.
+async fn sweep(f: &Function<Gateway>, at: SystemTime) -> Value {
+    handle(f, fixture("scheduled"), at).await
+}
+
+/// Connects `conn` and resumes on it the participant `joined` (its `joined` frame) names.
+async fn resume(f: &Function<Gateway>, conn: &str, joined: &Value, now: SystemTime) {
+    handle(f, connect_event(conn, None), now).await;
+    let body = json!({"action": "resume", "token": joined["resumeToken"]});
+    handle(f, message_event(conn, &body), now).await;
 }
 
 /// Connects `conn` and joins `room`; returns the `joined` frame.
@@ -173,11 +191,7 @@ async fn connect_checks_the_origin_like_the_self_hosted_server() {
         pushes(&f).drain_json(&id("A1"))[0]["participants"],
         json!([])
     );
-    assert!(
-        pushes(&f).pending().is_empty(),
-        "{:?}",
-        pushes(&f).pending()
-    );
+    pushes(&f).assert_drained();
 }
 
 #[tokio::test]
@@ -205,11 +219,7 @@ async fn messages_route_through_the_core_and_replies_are_pushed() {
     unknown["requestContext"]["routeKey"] = json!("$default");
     handle(&f, unknown, now).await;
     assert_eq!(pushes(&f).drain_json(&id("B1"))[0]["code"], "unknownAction");
-    assert!(
-        pushes(&f).pending().is_empty(),
-        "{:?}",
-        pushes(&f).pending()
-    );
+    pushes(&f).assert_drained();
     assert_no_scans(f.core().store());
 }
 
@@ -228,20 +238,70 @@ async fn binary_and_oversized_messages_are_refused() {
         pushes(&f).drain_json(&id("A1"))[0]["code"],
         "binaryNotSupported"
     );
-    let big = "x".repeat(f.core().config().max_message_bytes);
-    handle(
-        &f,
-        message_event(
-            "A1",
-            &json!({"action": "sendMsgToRoom", "roomId": "r", "message": big}),
-        ),
-        now,
-    )
-    .await;
+    // A body of `len` bytes.
+    let sized = |len: usize| {
+        let empty = json!({"action": "sendMsgToRoom", "roomId": "r", "message": ""});
+        let message = "x".repeat(len - empty.to_string().len());
+        let body = json!({"action": "sendMsgToRoom", "roomId": "r", "message": message});
+        assert_eq!(body.to_string().len(), len);
+        message_event("A1", &body)
+    };
+    let limit = f.core().config().max_message_bytes;
+    // At the limit it reaches the room (where A1 is alone: nothing is pushed).
+    handle(&f, sized(limit), now).await;
+    pushes(&f).assert_drained();
+    handle(&f, sized(limit + 1), now).await;
     assert_eq!(
         pushes(&f).drain_json(&id("A1"))[0]["code"],
         "messageTooLarge"
     );
+}
+
+#[tokio::test]
+async fn events_without_a_connection_id_and_unknown_events_fail_the_invocation() {
+    // Nothing reaches the store: one whose endpoint does not answer will do.
+    let sdk = support::test_config(Some("http://127.0.0.1:9"));
+    let f = over(DynamoStore::new(&sdk, "unused"), &[]);
+    let now = SystemTime::now();
+    for conn in [json!(null), json!(""), json!("not an id")] {
+        let mut event = fixture("message");
+        event["requestContext"]["connectionId"] = conn.clone();
+        let result = f.handle(event, now).await;
+        assert!(
+            matches!(result, Err(EventError::NoConnection)),
+            "{conn}: {result:?}"
+        );
+    }
+    let result = f.handle(json!({"hello": "world"}), now).await;
+    assert!(
+        matches!(result, Err(EventError::Unrecognised)),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn store_failures_answer_500_and_a_failed_sweep_fails_the_invocation() {
+    let Some(sdk) = support::moto().await else {
+        return;
+    };
+    let never_created = support::table_name("lambda-no-table");
+    let f = over(DynamoStore::new(&sdk, never_created), &[]);
+    let now = SystemTime::now();
+    let failed = json!({"statusCode": 500});
+    assert_eq!(handle(&f, connect_event("A1", None), now).await, failed);
+    for status in [1001, 1006] {
+        let response = handle(&f, disconnect_event("A1", status), now).await;
+        assert_eq!(response, failed, "{status}");
+    }
+    // A message is still answered 200: the sender hears of the failure in an error frame.
+    let body = json!({"action": "joinRoom", "roomId": "r"});
+    assert_eq!(
+        handle(&f, message_event("A1", &body), now).await,
+        json!({"statusCode": 200})
+    );
+    assert_eq!(pushes(&f).drain_json(&id("A1"))[0]["code"], "internal");
+    let result = f.handle(fixture("scheduled"), now).await;
+    assert!(matches!(result, Err(EventError::Sweep(_))), "{result:?}");
 }
 
 #[tokio::test]
@@ -260,10 +320,7 @@ async fn a_clean_disconnect_tells_the_room_at_once() {
     );
     // Nothing is due for the sweep.
     let later = now + GRACE * 2;
-    assert_eq!(
-        handle(&f, fixture("scheduled"), later).await,
-        json!({"expired": 0})
-    );
+    assert_eq!(sweep(&f, later).await, json!({"expired": 0}));
 }
 
 #[tokio::test]
@@ -279,25 +336,16 @@ async fn a_dropped_socket_is_kept_for_resume_until_the_sweep_after_its_grace() {
     assert!(pushes(&f).pending().is_empty(), "a drop is not announced");
     // Within the grace the sweep finds nothing due.
     let within = now + GRACE / 2;
-    assert_eq!(
-        handle(&f, fixture("scheduled"), within).await,
-        json!({"expired": 0})
-    );
-    assert!(pushes(&f).pending().is_empty());
+    assert_eq!(sweep(&f, within).await, json!({"expired": 0}));
+    pushes(&f).assert_drained();
     let after = now + GRACE + Duration::from_secs(1);
-    assert_eq!(
-        handle(&f, fixture("scheduled"), after).await,
-        json!({"expired": 1})
-    );
+    assert_eq!(sweep(&f, after).await, json!({"expired": 1}));
     assert_eq!(
         pushes(&f).drain_json(&id("A1")),
         [json!({"type": "participantLeft", "participantConnectionId": "B1"})]
     );
     // Swept once only.
-    assert_eq!(
-        handle(&f, fixture("scheduled"), after).await,
-        json!({"expired": 0})
-    );
+    assert_eq!(sweep(&f, after).await, json!({"expired": 0}));
     assert_no_scans(f.core().store());
 }
 
@@ -309,25 +357,15 @@ async fn a_resumed_participant_leaves_the_sweep_index() {
     let now = SystemTime::now();
     join(&f, "A1", "r", now).await;
     let joined = join(&f, "B1", "r", now).await;
-    let token = joined["resumeToken"].as_str().unwrap().to_owned();
     handle(&f, disconnect_event("B1", 1006), now).await;
-    handle(&f, connect_event("B2", None), now).await;
-    handle(
-        &f,
-        message_event("B2", &json!({"action": "resume", "token": token})),
-        now,
-    )
-    .await;
+    resume(&f, "B2", &joined, now).await;
     let frames = pushes(&f).drain_json(&id("B2"));
     assert_eq!(frames[0]["type"], "joined", "{frames:?}");
     assert_eq!(frames[0]["connectionId"], "B1");
     pushes(&f).clear();
     let after = now + GRACE * 2;
-    assert_eq!(
-        handle(&f, fixture("scheduled"), after).await,
-        json!({"expired": 0})
-    );
-    assert!(pushes(&f).pending().is_empty());
+    assert_eq!(sweep(&f, after).await, json!({"expired": 0}));
+    pushes(&f).assert_drained();
 }
 
 #[tokio::test]
@@ -338,15 +376,8 @@ async fn resuming_over_a_socket_still_open_closes_that_socket() {
     let now = SystemTime::now();
     join(&f, "A1", "r", now).await;
     let joined = join(&f, "B1", "r", now).await;
-    let token = joined["resumeToken"].as_str().unwrap().to_owned();
     // No $disconnect for B1: API Gateway still holds it (a half-open socket).
-    handle(&f, connect_event("B2", None), now).await;
-    handle(
-        &f,
-        message_event("B2", &json!({"action": "resume", "token": token})),
-        now,
-    )
-    .await;
+    resume(&f, "B2", &joined, now).await;
     assert_eq!(pushes(&f).drain_json(&id("B2"))[0]["type"], "joined");
     assert_eq!(*f.core().pusher().closed.lock().unwrap(), [id("B1")]);
 }

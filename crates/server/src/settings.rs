@@ -109,8 +109,11 @@ pub struct Settings {
     pub log_format: LogFormat,
 }
 
-/// Parses a whole number of at least 1.
-fn positive(s: &str) -> Result<usize, String> {
+/// Parses a whole number of at least 1 (a clap value parser; the gateway uses it too).
+///
+/// # Errors
+/// A message naming the text, for anything else.
+pub fn positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err(format!("{s:?} is not a whole number of at least 1")),

@@ -11,7 +11,7 @@
 
 use std::{
     sync::Arc,
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
@@ -63,7 +63,7 @@ async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId) {
     if let Err(e) = core.connect(&conn, SystemTime::now()).await {
         tracing::error!(error = %e, "store refused a connection");
         core.pusher().unregister(&conn);
-        let _ = send_close(&mut socket, close_code::ERROR, "store unavailable", &state).await;
+        send_close(&mut socket, close_code::ERROR, "store unavailable", &state).await;
         return;
     }
     tracing::info!("connected");
@@ -101,11 +101,12 @@ async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId) {
                     Ok(message) => message,
                     Err(e) => break read_failed(&e),
                 };
-                idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                let received = Instant::now();
+                idle.as_mut().reset((received + idle_timeout).into());
                 match message {
                     Message::Text(text) => {
-                        if bucket.try_take(Instant::now()) {
-                            handle_text(&state, &conn, &text).await;
+                        if bucket.try_take(received) {
+                            handle_text(&state, &conn, &text, received).await;
                         } else {
                             refuse(&state, &conn, ErrorCode::RateLimited, "too many messages; slow down").await;
                         }
@@ -150,7 +151,7 @@ async fn finish(state: &AppState, mut socket: WebSocket, conn: &ConnectionId, en
         }
         End::Close(code, reason) => {
             tracing::info!(code, reason, "closing");
-            let _ = send_close(&mut socket, code, reason, state).await;
+            send_close(&mut socket, code, reason, state).await;
         }
         End::TooLarge => {
             let code = ErrorCode::MessageTooLarge;
@@ -164,7 +165,7 @@ async fn finish(state: &AppState, mut socket: WebSocket, conn: &ConnectionId, en
             }
             .to_json();
             if send(&mut socket, &Outbound::new(Kind::Error, text), state).await {
-                let _ = send_close(&mut socket, close_code::SIZE, "message too large", state).await;
+                send_close(&mut socket, close_code::SIZE, "message too large", state).await;
             }
         }
     }
@@ -194,8 +195,8 @@ fn schedule_expiry(state: &AppState, participant: ConnectionId, until: SystemTim
     });
 }
 
-async fn handle_text(state: &AppState, conn: &ConnectionId, text: &str) {
-    let started = Instant::now();
+/// Hands one text frame, received at `received`, to the core.
+async fn handle_text(state: &AppState, conn: &ConnectionId, text: &str, received: Instant) {
     let outcome = state.core.message(conn, text, SystemTime::now()).await;
     tracing::debug!(
         route = outcome.route.as_str(),
@@ -211,7 +212,7 @@ async fn handle_text(state: &AppState, conn: &ConnectionId, text: &str) {
     if let Some(code) = outcome.error {
         state.metrics.error(code);
     } else if outcome.route == Route::JoinRoom {
-        state.metrics.join_notify(started.elapsed().as_secs_f64());
+        state.metrics.join_notify(received.elapsed().as_secs_f64());
     }
 }
 
@@ -240,12 +241,13 @@ fn read_failed(e: &axum::Error) -> End {
 async fn send(socket: &mut WebSocket, frame: &Outbound, state: &AppState) -> bool {
     let text = Utf8Bytes::try_from(Bytes::from_owner(SharedText(frame.text.clone())))
         .expect("frames are built from strings");
-    match tokio::time::timeout(
-        state.settings.send_timeout,
-        socket.send(Message::Text(text)),
-    )
-    .await
-    {
+    send_within(socket, Message::Text(text), state.settings.send_timeout).await
+}
+
+/// Writes one frame; `false` if the socket failed or accepted nothing for `timeout` (a
+/// stalled peer), either of which ends the connection. Shared with `meshcall-gateway`.
+pub async fn send_within(socket: &mut WebSocket, frame: Message, timeout: Duration) -> bool {
+    match tokio::time::timeout(timeout, socket.send(frame)).await {
         Ok(Ok(())) => true,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "write failed");
@@ -258,20 +260,13 @@ async fn send(socket: &mut WebSocket, frame: &Outbound, state: &AppState) -> boo
     }
 }
 
-async fn send_close(
-    socket: &mut WebSocket,
-    code: u16,
-    reason: &'static str,
-    state: &AppState,
-) -> Result<(), ()> {
+/// Sends a close frame, best effort: the connection ends either way.
+async fn send_close(socket: &mut WebSocket, code: u16, reason: &'static str, state: &AppState) {
     let frame = Message::Close(Some(CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
     }));
-    match tokio::time::timeout(state.settings.send_timeout, socket.send(frame)).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(()),
-    }
+    let _ = tokio::time::timeout(state.settings.send_timeout, socket.send(frame)).await;
 }
 
 /// Lets a shared frame text back a `Bytes` without copying it.

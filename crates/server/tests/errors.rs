@@ -27,11 +27,7 @@ struct Pair {
 
 async fn pair_in_r() -> Pair {
     let server = TestServer::start().await;
-    let mut sender = server.client().await;
-    let mut peer = server.client().await;
-    let sender_id = sender.id_via("r").await;
-    let peer_id = peer.id_via("r").await;
-    sender.expect_new_participant(&peer_id).await;
+    let (sender, sender_id, peer, peer_id) = server.pair_in("r").await;
     Pair {
         server,
         sender,

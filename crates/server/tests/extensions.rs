@@ -31,10 +31,10 @@ async fn three_in(server: &TestServer, room: &str) -> ([Client; 3], [String; 3])
     let mut a = server.client().await;
     let mut b = server.client().await;
     let mut c = server.client().await;
-    let a_id = id_of(&a.join(room).await);
-    let b_id = id_of(&b.join(room).await);
+    let a_id = a.id_via(room).await;
+    let b_id = b.id_via(room).await;
     a.expect_new_participant(&b_id).await;
-    let c_id = id_of(&c.join(room).await);
+    let c_id = c.id_via(room).await;
     a.expect_new_participant(&c_id).await;
     b.expect_new_participant(&c_id).await;
     ([a, b, c], [a_id, b_id, c_id])
@@ -105,7 +105,7 @@ async fn new_participant_reaches_every_other_member_with_the_joiners_id() {
     let server = TestServer::start().await;
     let ([mut a, mut b, mut c], _) = three_in(&server, "r").await;
     let mut d = server.client().await;
-    let d_id = id_of(&d.join("r").await);
+    let d_id = d.id_via("r").await;
     a.expect_new_participant(&d_id).await;
     b.expect_new_participant(&d_id).await;
     c.expect_new_participant(&d_id).await;
@@ -132,11 +132,7 @@ async fn signal_reaches_only_its_target_with_from_stamped_by_the_server() {
 #[tokio::test]
 async fn signal_data_is_relayed_byte_for_byte() {
     let server = TestServer::start().await;
-    let mut a = server.client().await;
-    let mut b = server.client().await;
-    let a_id = id_of(&a.join("r").await);
-    let b_id = id_of(&b.join("r").await);
-    a.expect_new_participant(&b_id).await;
+    let (mut a, a_id, mut b, b_id) = server.pair_in("r").await;
 
     // Whitespace, number spelling and escapes survive: `data` is never re-encoded.
     let data = r#"{"n": 2.50, "list": [1,  2], "s": "\u00e9\n"}"#;
@@ -165,7 +161,7 @@ async fn signal_to_peer_in_another_room_is_peer_not_found_and_that_room_hears_no
     let mut a = server.client().await;
     let mut b = server.client().await;
     a.join("room-a").await;
-    let b_id = id_of(&b.join("room-b").await);
+    let b_id = b.id_via("room-b").await;
 
     a.send_json(json!({"action": "signal", "to": b_id, "data": {"type": "offer"}}))
         .await;
@@ -179,11 +175,7 @@ async fn signal_to_peer_in_another_room_is_peer_not_found_and_that_room_hears_no
 #[tokio::test]
 async fn signal_to_a_member_who_left_is_peer_not_found() {
     let server = TestServer::start().await;
-    let mut a = server.client().await;
-    let mut b = server.client().await;
-    a.join("r").await;
-    let b_id = id_of(&b.join("r").await);
-    a.expect_new_participant(&b_id).await;
+    let (mut a, _, mut b, b_id) = server.pair_in("r").await;
 
     b.leave().await;
     a.expect_participant_left(&b_id).await;
@@ -270,10 +262,10 @@ async fn joining_another_room_leaves_the_first_and_both_rooms_are_told() {
     let mut a = server.client().await;
     let mut b = server.client().await;
     let mut c = server.client().await;
-    let a_id = id_of(&a.join("first").await);
-    let b_id = id_of(&b.join("first").await);
+    let a_id = a.id_via("first").await;
+    let b_id = b.id_via("first").await;
     a.expect_new_participant(&b_id).await;
-    let c_id = id_of(&c.join("second").await);
+    let c_id = c.id_via("second").await;
 
     let joined = a.join("second").await;
     assert_eq!(joined["roomId"], "second");
@@ -297,11 +289,7 @@ async fn joining_another_room_leaves_the_first_and_both_rooms_are_told() {
 #[tokio::test]
 async fn signal_data_null_is_relayed_like_any_other_json_value() {
     let server = TestServer::start().await;
-    let mut a = server.client().await;
-    let mut b = server.client().await;
-    let a_id = id_of(&a.join("r").await);
-    let b_id = id_of(&b.join("r").await);
-    a.expect_new_participant(&b_id).await;
+    let (mut a, a_id, mut b, b_id) = server.pair_in("r").await;
     a.send_json(json!({"action": "signal", "to": b_id, "data": null}))
         .await;
     b.expect_json(json!({"type": "signal", "from": a_id, "data": null}))

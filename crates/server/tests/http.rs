@@ -4,13 +4,11 @@
 mod support;
 
 use serde_json::json;
-use support::{TestServer, metric_is};
+use support::{TestServer, header, metric_is};
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map_or_else(|| panic!("no {name} header in {headers:?}"), |(_, v)| v)
+/// The `content-type` of a response, which must have one.
+fn content_type(headers: &[(String, String)]) -> &str {
+    header(headers, "content-type").unwrap_or_else(|| panic!("no content-type in {headers:?}"))
 }
 
 #[tokio::test]
@@ -19,7 +17,7 @@ async fn index_is_an_html_page_mentioning_meshcall() {
     let (status, headers, body) = server.get("/").await;
     assert_eq!(status, 200);
     assert!(
-        header(&headers, "content-type").starts_with("text/html"),
+        content_type(&headers).starts_with("text/html"),
         "{headers:?}"
     );
     assert!(body.contains("meshcall"), "{body}");
@@ -58,8 +56,8 @@ async fn metrics_start_at_zero_in_prometheus_text() {
     let (status, headers, body) = server.get("/metrics").await;
     assert_eq!(status, 200);
     assert!(
-        header(&headers, "content-type").starts_with("text/plain")
-            || header(&headers, "content-type").starts_with("application/openmetrics-text"),
+        content_type(&headers).starts_with("text/plain")
+            || content_type(&headers).starts_with("application/openmetrics-text"),
         "{headers:?}"
     );
     for name in [
@@ -95,6 +93,7 @@ async fn metrics_start_at_zero_in_prometheus_text() {
         "messageTooLarge",
         "rateLimited",
         "binaryNotSupported",
+        "resumeFailed",
         "internal",
     ] {
         let name = format!("meshcall_errors_total{{code=\"{code}\"}}");
@@ -170,11 +169,7 @@ async fn metrics_gauges_follow_connections_rooms_and_members() {
 #[tokio::test]
 async fn metrics_count_deliveries_by_kind_errors_by_code_and_joins() {
     let server = TestServer::start().await;
-    let mut a = server.client().await;
-    let mut b = server.client().await;
-    a.join("r").await;
-    let b_id = b.id_via("r").await;
-    a.expect_new_participant(&b_id).await;
+    let (mut a, _, mut b, b_id) = server.pair_in("r").await;
 
     a.say("r", "hello").await;
     assert_eq!(b.recv_text().await, "hello");
@@ -230,7 +225,7 @@ async fn metrics_count_deliveries_by_kind_errors_by_code_and_joins() {
 async fn metrics_content_type_matches_the_exposition_format() {
     let server = TestServer::start().await;
     let (_, headers, body) = server.get("/metrics").await;
-    let content_type = header(&headers, "content-type");
+    let content_type = content_type(&headers);
     let openmetrics_body = body.trim_end().ends_with("# EOF");
     assert_eq!(
         content_type.starts_with("application/openmetrics-text"),

@@ -6,20 +6,10 @@ mod support;
 use support::{TestServer, WAIT};
 use tokio::net::TcpStream;
 
-/// Two clients in room `r`: (leaver, leaver's id, stayer), notices consumed.
-async fn two_in_r(server: &TestServer) -> (support::Client, String, support::Client) {
-    let mut leaver = server.client().await;
-    let mut stayer = server.client().await;
-    let leaver_id = leaver.id_via("r").await;
-    let stayer_id = stayer.id_via("r").await;
-    leaver.expect_new_participant(&stayer_id).await;
-    (leaver, leaver_id, stayer)
-}
-
 #[tokio::test]
 async fn clean_close_tells_the_room_participant_left() {
     let server = TestServer::start().await;
-    let (leaver, leaver_id, mut stayer) = two_in_r(&server).await;
+    let (leaver, leaver_id, mut stayer, _) = server.pair_in("r").await;
     leaver.close().await;
     stayer.expect_participant_left(&leaver_id).await;
     stayer.expect_only_pong().await;
@@ -30,7 +20,7 @@ async fn clean_close_tells_the_room_participant_left() {
 async fn dropped_tcp_stream_without_close_frame_tells_the_room_participant_left() {
     // A drop is a departure once the resume grace has passed (or at once, with it off).
     let server = TestServer::with(&["--resume-grace", "0s"]).await;
-    let (leaver, leaver_id, mut stayer) = two_in_r(&server).await;
+    let (leaver, leaver_id, mut stayer, _) = server.pair_in("r").await;
     leaver.drop_without_close();
     stayer.expect_participant_left(&leaver_id).await;
     stayer.expect_only_pong().await;
@@ -40,7 +30,7 @@ async fn dropped_tcp_stream_without_close_frame_tells_the_room_participant_left(
 #[tokio::test]
 async fn reset_tcp_connection_tells_the_room_participant_left_after_the_resume_grace() {
     let server = TestServer::with(&["--resume-grace", "200ms"]).await;
-    let (leaver, leaver_id, mut stayer) = two_in_r(&server).await;
+    let (leaver, leaver_id, mut stayer, _) = server.pair_in("r").await;
     leaver.reset();
     stayer.expect_participant_left(&leaver_id).await;
     stayer.expect_only_pong().await;
@@ -50,7 +40,7 @@ async fn reset_tcp_connection_tells_the_room_participant_left_after_the_resume_g
 #[tokio::test]
 async fn leaving_then_closing_announces_the_departure_once() {
     let server = TestServer::start().await;
-    let (mut leaver, leaver_id, mut stayer) = two_in_r(&server).await;
+    let (mut leaver, leaver_id, mut stayer, _) = server.pair_in("r").await;
     leaver.leave().await;
     stayer.expect_participant_left(&leaver_id).await;
     leaver.close().await;
@@ -85,7 +75,7 @@ async fn graceful_shutdown_closes_every_socket_with_1001_then_refuses_connection
         return;
     }
     let server = TestServer::start().await;
-    let (mut a, _, mut b) = two_in_r(&server).await;
+    let (mut a, _, mut b, _) = server.pair_in("r").await;
     let mut lobby = server.client().await;
     lobby.expect_only_pong().await;
     let addr = server.addr;

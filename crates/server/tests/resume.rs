@@ -8,8 +8,8 @@ mod support;
 use serde_json::{Value, json};
 use support::{Client, TestServer};
 
-/// a and b in room `r`; returns them, a's id and a's token.
-async fn pair(server: &TestServer) -> (Client, Client, String, String) {
+/// a and b in room `r`; returns them, a's id, a's token and b's id.
+async fn pair(server: &TestServer) -> (Client, Client, String, String, String) {
     let mut a = server.client().await;
     let mut b = server.client().await;
     let joined = a.join("r").await;
@@ -18,9 +18,9 @@ async fn pair(server: &TestServer) -> (Client, Client, String, String) {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    b.join("r").await;
-    a.expect_new_participant(&b.id_via("r").await).await;
-    (a, b, a_id, token)
+    let b_id = b.id_via("r").await;
+    a.expect_new_participant(&b_id).await;
+    (a, b, a_id, token, b_id)
 }
 
 async fn resume(client: &mut Client, token: &str) -> Value {
@@ -33,8 +33,7 @@ async fn resume(client: &mut Client, token: &str) -> Value {
 #[tokio::test]
 async fn a_dropped_connection_resumes_with_its_id_and_the_room_never_sees_it_leave() {
     let server = TestServer::start().await;
-    let (a, mut b, a_id, token) = pair(&server).await;
-    let b_id = b.id_via("r").await;
+    let (a, mut b, a_id, token, b_id) = pair(&server).await;
 
     a.drop_without_close();
     server
@@ -74,7 +73,7 @@ async fn a_dropped_connection_resumes_with_its_id_and_the_room_never_sees_it_lea
 #[tokio::test]
 async fn after_the_grace_the_room_is_told_and_the_token_fails() {
     let server = TestServer::with(&["--resume-grace", "200ms"]).await;
-    let (a, mut b, a_id, token) = pair(&server).await;
+    let (a, mut b, a_id, token, _) = pair(&server).await;
     a.drop_without_close();
     b.expect_participant_left(&a_id).await;
 
@@ -90,7 +89,7 @@ async fn after_the_grace_the_room_is_told_and_the_token_fails() {
 #[tokio::test]
 async fn a_clean_close_is_announced_at_once_and_cannot_be_resumed() {
     let server = TestServer::start().await;
-    let (a, mut b, a_id, token) = pair(&server).await;
+    let (a, mut b, a_id, token, _) = pair(&server).await;
     a.close().await;
     b.expect_participant_left(&a_id).await;
     let mut again = server.client().await;
@@ -101,7 +100,7 @@ async fn a_clean_close_is_announced_at_once_and_cannot_be_resumed() {
 #[tokio::test]
 async fn resuming_while_the_old_socket_is_still_open_takes_over_and_closes_it() {
     let server = TestServer::start().await;
-    let (mut a, mut b, a_id, token) = pair(&server).await;
+    let (mut a, mut b, a_id, token, _) = pair(&server).await;
     let mut again = server.client().await;
     let joined = resume(&mut again, &token).await;
     assert_eq!(joined["connectionId"], a_id.as_str());
@@ -126,7 +125,7 @@ async fn resuming_while_the_old_socket_is_still_open_takes_over_and_closes_it() 
 #[tokio::test]
 async fn forged_tokens_and_resume_turned_off_fail() {
     let server = TestServer::start().await;
-    let (_a, b, _a_id, token) = pair(&server).await;
+    let (_a, b, _a_id, token, _) = pair(&server).await;
     // The same signature under another id.
     let forged = token.replacen(token.split('.').next().unwrap(), "x", 1);
     let mut c = server.client().await;
@@ -137,7 +136,7 @@ async fn forged_tokens_and_resume_turned_off_fail() {
     server.stop().await.unwrap();
 
     let off = TestServer::with(&["--resume-grace", "0s"]).await;
-    let (a, mut b, a_id, token) = pair(&off).await;
+    let (a, mut b, a_id, token, _) = pair(&off).await;
     assert_eq!(token, "", "no token is issued");
     a.drop_without_close();
     b.expect_participant_left(&a_id).await;

@@ -3,14 +3,7 @@
 
 mod support;
 
-use support::TestServer;
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
+use support::{TestServer, header};
 
 #[tokio::test]
 async fn room_urls_serve_the_app_page() {

@@ -7,8 +7,9 @@
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
-import { REPO } from './server.js';
+import { REPO, startServer } from './server.js';
 
 export const ARTIFACTS = path.join(REPO, 'artifacts/e2e');
 mkdirSync(ARTIFACTS, { recursive: true });
@@ -35,6 +36,26 @@ export async function launchBrowser({ fakeUi = true } = {}) {
     headless: true,
     args: fakeUi ? [...BASE_ARGS, FAKE_UI] : BASE_ARGS,
   });
+}
+
+/**
+ * What most test files share: one meshcall server (started with `serverOpts`) and one
+ * browser, made before the file's tests and closed after them. The tests read `.server`
+ * and `.browser`. (Node runs top-level `before` hooks at once, side by side: another hook
+ * of the file cannot count on them; what needs the server starts in the test.)
+ * @param {Parameters<typeof startServer>[0]} [serverOpts]
+ */
+export function serverAndBrowser(serverOpts) {
+  const fx = /** @type {{ server: import('./server.js').Server, browser: import('playwright-core').Browser }} */ ({});
+  before(async () => {
+    fx.server = await startServer(serverOpts);
+    fx.browser = await launchBrowser();
+  });
+  after(async () => {
+    await fx.browser?.close();
+    await fx.server?.stop();
+  });
+  return fx;
 }
 
 // Camera colours, one per participant (hue of hsl(h,100%,50%)): red, green, blue, yellow,
@@ -296,6 +317,21 @@ export class Call {
     return p.id;
   }
 
+  /**
+   * page.waitForFunction on p's page; a timeout fails naming p, `what` did not happen, and
+   * p's state.
+   * @param {Participant} p
+   * @param {string} what
+   * @param {(arg: any) => unknown} fn  runs in the page, on `arg`
+   * @param {unknown} arg
+   * @param {{ timeout: number, polling?: number | 'raf' }} opts
+   */
+  async waitFor(p, what, fn, arg, opts) {
+    await p.page.waitForFunction(fn, arg, opts).catch(async (e) => {
+      throw new Error(`${p.name}: ${what}: ${e.message}\n${await this.describe(p)}`);
+    });
+  }
+
   /** Leave the page abruptly. @param {Participant} p @param {'page' | 'context'} how */
   async close(p, how = 'page') {
     p.closed = true;
@@ -314,8 +350,7 @@ export class Call {
    * @param {{ timeout?: number, video?: (sender: Participant) => boolean }} [o]
    */
   async waitForMesh({ timeout = 30_000, video = () => true } = {}) {
-    const live = this.live;
-    await Promise.all(live.map((p) => p.page.waitForFunction(({ ids, painted }) => {
+    await Promise.all(this.live.map((p) => this.waitFor(p, 'no full mesh', ({ ids, painted }) => {
       const tiles = document.querySelectorAll('#grid .tile');
       const remote = [...document.querySelectorAll('#grid .tile[data-peer]')].map((t) => /** @type {HTMLElement} */ (t).dataset.peer);
       if (tiles.length !== ids.length + 1 || !document.querySelector('#grid .tile[data-self]')) return false;
@@ -325,10 +360,27 @@ export class Call {
         return !!v && v.readyState >= 2 && v.videoWidth > 0 && !!window.T.firstFrameAt[id];
       });
     }, { ids: this.others(p).map((q) => q.id), painted: this.others(p).filter(video).map((q) => q.id) },
-    { timeout, polling: 100 }).catch(async (e) => {
-      throw new Error(`${p.name} did not get a full mesh: ${e.message}\n${await this.describe(p)}`);
-    })));
+    { timeout, polling: 100 })));
     this.lap('full mesh');
+  }
+
+  /**
+   * Every live participant's grid has let `leaver` go (tile and video) and holds one tile per
+   * live participant; returns the ms that took.
+   * @param {Participant} leaver  marked closed already
+   * @param {number} timeout
+   */
+  async waitForDeparture(leaver, timeout) {
+    const start = Date.now();
+    const n = this.live.length;
+    this.lap(`waiting for ${leaver.name} to go`);
+    await Promise.all(this.live.map((p) => this.waitFor(p, `still shows ${leaver.name}`, ({ n, gone }) =>
+      document.querySelectorAll('#grid .tile').length === n
+        && !document.querySelector(`#grid .tile[data-peer="${gone}"]`)
+        && !document.querySelector(`video[data-peer="${gone}"]`),
+    { n, gone: leaver.id }, { timeout, polling: 50 })));
+    this.lap(`${leaver.name} gone`);
+    return Date.now() - start;
   }
 
   /**
@@ -362,12 +414,13 @@ export class Call {
 
   /**
    * Media keeps flowing on every page from every other participant: at least `frames` more
-   * decoded frames and `packets` more audio packets per peer; the pair is loopback, not relayed.
+   * decoded frames and `packets` more audio packets per peer; the pair is loopback, not
+   * relayed (with `relayed`: a relayed UDP pair, the TURN server being on 127.0.0.1 too).
    * `video` and `audio` say which senders are expected to send each (default: everyone).
-   * @param {{ frames?: number, packets?: number, timeout?: number,
+   * @param {{ frames?: number, packets?: number, timeout?: number, relayed?: boolean,
    *   video?: (sender: Participant) => boolean, audio?: (sender: Participant) => boolean }} [o]
    */
-  async waitForMediaFlow({ frames = 30, packets = 50, timeout = 30_000, video = () => true, audio = () => true } = {}) {
+  async waitForMediaFlow({ frames = 30, packets = 50, timeout = 30_000, relayed = false, video = () => true, audio = () => true } = {}) {
     await Promise.all(this.live.map(async (p) => {
       const senders = this.others(p);
       const ids = senders.map((q) => q.id);
@@ -377,20 +430,21 @@ export class Call {
         now = await this.stats(p);
         return senders.every((q) => {
           const b = before[q.id], n = now[q.id];
-          return b && n && n.connectionState === 'connected'
+          return b && n && n.connectionState === 'connected' && (!relayed || n.relayed)
             && (!video(q) || (n.framesDecoded ?? 0) >= (b.framesDecoded ?? 0) + frames)
             && (!audio(q) || (n.audioPackets ?? 0) >= (b.audioPackets ?? 0) + packets);
         });
-      }, timeout, () => `${p.name}: media progress from ${ids.join(',')}; before ${JSON.stringify(before)} now ${JSON.stringify(now)}`);
+      }, timeout, () => `${p.name}: ${relayed ? 'relayed ' : ''}media progress from ${ids.join(',')}; before ${JSON.stringify(before)} now ${JSON.stringify(now)}`);
       for (const id of ids) {
         const s = now[id];
         // Local side 127.0.0.1; remote 127.0.0.1, or no address at all when the remote is
         // peer-reflexive (learnt from a check that beat its trickled candidate: Chromium's
-        // stats hide prflx addresses).
-        if (!/^127\.0\.0\.1:\d+\/\w+ -> (127\.0\.0\.1)?:\d+\//.test(s.pair ?? '')) {
-          throw new Error(`${p.name}: selected pair to ${id} is not loopback: ${s.pair}`);
+        // stats hide prflx addresses). Relayed: the same, both ends relay addresses over UDP.
+        const pair = relayed ? /^127\.0\.0\.1:\d+\/udp -> (127\.0\.0\.1)?:\d+\/udp$/ : /^127\.0\.0\.1:\d+\/\w+ -> (127\.0\.0\.1)?:\d+\//;
+        if (!pair.test(s.pair ?? '')) {
+          throw new Error(`${p.name}: selected pair to ${id} is not ${relayed ? 'relayed UDP' : 'loopback'}: ${s.pair}`);
         }
-        if (s.relayed) throw new Error(`${p.name}: pair to ${id} says relayed`);
+        if (s.relayed !== relayed) throw new Error(`${p.name}: pair to ${id} says relayed: ${s.relayed}`);
       }
     }));
   }

@@ -9,18 +9,17 @@
 //
 // `-n`: no /etc/turnserver.conf; `--userdb` and `--pidfile` in a fresh temporary folder, so
 // nothing under /var or /run is touched. Ready when it answers a STUN Binding request on
-// UDP. Remembered (lib/server.js) and SIGKILLed if the test process exits early; stop()
-// sends SIGTERM, SIGKILL after 5 s. Its log (stdout) is kept: the tests read the
-// allocations, the users (meshcall's `<expiry>:<connection id>`) and the traffic from it.
+// UDP. A lib/child.js Child: SIGKILLed if the test process exits early; stop() sends
+// SIGTERM, SIGKILL after 5 s. Its log (stdout) is kept: the tests read the allocations, the
+// users (meshcall's `<expiry>:<connection id>`) and the traffic from it.
 
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { remember } from './server.js';
+import { Child } from './child.js';
 
 export const TURNSERVER = process.env.TURNSERVER || '/usr/bin/turnserver';
 
@@ -75,28 +74,25 @@ function stunPing(port, ms = 300) {
 /** A running coturn. */
 export class Coturn {
   /**
-   * @param {import('node:child_process').ChildProcess} proc
+   * @param {Child} child
    * @param {number} port
    * @param {string} secret
    * @param {string} dir  its temporary folder (pid file, user db)
    * @param {string[]} args
-   * @param {string[]} log
-   * @param {() => void} forget
    */
-  constructor(proc, port, secret, dir, args, log, forget) {
-    this.proc = proc;
+  constructor(child, port, secret, dir, args) {
+    this.child = child;
     this.port = port;
     this.secret = secret;
     this.dir = dir;
     this.args = args;
-    this.log = log;
-    this.forget = forget;
     /** The URL to give meshcall's --turn. */
     this.url = `turn:127.0.0.1:${port}?transport=udp`;
-    this.exited = new Promise((resolve) => {
-      if (proc.exitCode !== null || proc.signalCode !== null) resolve(undefined);
-      else proc.once('exit', () => resolve(undefined));
-    });
+  }
+
+  /** Its log lines so far. */
+  get log() {
+    return this.child.log;
   }
 
   /** The command line, with the secret masked, for reports. */
@@ -111,18 +107,12 @@ export class Coturn {
 
   /** The last log lines, for a failure message. */
   tail(n = 30) {
-    return this.log.slice(-n).join('\n');
+    return this.child.tail(n);
   }
 
   /** Stop politely (SIGTERM), SIGKILL after 5 s; remove its temporary folder. */
   async stop() {
-    if (this.proc.exitCode === null && this.proc.signalCode === null) {
-      this.proc.kill('SIGTERM');
-      const timer = setTimeout(() => this.proc.kill('SIGKILL'), 5_000);
-      await this.exited;
-      clearTimeout(timer);
-    }
-    this.forget();
+    await this.child.stop();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
@@ -149,31 +139,14 @@ export async function startCoturn({ timeoutMs = 10_000 } = {}) {
     '--verbose', '--log-file=stdout', '--simple-log',
     `--pidfile=${path.join(dir, 'turnserver.pid')}`, `--userdb=${path.join(dir, 'turndb')}`,
   ];
-  const proc = spawn(TURNSERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const forget = remember(proc);
-  /** @type {string[]} */
-  const log = [];
-  for (const stream of /** @type {const} */ (['stdout', 'stderr'])) {
-    let buf = '';
-    proc[stream]?.on('data', (/** @type {Buffer} */ chunk) => {
-      buf += chunk.toString('utf8');
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        log.push(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-        if (log.length > 20_000) log.splice(0, 10_000);
-      }
-    });
-  }
-  /** @type {string | null} */
-  let spawnError = null;
-  proc.once('error', (e) => { spawnError = e.message; });
-  const turn = new Coturn(proc, port, secret, dir, args, log, forget);
+  // A verbose log: keep all of a test's part of it (the tests read it from an index on).
+  const child = new Child('coturn', TURNSERVER, args, process.env, { keep: 20_000 });
+  const turn = new Coturn(child, port, secret, dir, args);
   const end = Date.now() + timeoutMs;
   for (;;) {
-    if (spawnError || proc.exitCode !== null || proc.signalCode !== null) {
+    if (child.exit) {
       await turn.stop();
-      throw new Error(`coturn exited before answering (${spawnError ?? `code ${proc.exitCode}, signal ${proc.signalCode}`}):\n${turn.commandLine}\n${turn.tail()}`);
+      throw new Error(`coturn exited before answering (${JSON.stringify(child.exit)}):\n${turn.commandLine}\n${turn.tail()}`);
     }
     if (await stunPing(port)) return turn;
     if (Date.now() > end) {

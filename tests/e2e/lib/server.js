@@ -23,7 +23,7 @@ process.on('exit', () => {
 
 /**
  * Remember a child process so that it is SIGKILLed when the test process exits, whatever
- * happens (lib/serverless.js uses it for moto and meshcall-gateway).
+ * happens (lib/child.js does, for moto, meshcall-gateway and coturn).
  * @param {import('node:child_process').ChildProcess} proc
  * @returns {() => void} forgets it again (once it has exited)
  */

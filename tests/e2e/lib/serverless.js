@@ -12,15 +12,15 @@
 //               AWS_ENDPOINT_URL at moto; its first stdout line is `listening on
 //               http://127.0.0.1:PORT`; ready once every instance has polled for work
 //
-// Both are remembered (lib/server.js) and SIGKILLed if the test process exits early; stop()
+// Both are lib/child.js Children: SIGKILLed if the test process exits early; stop()
 // sends SIGTERM (the gateway stops its bootstrap processes) and SIGKILL after 5 s. Their
 // output is kept for failure reports.
 
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { REPO, remember } from './server.js';
+import { Child } from './child.js';
+import { REPO } from './server.js';
 
 const TARGET = path.resolve(REPO, process.env.CARGO_TARGET_DIR || 'target');
 export const GATEWAY_BIN = process.env.MESHCALL_GATEWAY_BIN || path.join(TARGET, 'debug/meshcall-gateway');
@@ -42,95 +42,6 @@ function freePort() {
 
 /** @param {number} ms */
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/**
- * A child process whose output lines are kept (the last 2000) and can be watched.
- */
-class Child {
-  /**
-   * @param {string} name  for messages
-   * @param {string} bin
-   * @param {string[]} args
-   * @param {NodeJS.ProcessEnv} env
-   */
-  constructor(name, bin, args, env) {
-    this.name = name;
-    this.proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-    this.forget = remember(this.proc);
-    /** @type {string[]} */
-    this.log = [];
-    /** @type {((line: string, stream: 'stdout' | 'stderr') => void)[]} */
-    this.watchers = [];
-    this.exited = new Promise((resolve) => {
-      this.proc.once('exit', (code, signal) => resolve({ code, signal }));
-      this.proc.once('error', (e) => { this.log.push(`spawn error: ${e.message}`); resolve({ code: null, signal: null }); });
-    });
-    /** @type {{ code: number | null, signal: string | null } | null} */
-    this.exit = null;
-    this.exited.then((e) => { this.exit = /** @type {any} */ (e); });
-    for (const stream of /** @type {const} */ (['stdout', 'stderr'])) {
-      let buf = '';
-      this.proc[stream]?.on('data', (/** @type {Buffer} */ chunk) => {
-        buf += chunk.toString('utf8');
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          this.log.push(stream === 'stdout' ? `[out] ${line}` : line);
-          if (this.log.length > 2000) this.log.splice(0, 1000);
-          for (const w of this.watchers) w(line, stream);
-        }
-      });
-    }
-  }
-
-  /**
-   * Resolves with fn's first non-undefined answer for an output line; rejects if the
-   * process exits first or after timeoutMs.
-   * @template T
-   * @param {(line: string, stream: 'stdout' | 'stderr') => T | undefined} fn
-   * @param {number} timeoutMs
-   * @param {string} what
-   * @returns {Promise<T>}
-   */
-  waitLine(fn, timeoutMs, what) {
-    return new Promise((resolve, reject) => {
-      /** @param {string} line @param {'stdout' | 'stderr'} stream */
-      const watcher = (line, stream) => {
-        const v = fn(line, stream);
-        if (v !== undefined) done(null, v);
-      };
-      const timer = setTimeout(() => done(new Error(`${this.name}: no ${what} within ${timeoutMs} ms:\n${this.tail(40)}`)), timeoutMs);
-      this.exited.then(() => done(new Error(`${this.name} exited (${JSON.stringify(this.exit)}) before ${what}:\n${this.tail(40)}`)));
-      let finished = false;
-      /** @param {Error | null} err @param {T} [v] */
-      const done = (err, v) => {
-        if (finished) return;
-        finished = true;
-        clearTimeout(timer);
-        this.watchers = this.watchers.filter((w) => w !== watcher);
-        if (err) reject(err); else resolve(/** @type {T} */ (v));
-      };
-      this.watchers.push(watcher);
-    });
-  }
-
-  /** SIGTERM, SIGKILL after graceMs; waits for the exit. */
-  async stop(graceMs = 5_000) {
-    if (this.exit === null && this.proc.exitCode === null && this.proc.signalCode === null) {
-      this.proc.kill('SIGTERM');
-      const timer = setTimeout(() => this.proc.kill('SIGKILL'), graceMs);
-      await this.exited;
-      clearTimeout(timer);
-    }
-    this.forget();
-  }
-
-  /** @param {number} n */
-  tail(n = 30) {
-    return this.log.slice(-n).join('\n');
-  }
-}
 
 /** moto's server on 127.0.0.1 (DynamoDB and the rest, in memory). */
 export class Moto {

@@ -1,7 +1,8 @@
 //! [`DynamoStore`]: the [`ConnectionStore`] port on one DynamoDB table, for the Lambda
 //! deployment. The layout is in the crate root's docs.
 //!
-//! - `read`: the reads (consistent `GetItem` and `BatchGetItem`, the `byRoom` Query).
+//! - `read`: the reads (consistent `GetItem` and `BatchGetItem`, the `byRoom` Query, and
+//!   [`DynamoStore::due`], the `bySuspension` Query).
 //! - `membership`: `join` and `leave`, with the room cap.
 //! - `session`: sockets and participants coming and going: connect, remove, suspend,
 //!   resume, expire.
@@ -87,17 +88,6 @@ impl DynamoStore {
         &self.table
     }
 
-    /// Suspended participants whose resume grace ended by `now`, for a scheduled sweep to
-    /// pass to [`Signalling::expire`](meshcall_core::Signalling::expire): one Query per page
-    /// of the sparse `bySuspension` index (only suspended participants are in it). Never a
-    /// Scan.
-    ///
-    /// # Errors
-    /// [`StoreError`] if the Query fails.
-    pub async fn due(&self, now: SystemTime) -> Result<Vec<ConnectionId>, StoreError> {
-        self.query_due(now).await
-    }
-
     /// When an item refreshed at `now` expires, in epoch seconds.
     fn expires_at(&self, now: SystemTime) -> i64 {
         crate::table::epoch_secs(now + self.ttl)
@@ -179,17 +169,8 @@ impl ConnectionStore for DynamoStore {
         id: &ConnectionId,
     ) -> Result<Option<(Option<RoomId>, Member)>, StoreError> {
         let item = self.get(participant_key(id)).await?;
-        Ok(
-            ParticipantRow::decode(item.as_ref(), SystemTime::now())?.map(|p| {
-                (
-                    p.room,
-                    Member {
-                        id: p.id,
-                        socket: p.socket,
-                    },
-                )
-            }),
-        )
+        Ok(ParticipantRow::decode(item.as_ref(), SystemTime::now())?
+            .map(|p| (p.room.clone(), p.into_member())))
     }
 
     /// One Query per page of the `byRoom` index.

@@ -1,6 +1,6 @@
-//! The store's reads. All but [`members`](DynamoStore::query_members) are strongly
-//! consistent: they decide writes, or tell a joiner who is already there. Every read skips
-//! items whose `expiresAt` has passed.
+//! The store's reads. All but [`members`](DynamoStore::query_members) and
+//! [`due`](DynamoStore::due) are strongly consistent: they decide writes, or tell a joiner
+//! who is already there. Every read skips items whose `expiresAt` has passed.
 
 use std::{collections::HashMap, time::SystemTime};
 
@@ -14,7 +14,7 @@ use super::DynamoStore;
 use crate::{
     table::{
         BY_ROOM, BY_SUSPENSION, DUE, Item, PK, ParticipantRow, SocketRow, epoch_millis, member_set,
-        n, names_in, participant_key, room_key, s, socket_key,
+        n, names_in, participant_id, participant_key, room_key, s, socket_key,
     },
     transaction::{ATTEMPTS, Contended, backoff},
 };
@@ -34,13 +34,10 @@ pub(super) struct RoomRead {
 
 impl RoomRead {
     /// The live members.
-    pub(super) fn members(&self) -> Vec<Member> {
+    pub(super) fn members(self) -> Vec<Member> {
         self.live
-            .iter()
-            .map(|p| Member {
-                id: p.id.clone(),
-                socket: p.socket.clone(),
-            })
+            .into_iter()
+            .map(ParticipantRow::into_member)
             .collect()
     }
 }
@@ -123,18 +120,32 @@ impl DynamoStore {
         socket: &ConnectionId,
         now: SystemTime,
     ) -> Result<Option<ParticipantRow>, StoreError> {
+        Ok(self.attached_and(socket, None, now).await?.0)
+    }
+
+    /// [`attached`](Self::attached), reading the item at `also` in the same `BatchGetItem`
+    /// (`None` for no such item, or when the socket is not there: then it is not read).
+    pub(super) async fn attached_and(
+        &self,
+        socket: &ConnectionId,
+        also: Option<AttributeValue>,
+        now: SystemTime,
+    ) -> Result<(Option<ParticipantRow>, Option<Item>), StoreError> {
         let (skey, pkey) = (socket_key(socket), participant_key(socket));
-        let mut items = self.batch_get(vec![skey.clone(), pkey.clone()]).await?;
+        let keys = [skey.clone(), pkey.clone()].into_iter().chain(also.clone());
+        let mut items = self.batch_get(keys.collect()).await?;
         let Some(socket_row) = SocketRow::decode(items.get(&key_string(&skey)), now)? else {
-            return Ok(None);
+            return Ok((None, None));
         };
+        let also = also.and_then(|k| items.get(&key_string(&k)).cloned());
         let participant_item = if socket_row.participant == *socket {
             items.remove(&key_string(&pkey))
         } else {
             self.get(participant_key(&socket_row.participant)).await?
         };
-        Ok(ParticipantRow::decode(participant_item.as_ref(), now)?
-            .filter(|p| p.id == socket_row.participant && p.socket.as_ref() == Some(socket)))
+        let me = ParticipantRow::decode(participant_item.as_ref(), now)?
+            .filter(|p| p.id == socket_row.participant && p.socket.as_ref() == Some(socket));
+        Ok((me, also))
     }
 
     /// Who is in `room` other than `except`, strongly consistent: the room item's member
@@ -180,18 +191,20 @@ impl DynamoStore {
         let mut members = Vec::with_capacity(items.len());
         for item in &items {
             if let Some(p) = ParticipantRow::decode(Some(item), now)? {
-                members.push(Member {
-                    id: p.id,
-                    socket: p.socket,
-                });
+                members.push(p.into_member());
             }
         }
         Ok(members)
     }
 
-    /// Suspended participants whose grace ended by `now`: Query on the `bySuspension`
-    /// index, every page. Eventually consistent; `expire` checks each one again.
-    pub(super) async fn query_due(&self, now: SystemTime) -> Result<Vec<ConnectionId>, StoreError> {
+    /// Suspended participants whose resume grace ended by `now`, for a scheduled sweep to
+    /// pass to [`Signalling::expire`](meshcall_core::Signalling::expire): one Query per page
+    /// of the sparse `bySuspension` index (only suspended participants are in it), never a
+    /// Scan. Eventually consistent; `expire` checks each one again.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the Query fails.
+    pub async fn due(&self, now: SystemTime) -> Result<Vec<ConnectionId>, StoreError> {
         let items = self
             .query_all(
                 BY_SUSPENSION,
@@ -201,12 +214,7 @@ impl DynamoStore {
             .await?;
         let mut due = Vec::with_capacity(items.len());
         for item in &items {
-            let id = item
-                .get(PK)
-                .and_then(|k| k.as_s().ok())
-                .and_then(|k| k.strip_prefix("p#"))
-                .and_then(|id| ConnectionId::parse(id).ok());
-            match id {
+            match participant_id(item) {
                 Some(id) => due.push(id),
                 None => {
                     tracing::warn!(key = ?item.get(PK), "bySuspension holds a non-participant");

@@ -11,7 +11,7 @@ use meshcall_core::{
 use super::DynamoStore;
 use crate::{
     table::{
-        DUE, EXPIRES_AT, PARTICIPANT_ID, ParticipantRow, SOCKET_ID, SocketRow, epoch_millis, n,
+        DUE, EXPIRES_AT, PARTICIPANT_ID, ParticipantRow, SOCKET_ID, epoch_millis, n,
         participant_key, room_key, s, set_of, socket_key,
     },
     transaction::{ATTEMPTS, Contended, Outcome, Write, pause, transact},
@@ -113,39 +113,34 @@ impl DynamoStore {
             let Some(me) = self.attached(socket, now).await? else {
                 return Ok(None);
             };
-            let Some(room) = &me.room else {
+            let writes = match &me.room {
                 // Nothing to keep for a participant in no room.
-                let outcome =
-                    transact(&self.client, &self.table, Self::removal(&me, socket)).await?;
-                if outcome == Outcome::Committed {
-                    return Ok(None);
+                None => Self::removal(&me, socket),
+                Some(room) => {
+                    let values = [
+                        (":me", s(me.id.as_str())),
+                        (":socket", s(socket.as_str())),
+                        (":room", s(room.as_str())),
+                        (":until", n(epoch_millis(until))),
+                        (":exp", n(self.expires_at(until))),
+                        (":due", s(DUE)),
+                    ];
+                    vec![
+                        Write::delete(socket_key(socket))
+                            .when("#part = :me")
+                            .values(values.clone()),
+                        Write::update(
+                            participant_key(&me.id),
+                            "SET #until = :until, #exp = :exp, #sweep = :due REMOVE #socket",
+                        )
+                        .when("#socket = :socket AND #room = :room")
+                        .values(values),
+                    ]
                 }
-                pause(attempt, &outcome).await;
-                continue;
             };
-            let id = &me.id;
-            let values = [
-                (":me", s(id.as_str())),
-                (":socket", s(socket.as_str())),
-                (":room", s(room.as_str())),
-                (":until", n(epoch_millis(until))),
-                (":exp", n(self.expires_at(until))),
-                (":due", s(DUE)),
-            ];
-            let writes = vec![
-                Write::delete(socket_key(socket))
-                    .when("#part = :me")
-                    .values(values.clone()),
-                Write::update(
-                    participant_key(id),
-                    "SET #until = :until, #exp = :exp, #sweep = :due REMOVE #socket",
-                )
-                .when("#socket = :socket AND #room = :room")
-                .values(values),
-            ];
             let outcome = transact(&self.client, &self.table, writes).await?;
             if outcome == Outcome::Committed {
-                return Ok(Some(me.id));
+                return Ok(me.room.is_some().then_some(me.id));
             }
             pause(attempt, &outcome).await;
         }
@@ -245,26 +240,13 @@ impl DynamoStore {
         socket: &ConnectionId,
         now: SystemTime,
     ) -> Result<Option<(ConnectionId, ParticipantRow, RoomId)>, StoreError> {
-        let keys = [
-            socket_key(socket),
-            participant_key(socket),
-            participant_key(participant),
-        ];
-        let mut items = self.batch_get(keys.to_vec()).await?;
-        let key =
-            |k: &aws_sdk_dynamodb::types::AttributeValue| k.as_s().cloned().unwrap_or_default();
-        let Some(new_socket) = SocketRow::decode(items.get(&key(&keys[0])), now)? else {
+        let (placeholder, target) = self
+            .attached_and(socket, Some(participant_key(participant)), now)
+            .await?;
+        let target = ParticipantRow::decode(target.as_ref(), now)?;
+        let Some(placeholder) = placeholder.filter(|p| p.room.is_none()) else {
             return Ok(None);
         };
-        let placeholder_item = if new_socket.participant == *socket {
-            items.remove(&key(&keys[1]))
-        } else {
-            self.get(participant_key(&new_socket.participant)).await?
-        };
-        let fresh = new_socket.room.is_none()
-            && ParticipantRow::decode(placeholder_item.as_ref(), now)?
-                .is_some_and(|p| p.room.is_none() && p.socket.as_ref() == Some(socket));
-        let target = ParticipantRow::decode(items.get(&key(&keys[2])), now)?;
         let now_ms = epoch_millis(now);
         let Some((target, room)) = target.and_then(|t| {
             let within_grace = t.suspended_until.is_none_or(|until| now_ms < until);
@@ -273,7 +255,7 @@ impl DynamoStore {
         }) else {
             return Ok(None);
         };
-        Ok(fresh.then_some((new_socket.participant, target, room)))
+        Ok(Some((placeholder.id, target, room)))
     }
 
     /// `expire`: one `GetItem`; if the grace is over, one transaction.

@@ -24,7 +24,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
 use meshcall_aws::{DynamoStore, create_table};
 use meshcall_core::{
-    Delivery, Outbound, PushError, Pusher,
+    ConnectionStore, Delivery, Outbound, PushError, Pusher,
     protocol::{ConnectionId, RoomId},
 };
 use serde_json::Value;
@@ -37,18 +37,26 @@ pub(crate) fn room(s: &str) -> RoomId {
     RoomId::parse(s).unwrap()
 }
 
-/// Static credentials and a region, for emulators and stubs (requests are still signed).
+/// The region of every test client.
+pub(crate) const REGION: &str = "us-east-1";
+
+/// Static credentials, for emulators and stubs (requests are still signed).
+pub(crate) fn credentials() -> SharedCredentialsProvider {
+    SharedCredentialsProvider::new(Credentials::new(
+        "test",
+        "test",
+        None,
+        None,
+        "meshcall-tests",
+    ))
+}
+
+/// Static credentials and a region, for emulators and stubs.
 pub(crate) fn test_config(endpoint: Option<&str>) -> SdkConfig {
     let mut config = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "meshcall-tests",
-        )));
+        .region(Region::new(REGION))
+        .credentials_provider(credentials());
     if let Some(endpoint) = endpoint {
         config = config.endpoint_url(endpoint);
     }
@@ -124,6 +132,12 @@ pub(crate) async fn store(test: &str) -> Option<DynamoStore> {
     Some(store)
 }
 
+/// The ids of `r`'s members, in the order `members` gives them (join order).
+pub(crate) async fn member_ids(store: &DynamoStore, r: &str) -> Vec<String> {
+    let members = store.members(&room(r)).await.unwrap();
+    members.into_iter().map(|m| m.id.to_string()).collect()
+}
+
 /// Asserts the store never scanned.
 #[track_caller]
 pub(crate) fn assert_no_scans(store: &DynamoStore) {
@@ -187,6 +201,13 @@ impl RecordingPusher {
     /// Every push not drained yet.
     pub(crate) fn pending(&self) -> Vec<Push> {
         lock(&self.pushes).clone()
+    }
+
+    /// Asserts that every push was drained (or cleared).
+    #[track_caller]
+    pub(crate) fn assert_drained(&self) {
+        let pending = self.pending();
+        assert!(pending.is_empty(), "pushes not drained: {pending:?}");
     }
 }
 

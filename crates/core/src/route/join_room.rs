@@ -36,20 +36,8 @@ pub(super) async fn run<S: ConnectionStore, P: Pusher>(
     if let Some(old) = &joined.left {
         sig.announce_departure(id, old).await?;
     }
-    let participants: Vec<ConnectionId> = joined.others.iter().map(|m| m.id.clone()).collect();
-    let token = sig.config.resume.as_ref().map(|r| r.key.token(id));
-    let ice_servers = sig.config.ice_servers_for(id, now);
-    let reply = ServerMessage::Joined {
-        room_id: &room,
-        connection_id: id,
-        participants: &participants,
-        ice_servers: &ice_servers,
-        resume_token: token.as_deref(),
-        resumed: false,
-    };
-    let delivered = sig
-        .send_to(socket, &Outbound::new(Kind::Joined, reply.to_json()))
-        .await;
+    let reply = sig.joined(id, &room, &joined.others, false, now);
+    let delivered = sig.send_to(socket, &reply).await;
     // A joiner found gone has already been removed and its room told: announcing it now
     // would leave the others a phantom peer.
     if delivered && !joined.already_member {
@@ -58,6 +46,7 @@ pub(super) async fn run<S: ConnectionStore, P: Pusher>(
         };
         sig.send_to_members(
             &joined.others,
+            None,
             &Outbound::new(Kind::NewParticipant, news.to_json()),
         )
         .await;

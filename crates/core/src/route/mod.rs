@@ -90,9 +90,13 @@ pub struct Outcome {
 /// A route's failure: the client's mistake (answered with an `error` frame) or the store's.
 #[derive(Debug)]
 enum RouteError {
-    Client(ErrorCode, Cow<'static, str>),
-    /// `signal` to a peer that is not in the sender's room: the error names the peer.
-    PeerNotFound(ConnectionId, String),
+    /// Refused with `code`; `about` is the peer the error names (`signal` to a peer that is
+    /// not in the sender's room).
+    Client {
+        code: ErrorCode,
+        message: Cow<'static, str>,
+        about: Option<ConnectionId>,
+    },
     Store(StoreError),
 }
 
@@ -103,7 +107,11 @@ impl From<StoreError> for RouteError {
 }
 
 fn client_error(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> RouteError {
-    RouteError::Client(code, message.into())
+    RouteError::Client {
+        code,
+        message: message.into(),
+        about: None,
+    }
 }
 
 /// The signalling service: routes over a [`ConnectionStore`] and a [`Pusher`].
@@ -226,15 +234,13 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
         };
         let error = match result {
             Ok(()) => None,
-            Err(RouteError::Client(code, message)) => {
+            Err(RouteError::Client {
+                code,
+                message,
+                about,
+            }) => {
                 tracing::debug!(route = route.as_str(), code = code.as_str(), "refused");
-                self.refuse(socket, code, &message).await;
-                Some(code)
-            }
-            Err(RouteError::PeerNotFound(to, message)) => {
-                let code = ErrorCode::PeerNotFound;
-                tracing::debug!(route = route.as_str(), code = code.as_str(), "refused");
-                default::refuse_about(self, socket, code, &message, Some(&to)).await;
+                default::refuse_about(self, socket, code, &message, about.as_ref()).await;
                 Some(code)
             }
             Err(RouteError::Store(e)) => {
@@ -269,11 +275,16 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
         }
     }
 
-    /// Sends one frame to every member that has a socket (suspended members miss it).
-    /// Sockets that turn out to be gone are removed and their rooms told; the rest still
-    /// get the frame.
-    async fn send_to_members(&self, members: &[Member], frame: &Outbound) {
-        let gone = self.push_all(&sockets(members), frame).await;
+    /// Sends one frame to every member but `except` that has a socket (suspended members
+    /// miss it). Sockets that turn out to be gone are removed and their rooms told; the
+    /// rest still get the frame.
+    async fn send_to_members(
+        &self,
+        members: &[Member],
+        except: Option<&ConnectionId>,
+        frame: &Outbound,
+    ) {
+        let gone = self.push_all(members, except, frame).await;
         self.settle(gone).await;
     }
 
@@ -294,21 +305,26 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
                 }
             };
             tracing::warn!(conn_id = %id, room_id = %room, "dropped a gone connection");
-            match self.store.members(&room).await {
-                Ok(members) => {
-                    let left = participant_left(&id);
-                    gone.extend(self.push_all(&sockets(&members), &left).await);
-                }
+            match self.push_departure(&id, &room).await {
+                Ok(more) => gone.extend(more),
                 Err(e) => tracing::error!(error = %e, "store failed listing a room"),
             }
         }
     }
 
-    /// Pushes to every target, at most `fanout_concurrency` at a time; returns the
-    /// connections that were gone.
-    async fn push_all(&self, targets: &[ConnectionId], frame: &Outbound) -> Vec<ConnectionId> {
+    /// Pushes to the socket of every member but `except` (suspended members have none), at
+    /// most `fanout_concurrency` at a time; returns the sockets that were gone.
+    async fn push_all(
+        &self,
+        members: &[Member],
+        except: Option<&ConnectionId>,
+        frame: &Outbound,
+    ) -> Vec<ConnectionId> {
         let limit = self.config.fanout_concurrency.max(1);
-        let mut pending = targets.iter();
+        let mut pending = members
+            .iter()
+            .filter(|m| Some(&m.id) != except)
+            .filter_map(|m| m.socket.as_ref());
         let mut in_flight = FuturesUnordered::new();
         let mut gone = Vec::new();
         loop {
@@ -338,16 +354,47 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
 
     /// Tells the members of `room` that participant `id` left it.
     async fn announce_departure(&self, id: &ConnectionId, room: &RoomId) -> Result<(), StoreError> {
-        let members = self.store.members(room).await?;
-        let others: Vec<Member> = members.into_iter().filter(|m| &m.id != id).collect();
-        self.send_to_members(&others, &participant_left(id)).await;
+        let gone = self.push_departure(id, room).await?;
+        self.settle(gone).await;
         Ok(())
     }
-}
 
-/// The sockets to reach `members` through (suspended members have none).
-fn sockets(members: &[Member]) -> Vec<ConnectionId> {
-    members.iter().filter_map(|m| m.socket.clone()).collect()
+    /// Pushes `participantLeft` for `id` to the other members of `room`; returns the
+    /// sockets that were gone.
+    async fn push_departure(
+        &self,
+        id: &ConnectionId,
+        room: &RoomId,
+    ) -> Result<Vec<ConnectionId>, StoreError> {
+        let members = self.store.members(room).await?;
+        Ok(self
+            .push_all(&members, Some(id), &participant_left(id))
+            .await)
+    }
+
+    /// The `joined` reply for participant `id` in `room`, with the `others` already there
+    /// and, with resume on, a fresh token.
+    fn joined(
+        &self,
+        id: &ConnectionId,
+        room: &RoomId,
+        others: &[Member],
+        resumed: bool,
+        now: SystemTime,
+    ) -> Outbound {
+        let participants: Vec<ConnectionId> = others.iter().map(|m| m.id.clone()).collect();
+        let ice_servers = self.config.ice_servers_for(id, now);
+        let token = self.config.resume.as_ref().map(|r| r.key.token(id));
+        let reply = ServerMessage::Joined {
+            room_id: room,
+            connection_id: id,
+            participants: &participants,
+            ice_servers: &ice_servers,
+            resume_token: token.as_deref(),
+            resumed,
+        };
+        Outbound::new(Kind::Joined, reply.to_json())
+    }
 }
 
 fn participant_left(conn: &ConnectionId) -> Outbound {

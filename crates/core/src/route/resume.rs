@@ -4,10 +4,10 @@
 
 use std::time::SystemTime;
 
-use meshcall_protocol::{ConnectionId, ErrorCode, ServerMessage};
+use meshcall_protocol::{ConnectionId, ErrorCode};
 
 use super::{RouteError, Signalling, client_error};
-use crate::{ConnectionStore, Kind, Outbound, Pusher, ResumeError};
+use crate::{ConnectionStore, Pusher, ResumeError};
 
 /// Returns the socket the participant was taken from, if it still had one.
 pub(super) async fn run<S: ConnectionStore, P: Pusher>(
@@ -33,18 +33,7 @@ pub(super) async fn run<S: ConnectionStore, P: Pusher>(
         Err(ResumeError::Store(e)) => return Err(e.into()),
     };
     tracing::debug!(conn_id = %id, room_id = %resumed.room, "resumed");
-    let participants: Vec<ConnectionId> = resumed.others.iter().map(|m| m.id.clone()).collect();
-    let token = resume.key.token(&id);
-    let ice_servers = sig.config.ice_servers_for(&id, now);
-    let reply = ServerMessage::Joined {
-        room_id: &resumed.room,
-        connection_id: &id,
-        participants: &participants,
-        ice_servers: &ice_servers,
-        resume_token: Some(&token),
-        resumed: true,
-    };
-    sig.send_to(socket, &Outbound::new(Kind::Joined, reply.to_json()))
-        .await;
+    let reply = sig.joined(&id, &resumed.room, &resumed.others, true, now);
+    sig.send_to(socket, &reply).await;
     Ok(resumed.replaced)
 }

@@ -4,7 +4,7 @@
 use meshcall_protocol::{ConnectionId, ErrorCode, RoomId};
 
 use super::{RouteError, Signalling, client_error};
-use crate::{ConnectionStore, Kind, Member, Outbound, Pusher};
+use crate::{ConnectionStore, Kind, Outbound, Pusher};
 
 pub(super) async fn run<S: ConnectionStore, P: Pusher>(
     sig: &Signalling<S, P>,
@@ -19,15 +19,10 @@ pub(super) async fn run<S: ConnectionStore, P: Pusher>(
             format!("join room {room} before sending to it"),
         ));
     };
-    let others: Vec<Member> = sig
-        .store
-        .members(room)
-        .await?
-        .into_iter()
-        .filter(|m| m.id != sender.id)
-        .collect();
-    tracing::debug!(conn_id = %sender.id, room_id = %room, bytes = message.len(), receivers = others.len(), "room message");
-    sig.send_to_members(&others, &Outbound::new(Kind::RoomMessage, message))
+    let members = sig.store.members(room).await?;
+    tracing::debug!(conn_id = %sender.id, room_id = %room, bytes = message.len(), receivers = members.iter().filter(|m| m.id != sender.id).count(), "room message");
+    let frame = Outbound::new(Kind::RoomMessage, message);
+    sig.send_to_members(&members, Some(&sender.id), &frame)
         .await;
     Ok(())
 }

@@ -34,10 +34,11 @@ pub(super) async fn run<S: ConnectionStore, P: Pusher>(
     let target = match sig.store.participant(to).await? {
         Some((Some(their_room), member)) if their_room == room => member,
         _ => {
-            return Err(RouteError::PeerNotFound(
-                to.clone(),
-                format!("no participant {to} in room {room}"),
-            ));
+            return Err(RouteError::Client {
+                code: ErrorCode::PeerNotFound,
+                message: format!("no participant {to} in room {room}").into(),
+                about: Some(to.clone()),
+            });
         }
     };
     tracing::debug!(conn_id = %sender, room_id = %room, bytes = data.get().len(), "signal");

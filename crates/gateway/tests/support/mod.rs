@@ -107,7 +107,7 @@ pub fn parse_settings(argv: &[&str]) -> Settings {
 }
 
 /// One HTTP response.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -233,13 +233,8 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
 pub struct Invocation {
     pub request_id: String,
     pub event: Value,
-    pub response: HttpResponse2,
-}
-
-/// The `/next` response's headers, kept for checks.
-#[derive(Debug, Clone)]
-pub struct HttpResponse2 {
-    pub headers: Vec<(String, String)>,
+    /// The `/next` response, kept for checks of its headers.
+    pub response: HttpResponse,
 }
 
 impl Invocation {
@@ -291,39 +286,50 @@ impl Runtime {
                 .expect("a request id")
                 .to_owned(),
             event: r.json(),
-            response: HttpResponse2 {
-                headers: r.headers.clone(),
-            },
+            response: r,
         }
     }
 
     /// Answers `invocation` with `body`.
     pub async fn respond(&self, invocation: &Invocation, body: &Value) {
-        let r = http(
-            self.addr,
-            "POST",
-            &format!(
-                "/2018-06-01/runtime/invocation/{}/response",
-                invocation.request_id
-            ),
+        self.answer(
+            invocation,
+            "response",
             &[("Content-Type", "application/json")],
-            body.to_string().as_bytes(),
+            body,
         )
         .await;
-        assert_eq!(r.status, 202, "{}", r.text());
     }
 
     /// Answers `invocation` with an error, as `lambda_runtime` reports a handler error.
     pub async fn fail(&self, invocation: &Invocation, message: &str) {
         let body = json!({"errorType": "&str", "errorMessage": message});
+        self.answer(
+            invocation,
+            "error",
+            &[("lambda-runtime-function-error-type", "unhandled")],
+            &body,
+        )
+        .await;
+    }
+
+    /// Posts `body` to `invocation/{id}/{outcome}` and expects it accepted.
+    async fn answer(
+        &self,
+        invocation: &Invocation,
+        outcome: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) {
+        let path = format!(
+            "/2018-06-01/runtime/invocation/{}/{outcome}",
+            invocation.request_id
+        );
         let r = http(
             self.addr,
             "POST",
-            &format!(
-                "/2018-06-01/runtime/invocation/{}/error",
-                invocation.request_id
-            ),
-            &[("lambda-runtime-function-error-type", "unhandled")],
+            &path,
+            headers,
             body.to_string().as_bytes(),
         )
         .await;
@@ -446,10 +452,33 @@ pub async fn connect(url: &str) -> Client {
     .0
 }
 
-/// A WebSocket over a raw handshake written by hand (header names as given), returning the
-/// stream before it is wrapped, after the 101.
-pub async fn raw_handshake(addr: SocketAddr, path: &str, extra: &[(&str, &str)]) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
+/// The `requestContext.connectionId` of an event.
+pub fn conn_id(event: &Value) -> String {
+    event["requestContext"]["connectionId"]
+        .as_str()
+        .expect("a connection id")
+        .to_owned()
+}
+
+/// Connects a client at `/ws` and takes its `$connect` from `f`: the client and its id.
+pub async fn connected(gw: &Gateway, f: &mut Function) -> (Client, String) {
+    let ws = connect(&gw.ws_url("/ws")).await;
+    let id = conn_id(&f.next_route("$connect").await);
+    (ws, id)
+}
+
+/// `id`'s `$disconnect` from `f`, checked to carry the close status `code`.
+pub async fn disconnected(f: &mut Function, id: &str, code: u16) -> Value {
+    let event = f.next_of(id, "$disconnect").await;
+    assert_eq!(
+        event["requestContext"]["disconnectStatusCode"], code,
+        "{event:#}"
+    );
+    event
+}
+
+/// A WebSocket handshake request written by hand, header names as given.
+pub fn handshake_request(addr: SocketAddr, path: &str, extra: &[(&str, &str)]) -> String {
     let mut request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
@@ -458,6 +487,14 @@ pub async fn raw_handshake(addr: SocketAddr, path: &str, extra: &[(&str, &str)])
         let _ = write!(request, "{name}: {value}\r\n");
     }
     request.push_str("\r\n");
+    request
+}
+
+/// A WebSocket over a raw handshake written by hand (header names as given), returning the
+/// stream before it is wrapped, after the 101.
+pub async fn raw_handshake(addr: SocketAddr, path: &str, extra: &[(&str, &str)]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = handshake_request(addr, path, extra);
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut head = Vec::new();
     within("the handshake response", async {

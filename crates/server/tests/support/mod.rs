@@ -184,6 +184,17 @@ impl TestServer {
         Client { ws }
     }
 
+    /// Two new clients in `room`, the first told of the second:
+    /// `(first, its id, second, its id)`.
+    pub async fn pair_in(&self, room: &str) -> (Client, String, Client, String) {
+        let mut first = self.client().await;
+        let mut second = self.client().await;
+        let first_id = first.id_via(room).await;
+        let second_id = second.id_via(room).await;
+        first.expect_new_participant(&second_id).await;
+        (first, first_id, second, second_id)
+    }
+
     /// Connects with an `Origin` header; returns the HTTP status of a refused upgrade.
     pub async fn client_with_origin(&self, origin: &str) -> Result<Client, u16> {
         let mut req = self.ws_url().into_client_request().unwrap();
@@ -375,6 +386,14 @@ pub async fn http_get_with(
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     (status, headers, body.to_string())
+}
+
+/// A response header's value, by its lower-case name (as [`http_get`] returns them).
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Reads one value from a Prometheus text exposition (`name` includes labels, e.g.
