@@ -101,3 +101,55 @@ empty_bucket() {
     aws s3api delete-objects --bucket "$bucket" --delete "$batch" >/dev/null
   done
 }
+
+# The SSM parameter holding one of a stack's secrets (resume-secret, turn-secret). The
+# template names the same ones (MESHCALL_*_SECRET_PARAMETER and the role's ssm statement).
+secret_parameter() { # stack kind
+  printf '/meshcall/%s/%s\n' "$1" "$2"
+}
+
+# Whether an SSM parameter exists (its value is not read). Exits on any other error.
+parameter_exists() {
+  local err errfile
+  errfile=$(mktemp)
+  if aws ssm get-parameter --name "$1" --query Parameter.Version --output text >/dev/null 2>"$errfile"; then
+    rm -f "$errfile"
+    return 0
+  fi
+  err=$(cat "$errfile")
+  rm -f "$errfile"
+  [[ $err == *ParameterNotFound* ]] || die "cannot read the SSM parameter $1: $err"
+  return 1
+}
+
+# A JSON string literal of $1, with bash alone (no process sees the value in its argv).
+json_string() {
+  local v=$1
+  v=${v//\\/\\\\}
+  v=${v//\"/\\\"}
+  printf '"%s"' "$v"
+}
+
+# Creates or overwrites the SecureString parameter $1 with the value $2 (key alias/aws/ssm).
+# The value reaches the AWS CLI in a 0600 file (--cli-input-json file://), never in argv:
+# printf is a bash builtin, so no process is started with the value either.
+put_secret() { # name value stack description tmpdir
+  local name=$1 value=$2 stack=$3 description=$4 dir=$5 file overwrite tags
+  file="$dir/parameter.json"
+  if parameter_exists "$name"; then
+    overwrite=', "Overwrite": true' tags=""
+  else
+    overwrite="" tags=", \"Tags\": [{\"Key\": \"App\", \"Value\": \"meshcall\"}, {\"Key\": \"Stack\", \"Value\": $(json_string "$stack")}]"
+  fi
+  (
+    umask 077
+    printf '{"Name": %s, "Type": "SecureString", "Description": %s, "Value": %s%s%s}\n' \
+      "$(json_string "$name")" "$(json_string "$description")" "$(json_string "$value")" \
+      "$overwrite" "$tags" >"$file"
+  )
+  if ! aws ssm put-parameter --cli-input-json "file://$file" --query Version --output text >/dev/null; then
+    rm -f "$file"
+    die "could not store the SSM parameter $name"
+  fi
+  rm -f "$file"
+}

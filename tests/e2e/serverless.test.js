@@ -35,7 +35,8 @@ after(async () => {
 
 /** The routes the function serves (crates/gateway's event::ROUTES), plus connect and disconnect. */
 const MESSAGE_ROUTES = ['joinRoom', 'sendMsgToRoom', 'signal', 'leaveRoom', 'ping', 'resume'];
-const KNOWN = new Set(['$connect', '$disconnect', 'sweep', ...MESSAGE_ROUTES]);
+// 'sqs': a batch from the expiry queue (a participant's grace ended).
+const KNOWN = new Set(['$connect', '$disconnect', 'sweep', 'sqs', ...MESSAGE_ROUTES]);
 
 /** Gone within this long: the leaver's leaveRoom goes through a Lambda invocation and DynamoDB. */
 const GONE_MS = 10_000;

@@ -6,10 +6,13 @@
 //! - [`store`]: [`DynamoStore`], the [`ConnectionStore`](meshcall_core::ConnectionStore) on
 //!   one DynamoDB table.
 //! - [`table`]: the table's layout, decoding items, and [`create_table`] for emulators.
-//! - `transaction`: conditional `TransactWriteItems` and their retries (crate-private).
-//! - [`calls`]: [`Calls`], DynamoDB requests counted by operation at the wire.
+//! - `transaction`: conditional `TransactWriteItems` and the one retry loop every write
+//!   runs in (crate-private).
+//! - [`calls`]: [`Calls`], DynamoDB requests counted by operation, and reads by kind, at the
+//!   wire.
 //! - [`pusher`]: [`ApiGatewayPusher`], the [`Pusher`](meshcall_core::Pusher) on the API
-//!   Gateway Management API (`PostToConnection`; 410 Gone is an outcome, not an error).
+//!   Gateway Management API (`PostToConnection`, and `GetConnection` to probe; 410 Gone is
+//!   an outcome, not an error).
 //!
 //! Left to others: the Lambda bootstrap and the mapping from API Gateway's WebSocket event
 //! to the core's calls (`crates/lambda`), the deployment template (`deploy/aws`, which
@@ -17,83 +20,115 @@
 //!
 //! # The table
 //!
+//! This is the one description of the DynamoDB layout; `docs/architecture.md` and the
+//! deployment template point here.
+//!
 //! One table, on-demand, partition key `pk` (string), TTL on `expiresAt` (epoch seconds).
 //! Three kinds of item, told apart by the key's prefix:
 //!
 //! | item | key | attributes |
 //! |---|---|---|
-//! | participant | `p#<id>` | `roomId`, `joinedAt` (epoch ms; both only while in a room), `socketId` (absent while suspended), `suspendedUntil` (epoch ms) and `sweep` (always `due`; both only while suspended), `expiresAt` |
-//! | socket | `s#<socketId>` | `participantId`, `roomId` (a copy of the participant's), `expiresAt` |
-//! | room | `r#<roomId>` | `members` (string set of participant ids, absent when empty), `expiresAt` |
+//! | participant | `p#<id>` | `roomId`, `joinedAt` (epoch ms; both only while in a room); `socketId`: the socket it is attached to, or while suspended the one it dropped from; `suspendedUntil` (epoch ms, only while suspended); `sweep` + `sweepAt` (below; only while in a room); `expiresAt` |
+//! | socket | `s#<socketId>` | `participantId`; `roomId` (a copy of the participant's); `suspendedUntil` (a copy, only while its participant is suspended from it); `expiresAt` |
+//! | room | `r#<roomId>` | `members` (string set of participant ids, the seats; absent when empty), `expiresAt` |
 //!
-//! The global secondary index `byRoom` has partition key `roomId` and sort key `joinedAt`
-//! and projects `socketId` and `expiresAt` (and the keys, so the participant's `pk`). Only
-//! participant items in a room have a `roomId`, so the index is sparse: it holds exactly
-//! the room members.
+//! One global secondary index, `bySweep`: partition key `sweep` (S), sort key `sweepAt`
+//! (N, epoch ms), projecting `socketId` (and the keys). It is sparse: only participants in
+//! a room have a `sweep`, in one of two partitions:
 //!
-//! - **Who is in a room** (`members`, for every fan-out): a Query on `byRoom`, following
-//!   `LastEvaluatedKey` until the last page, so no member is lost past 1 MB. Never a Scan.
+//! - `sweep = "grace"`, `sweepAt = suspendedUntil`: suspended participants, by the end of
+//!   their grace ([`suspend`](meshcall_core::ConnectionStore::suspend) puts them there);
+//! - `sweep = "check"`, `sweepAt` = their next liveness check: attached members
+//!   ([`join`](meshcall_core::ConnectionStore::join) and
+//!   [`resume`](meshcall_core::ConnectionStore::resume) set it to now +
+//!   [`check_every`](DynamoStore::with_check_every), 5 minutes by default;
+//!   [`checked`](meshcall_core::ConnectionStore::checked) moves it on; `leave` removes both
+//!   attributes).
+//!
+//! [`due(now)`](meshcall_core::ConnectionStore::due) is two Queries of it (`sweepAt <= now`
+//! in each partition), page after page: the only Queries, the only index reads and the only
+//! eventually consistent reads the store makes. Index reads lag writes, so `expire` and
+//! `checked` read or condition on the participant item again. Nothing ever Scans.
+//!
+//! - **Who is in a room** (`members`, for every fan-out: `sendMsgToRoom`,
+//!   `participantLeft`, `newParticipant`, and a joiner's `joined.participants`): a strongly
+//!   consistent `GetItem` of the room item, then a strongly consistent `BatchGetItem` of
+//!   the participants its set names (100 keys a call, unprocessed keys retried after a
+//!   backoff), keeping those live and still in that room, in join order (`joinedAt`). A
+//!   member whose join has returned is always listed: the index would lag.
 //! - **A signal's target** (`participant`): one `GetItem` of `p#<id>`.
 //! - **The sender** (`lookup`): one `GetItem` of `s#<socketId>`, which carries its
-//!   participant's room, so a resumed participant costs no second read.
-//! - **The room cap**: the room item's `members` set. A join is one `TransactWriteItems`:
-//!   add the id to the new room's set on condition `size(members) < cap`, move the
-//!   participant (on condition that it is still where the store read it) and its socket's
-//!   copy, and take the id out of the old room's set. DynamoDB serialises transactions on
-//!   the same item, so however many Lambda instances race for the last seat, one condition
-//!   holds and the others are cancelled whole (nothing partly written; the refused stay
-//!   where they were). A transaction rather than a lone conditional update because the seat
-//!   and the participant's room must change together, or a failure between two calls would
-//!   leave a seat taken by no one or a member without a seat. A set rather than a counter
-//!   because adding and removing an id are idempotent, and because a set says *which* seats
-//!   are taken: a participant that vanished without leaving (a `$disconnect` that never ran,
-//!   then TTL) is found and its seat freed, checked in the same transaction, when its room
-//!   looks full.
-//! - **Who a joiner meets** (`joined.participants`, and who is told `newParticipant`): read
-//!   strongly consistently after the transaction (`GetItem` of the room item, `BatchGetItem` of
-//!   its members), not from the index, whose reads are eventually consistent: two people
-//!   joining a room at once must each find the other. Both may then list each other, which
-//!   clients take as they take any `newParticipant` for a peer they know.
-//! - **Every other write** (leave, `$disconnect`, suspend, resume, expire) is one
-//!   transaction whose conditions pin what was read just before; a cancelled one reads
-//!   again and retries (a pause first after a conflict), up to 10 times.
+//!   participant's room and whether it is suspended from that socket (then it is no one's).
+//! - **The room cap**: the room item's `members` set. A join reads the socket, its
+//!   participant and the room item in one `BatchGetItem`. If the set is already at the cap,
+//!   it reads the holders (`BatchGetItem`) and refuses with `RoomFull` unless some vanished
+//!   without leaving (gone, expired or elsewhere: their seats are cleared in one
+//!   transaction that re-checks each, and the join reads again). So a refusal writes
+//!   nothing and contends for nothing. Otherwise the join is one `TransactWriteItems`: add
+//!   the id to the set on condition `size(members) < cap`, move the participant (on
+//!   condition that it is still where the store read it) and its socket's copy, and take
+//!   the id out of the old room's set. DynamoDB serialises transactions on one item, so of
+//!   any number of racing joins for the last seat one commits and the rest are cancelled
+//!   whole. A transaction rather than a lone conditional update because the seat and the
+//!   participant's room must change together; a set rather than a counter because adding
+//!   and removing an id are idempotent and a set says *which* seats are taken.
+//! - **Suspension** (a socket dropped, resume on): the participant keeps its seat, its
+//!   room and its `socketId`, gains `suspendedUntil` and `sweep = "grace"`; the socket item
+//!   stays, marked with the same `suspendedUntil`. A second report of the same drop changes
+//!   nothing. A clean close of that socket (`remove_connection`) ends the participant; a
+//!   `resume` on a new socket deletes the old socket item (suspended-from or still
+//!   attached; only the latter is reported as replaced, for the gateway to close).
+//! - **Every write** but `checked` (one conditional `UpdateItem` of `sweepAt`, on
+//!   condition that the participant is still attached to that socket) is one transaction
+//!   whose conditions pin what was read just before it
+//!   (optimistic concurrency), in one retry loop (`transaction::retry`): a cancellation
+//!   for a failed condition reads again at once; one for a conflict (`TransactionConflict`:
+//!   another transaction on the same item in flight, as in a crowd joining one room) reads
+//!   again after a jittered backoff (4–8 ms, doubling up to 64–128 ms). It gives up only
+//!   after 2 s of pauses or 40 attempts.
 //! - **Expiry**: every item gets `expiresAt` = last refresh + 3 hours (past API Gateway's
-//!   2-hour connection limit), refreshed by `$connect`, joins and resumes. DynamoDB deletes
-//!   expired items late (emulators never), so every read treats an item past its
-//!   `expiresAt` as absent. A suspended participant past its grace cannot resume, but stays
-//!   in its room until `expire` removes it and its room is told.
+//!   2-hour connection limit), refreshed by `$connect`, joins, resumes and suspensions.
+//!   DynamoDB deletes expired items late (emulators never), so every read treats an item
+//!   past its `expiresAt` as absent.
 //!
-//! A second sparse index, `bySuspension` (partition key `sweep`, sort key
-//! `suspendedUntil`, keys only), holds exactly the suspended participants. A scheduled
-//! sweep ([`DynamoStore::due`]) Queries it for graces that ended and hands each id to
-//! `Signalling::expire`, which tells the room. On AWS an EventBridge rule invokes the
-//! function once a minute for it, so a dropped participant who never resumes is announced
-//! between its grace and one minute after; the local gateway sweeps every second.
+//! # Time
+//!
+//! The store never reads a clock: every port method takes `now` from its caller, and
+//! `joinedAt`, `suspendedUntil`, `sweepAt` and `expiresAt` derive from it. Nothing in the
+//! crate reads the time of day: the retry jitter takes its randomness from `RandomState`,
+//! and the retry budget adds up the pauses it slept rather than reading a clock.
 //!
 //! # Calls
 //!
-//! [`DynamoStore::calls`] counts requests by operation at the wire. Per message kind, as
-//! measured by `tests/routes.rs`, for rooms under 1 MB of index entries and no contention:
+//! [`DynamoStore::calls`] counts requests by operation at the wire, and reads by kind
+//! (index or not, consistent or not). Per message kind, as measured by `tests/routes.rs`,
+//! with no contention (every one of these reads is strongly consistent and none reads an
+//! index; the test asserts it):
 //!
 //! | route | DynamoDB requests |
 //! |---|---|
 //! | `$connect` | `TransactWriteItems` 1 |
-//! | `joinRoom` | `BatchGetItem` 2 + `GetItem` 1 + `TransactWriteItems` 1; + `Query` 1 when it leaves another room (whose members are told); `BatchGetItem` 1 into an empty room |
-//! | `joinRoom` of the room it is in | `BatchGetItem` 2 + `GetItem` 1 |
-//! | `sendMsgToRoom` | `GetItem` 1 + `Query` 1 |
+//! | `joinRoom` into an empty room | `BatchGetItem` 1 + `TransactWriteItems` 1 + `GetItem` 1 |
+//! | `joinRoom` (others there, told `newParticipant`) | `BatchGetItem` 2 + `TransactWriteItems` 1 + `GetItem` 1 |
+//! | `joinRoom` from another room (its members told `participantLeft`) | `BatchGetItem` 3 + `TransactWriteItems` 1 + `GetItem` 2 (one `BatchGetItem` less for each room with no one else) |
+//! | `joinRoom` of the room it is in | `BatchGetItem` 2 |
+//! | `joinRoom` of a full room (`roomFull`) | `BatchGetItem` 2, + `GetItem` 1 + `BatchGetItem` 1 when the core probes the members for ghosts (at most every 5 s per room and instance) |
+//! | `sendMsgToRoom` | `GetItem` 2 + `BatchGetItem` 1 |
 //! | `signal` | `GetItem` 2 |
-//! | `leaveRoom` | `BatchGetItem` 1 + `TransactWriteItems` 1 + `Query` 1 |
-//! | `$disconnect` | `BatchGetItem` 1 + `TransactWriteItems` 1; + `Query` 1 from a room |
-//! | a drop kept for resume (`suspend`) | `BatchGetItem` 1 + `TransactWriteItems` 1 |
+//! | `leaveRoom` | `BatchGetItem` 2 + `TransactWriteItems` 1 + `GetItem` 1 (`BatchGetItem` 1 if no one is left to tell) |
+//! | `$disconnect` | `BatchGetItem` 1 + `TransactWriteItems` 1; + `GetItem` 1 + `BatchGetItem` 1 from a room with others in it |
+//! | a drop kept for resume (`suspend`) | `BatchGetItem` 1 + `TransactWriteItems` 1; the same drop reported again: `BatchGetItem` 1 |
 //! | `resume` | `BatchGetItem` 2 + `GetItem` 1 + `TransactWriteItems` 1 |
-//! | `expire` (grace over) | `GetItem` 1 + `TransactWriteItems` 1 + `Query` 1 |
+//! | `expire` (grace over) | `GetItem` 2 + `TransactWriteItems` 1 + `BatchGetItem` 1; `GetItem` 1 when there is nothing to do |
+//! | each push answered 410 (suspends) | `BatchGetItem` 1 + `TransactWriteItems` 1 |
 //! | `ping` | none |
-//! | the sweep | `Query` 1 (a page of due participants); + each one's `expire` |
-//! | each push answered 410 | `BatchGetItem` 1 + `TransactWriteItems` 1 + `Query` 1 |
+//! | the sweep | `Query` 2 on `bySweep` (one per partition and page); + each ended grace's `expire`; + `UpdateItem` 1 per member found alive |
 //!
 //! A socket that resumed someone (its participant has another id) costs one `GetItem` more
-//! on `joinRoom`, `leaveRoom` and `$disconnect`. A cancelled transaction costs its read and
-//! its write again.
+//! on `joinRoom`, `leaveRoom`, `$disconnect` and a drop. A cancelled transaction costs its
+//! read and its write again. Under a crowd (64 joins at once into a room of 8, against moto
+//! with transaction conflicts on), the whole crowd took `BatchGetItem` ~190–220 +
+//! `TransactWriteItems` ~70–100 + `GetItem` 8, and the slowest answer came after 1.1–1.8 s.
 //!
 //! Scans: none, anywhere (the tests assert it).
 
@@ -103,7 +138,7 @@ pub mod store;
 pub mod table;
 mod transaction;
 
-pub use calls::Calls;
+pub use calls::{Calls, Read};
 pub use pusher::{ApiGatewayPusher, Posts};
 pub use store::DynamoStore;
 pub use table::create_table;

@@ -1,6 +1,7 @@
 //! [`ApiGatewayPusher`]: the [`Pusher`] port on the API Gateway Management API. Each frame is
 //! one `PostToConnection`; a 410 (`GoneException`) is [`Delivery::Gone`], which the core
-//! answers by removing that connection and telling its room.
+//! answers by suspending or removing that connection's participant. A
+//! [`probe`](Pusher::probe) is one `GetConnection`, 410 again meaning gone.
 
 use std::{
     ffi::OsString,
@@ -14,7 +15,8 @@ use aws_config::SdkConfig;
 use aws_sdk_apigatewaymanagement::{
     Client,
     operation::{
-        delete_connection::DeleteConnectionError, post_to_connection::PostToConnectionError,
+        delete_connection::DeleteConnectionError, get_connection::GetConnectionError,
+        post_to_connection::PostToConnectionError,
     },
     primitives::Blob,
 };
@@ -154,6 +156,35 @@ impl Pusher for ApiGatewayPusher {
                 c.failed.fetch_add(1, Ordering::Relaxed);
                 Err(PushError::new(e))
             }
+        }
+    }
+
+    /// One `GetConnection`: 200 is [`Delivery::Delivered`] (the connection exists), 410
+    /// `GoneException` is [`Delivery::Gone`]. Only the status counts: a 200 whose body the
+    /// SDK cannot read (moto sends `connectedAt` as epoch seconds where the SDK expects an
+    /// ISO-8601 date) still says the connection exists.
+    async fn probe(&self, to: &ConnectionId) -> Result<Delivery, PushError> {
+        let asked = self
+            .client
+            .get_connection()
+            .connection_id(to.as_str())
+            .send()
+            .await;
+        match asked {
+            Ok(_) => Ok(Delivery::Delivered),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(GetConnectionError::GoneException(_))
+                ) =>
+            {
+                Ok(Delivery::Gone)
+            }
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 200) => {
+                tracing::debug!(conn_id = %to, "GetConnection answered 200 with a body the SDK could not read");
+                Ok(Delivery::Delivered)
+            }
+            Err(e) => Err(PushError::new(e)),
         }
     }
 }

@@ -23,11 +23,10 @@ use meshcall_core::{
 
 /// The partition key of every item.
 pub const PK: &str = "pk";
-/// The sparse index of participants by room: partition key `roomId`, sort key `joinedAt`.
-pub const BY_ROOM: &str = "byRoom";
-/// The sparse index of suspended participants: partition key `sweep` (always [`DUE`]),
-/// sort key `suspendedUntil`; keys only.
-pub const BY_SUSPENSION: &str = "bySuspension";
+/// The table's one index, sparse: participants the sweep has something to do with, by
+/// partition key `sweep` (`"grace"` or `"check"`) and sort key `sweepAt`, projecting
+/// `socketId`.
+pub const BY_SWEEP: &str = "bySweep";
 /// The TTL attribute (epoch seconds) of every item.
 pub const EXPIRES_AT: &str = "expiresAt";
 
@@ -38,13 +37,15 @@ pub(crate) const PARTICIPANT_ID: &str = "participantId";
 pub(crate) const SUSPENDED_UNTIL: &str = "suspendedUntil";
 pub(crate) const MEMBERS: &str = "members";
 pub(crate) const SWEEP: &str = "sweep";
-/// The one value of `sweep`: every suspended participant is in the same index partition,
-/// so one Query finds those whose grace is over.
-pub(crate) const DUE: &str = "due";
+pub(crate) const SWEEP_AT: &str = "sweepAt";
+/// `sweep` of a suspended participant: `sweepAt` is the end of its grace.
+pub(crate) const GRACE: &str = "grace";
+/// `sweep` of an attached member of a room: `sweepAt` is its next liveness check.
+pub(crate) const CHECK: &str = "check";
 
 /// Expression placeholders (`#room`) and the attributes they stand for. Expressions name
 /// attributes only through these, so no attribute name can collide with a reserved word.
-const NAMES: [(&str, &str); 9] = [
+const NAMES: [(&str, &str); 10] = [
     ("#pk", PK),
     ("#room", ROOM_ID),
     ("#joined", JOINED_AT),
@@ -54,6 +55,7 @@ const NAMES: [(&str, &str); 9] = [
     ("#exp", EXPIRES_AT),
     ("#members", MEMBERS),
     ("#sweep", SWEEP),
+    ("#sweepAt", SWEEP_AT),
 ];
 
 /// An item as the SDK holds it.
@@ -167,11 +169,15 @@ fn live(item: &Item, now: SystemTime) -> Result<bool, StoreError> {
     Ok(number(item, EXPIRES_AT)?.is_none_or(|exp| exp > epoch_secs(now)))
 }
 
-/// A socket item: which participant the socket carries, and that participant's room.
+/// A socket item: which participant the socket carries (or, while that participant is
+/// suspended, dropped from), and that participant's room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SocketRow {
     pub(crate) participant: ConnectionId,
     pub(crate) room: Option<RoomId>,
+    /// Its participant is suspended from it (a copy of the participant's
+    /// `suspendedUntil`): the socket is no one's to speak through.
+    pub(crate) suspended: bool,
 }
 
 impl SocketRow {
@@ -185,6 +191,7 @@ impl SocketRow {
             participant: connection(item, PARTICIPANT_ID)?
                 .ok_or_else(|| malformed(item, PARTICIPANT_ID))?,
             room: room(item)?,
+            suspended: number(item, SUSPENDED_UNTIL)?.is_some(),
         }))
     }
 }
@@ -194,8 +201,8 @@ impl SocketRow {
 pub(crate) struct ParticipantRow {
     pub(crate) id: ConnectionId,
     pub(crate) room: Option<RoomId>,
-    /// `None` while suspended.
-    pub(crate) socket: Option<ConnectionId>,
+    /// The socket it is attached to or, while suspended, dropped from.
+    pub(crate) socket: ConnectionId,
     /// Set while suspended: the end of the grace, in epoch milliseconds.
     pub(crate) suspended_until: Option<i64>,
     /// When it joined its room, in epoch milliseconds (orders a room's members).
@@ -212,17 +219,27 @@ impl ParticipantRow {
         Ok(Some(Self {
             id: participant_id(item).ok_or_else(|| malformed(item, PK))?,
             room: room(item)?,
-            socket: connection(item, SOCKET_ID)?,
+            socket: connection(item, SOCKET_ID)?.ok_or_else(|| malformed(item, SOCKET_ID))?,
             suspended_until: number(item, SUSPENDED_UNTIL)?,
             joined_at: number(item, JOINED_AT)?.unwrap_or(0),
         }))
     }
 
+    /// Attached to `socket` (not suspended from it).
+    pub(crate) fn attached_to(&self, socket: &ConnectionId) -> bool {
+        self.socket == *socket && self.suspended_until.is_none()
+    }
+
+    /// The socket to push to: none while suspended.
+    pub(crate) fn reachable(&self) -> Option<ConnectionId> {
+        self.suspended_until.is_none().then(|| self.socket.clone())
+    }
+
     /// The participant as the core sees a room member.
     pub(crate) fn into_member(self) -> Member {
         Member {
+            socket: self.reachable(),
             id: self.id,
-            socket: self.socket,
         }
     }
 }
@@ -249,10 +266,10 @@ pub(crate) fn member_set(item: Option<&Item>) -> Result<Vec<ConnectionId>, Store
     }
 }
 
-/// Creates the table as the deployment template does: on-demand, `pk` key, the sparse
-/// `byRoom` and `bySuspension` indexes, TTL on `expiresAt`. Waits (up to a minute) until the
-/// table and its indexes are active. For emulators, tests and local development; AWS
-/// deployments use the template.
+/// Creates the table as the deployment template does: on-demand, `pk` key, the one sparse
+/// index `bySweep`, TTL on `expiresAt`. Waits (up to a minute) until the table and its
+/// index are active. For emulators, tests and local development; AWS deployments use the
+/// template.
 ///
 /// # Errors
 /// [`StoreError`] if a call fails, or the table is not active within a minute.
@@ -271,45 +288,27 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
             .build()
             .map_err(StoreError::new)
     };
-    let index = |name: &str, hash: &str, range: &str, projection: Projection| {
-        GlobalSecondaryIndex::builder()
-            .index_name(name)
-            .key_schema(key(hash, KeyType::Hash)?)
-            .key_schema(key(range, KeyType::Range)?)
-            .projection(projection)
-            .build()
-            .map_err(StoreError::new)
-    };
-    let by_room = index(
-        BY_ROOM,
-        ROOM_ID,
-        JOINED_AT,
-        Projection::builder()
-            .projection_type(ProjectionType::Include)
-            .non_key_attributes(SOCKET_ID)
-            .non_key_attributes(EXPIRES_AT)
-            .build(),
-    )?;
-    let by_suspension = index(
-        BY_SUSPENSION,
-        SWEEP,
-        SUSPENDED_UNTIL,
-        Projection::builder()
-            .projection_type(ProjectionType::KeysOnly)
-            .build(),
-    )?;
+    let by_sweep = GlobalSecondaryIndex::builder()
+        .index_name(BY_SWEEP)
+        .key_schema(key(SWEEP, KeyType::Hash)?)
+        .key_schema(key(SWEEP_AT, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .non_key_attributes(SOCKET_ID)
+                .build(),
+        )
+        .build()
+        .map_err(StoreError::new)?;
     client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(attribute(PK, ScalarAttributeType::S)?)
-        .attribute_definitions(attribute(ROOM_ID, ScalarAttributeType::S)?)
-        .attribute_definitions(attribute(JOINED_AT, ScalarAttributeType::N)?)
         .attribute_definitions(attribute(SWEEP, ScalarAttributeType::S)?)
-        .attribute_definitions(attribute(SUSPENDED_UNTIL, ScalarAttributeType::N)?)
+        .attribute_definitions(attribute(SWEEP_AT, ScalarAttributeType::N)?)
         .key_schema(key(PK, KeyType::Hash)?)
-        .global_secondary_indexes(by_room)
-        .global_secondary_indexes(by_suspension)
+        .global_secondary_indexes(by_sweep)
         .send()
         .await
         .map_err(StoreError::new)?;

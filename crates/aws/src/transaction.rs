@@ -1,13 +1,18 @@
 //! Conditional writes, all-or-nothing: [`Write`] builds one action of a `TransactWriteItems`
 //! call, [`transact`] sends them and sorts a cancellation into what the caller can act on
-//! (a condition that no longer holds, a conflict worth retrying), and [`pause`] spaces the
-//! retries.
+//! (a condition that no longer holds, a conflict worth retrying), and [`retry`] is the one
+//! loop every write runs in.
 //!
 //! Every change to membership is one transaction whose conditions pin what the store read
 //! just before (optimistic concurrency): if another Lambda instance changed those items in
 //! between, the transaction is cancelled, nothing is written, and the operation reads again.
 
-use std::{collections::HashMap, time::Duration, time::SystemTime};
+use std::{
+    collections::{HashMap, hash_map::RandomState},
+    future::Future,
+    hash::{BuildHasher, Hasher},
+    time::Duration,
+};
 
 use aws_sdk_dynamodb::{
     Client,
@@ -18,8 +23,14 @@ use meshcall_core::StoreError;
 
 use crate::table::{Item, PK, names_in};
 
-/// How many times an operation reads and tries to write before it gives up.
-pub(crate) const ATTEMPTS: u32 = 10;
+/// An operation gives up once it has paused this long in total between attempts (for
+/// conflicts: transactions on the same item at the same moment). Time spent on requests
+/// comes on top, so a crowd at one room's door is answered within about 3 s.
+pub(crate) const PAUSE_BUDGET: Duration = Duration::from_secs(2);
+
+/// ... or once it has made this many attempts (reads again straight after a failed
+/// condition do not pause, so the budget alone would not bound them).
+pub(crate) const MAX_ATTEMPTS: u32 = 40;
 
 #[derive(Debug, Clone)]
 enum Action {
@@ -182,11 +193,6 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    /// Whether action `index`'s condition failed.
-    pub(crate) fn failed_at(&self, index: usize) -> bool {
-        matches!(self, Self::Cancelled(r) if r.get(index) == Some(&Reason::ConditionFailed))
-    }
-
     /// Whether the transaction should be retried after a pause (rather than straight after
     /// a fresh read).
     pub(crate) fn busy(&self) -> bool {
@@ -201,8 +207,66 @@ struct Refused(String);
 
 /// The items kept changing under an operation.
 #[derive(Debug, thiserror::Error)]
-#[error("gave up after {ATTEMPTS} attempts: the items kept changing")]
-pub(crate) struct Contended;
+#[error("gave up after {attempts} attempts and {paused:?} of pauses: the items kept changing")]
+pub(crate) struct Contended {
+    attempts: u32,
+    paused: Duration,
+}
+
+/// What one attempt of an operation came to.
+#[derive(Debug)]
+pub(crate) enum Step<T> {
+    /// Finished, with this result.
+    Done(T),
+    /// Not yet: read again and try again, after a pause if the outcome says the items were
+    /// busy ([`Outcome::busy`]), straight away otherwise (a condition failed: the items
+    /// changed; or something committed that changes what the next read finds).
+    Again(Outcome),
+}
+
+impl<T> Step<T> {
+    /// `Done(value())` if the transaction committed, `Again` otherwise.
+    pub(crate) fn after(outcome: Outcome, value: impl FnOnce() -> T) -> Self {
+        match outcome {
+            Outcome::Committed => Self::Done(value()),
+            cancelled @ Outcome::Cancelled(_) => Self::Again(cancelled),
+        }
+    }
+}
+
+/// Runs `attempt` (a read, a decision, usually one transaction) until it is
+/// [`Step::Done`] or fails, pausing with a growing, jittered backoff after each conflict.
+/// Gives up with [`Contended`] after [`PAUSE_BUDGET`] of pauses or [`MAX_ATTEMPTS`].
+///
+/// # Errors
+/// What `attempt` returns, or [`Contended`] (as a [`StoreError`]).
+pub(crate) async fn retry<T, E, F, Fut>(mut attempt: F) -> Result<T, E>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<Step<T>, E>>,
+    E: From<StoreError>,
+{
+    let mut paused = Duration::ZERO;
+    let mut attempts = 0;
+    loop {
+        let outcome = match attempt(attempts).await? {
+            Step::Done(value) => return Ok(value),
+            Step::Again(outcome) => outcome,
+        };
+        attempts += 1;
+        let busy = outcome.busy();
+        tracing::debug!(attempts, busy, "transaction cancelled; trying again");
+        if attempts >= MAX_ATTEMPTS || (busy && paused >= PAUSE_BUDGET) {
+            tracing::warn!(attempts, ?paused, "gave up: the items kept changing");
+            return Err(StoreError::new(Contended { attempts, paused }).into());
+        }
+        if busy {
+            let pause = backoff(attempts - 1);
+            tokio::time::sleep(pause).await;
+            paused += pause;
+        }
+    }
+}
 
 /// Sends `writes` as one `TransactWriteItems`.
 ///
@@ -254,24 +318,19 @@ pub(crate) async fn transact(
     }
 }
 
-/// Waits before attempt `attempt + 1` of an operation whose transaction was cancelled:
-/// straight away after a failed condition (the items changed: read them again), after a
-/// growing, jittered pause after a conflict.
-pub(crate) async fn pause(attempt: u32, outcome: &Outcome) {
-    let busy = outcome.busy();
-    tracing::debug!(attempt, busy, "transaction cancelled; trying again");
-    if busy {
-        tokio::time::sleep(backoff(attempt)).await;
-    }
+/// The pause before retry `attempt + 1` after a conflict: 8 ms doubling per attempt up to
+/// 128 ms, half of it fixed and half jittered, so a crowd spreads out instead of colliding
+/// again in step.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    let ceiling = Duration::from_millis(8) * 2u32.pow(attempt.min(4));
+    ceiling / 2 + (ceiling / 2).mul_f64(jitter())
 }
 
-/// 5 ms doubling per attempt up to 320 ms, times a jitter in [0.5, 1.5).
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_millis(5) * 2u32.pow(attempt.min(6));
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    base.mul_f64(0.5 + f64::from(nanos % 1000) / 1000.0)
+/// A number in [0, 1) that differs from call to call. No clock: `RandomState` is seeded
+/// randomly per thread and moves on with each use.
+fn jitter() -> f64 {
+    let bits = RandomState::new().build_hasher().finish();
+    f64::from(u32::try_from(bits >> 32).unwrap_or(0)) / (f64::from(u32::MAX) + 1.0)
 }
 
 #[cfg(test)]
@@ -313,17 +372,50 @@ mod tests {
 
     #[test]
     fn cancellations_sort_into_condition_failures_and_conflicts() {
-        let full = Outcome::Cancelled(vec![Reason::ConditionFailed, Reason::None]);
-        assert!(full.failed_at(0) && !full.failed_at(1) && !full.busy());
+        let changed = Outcome::Cancelled(vec![Reason::ConditionFailed, Reason::Busy]);
+        assert!(!changed.busy(), "a changed item is read again at once");
         let conflict = Outcome::Cancelled(vec![Reason::None, Reason::Busy]);
-        assert!(!conflict.failed_at(0) && conflict.busy());
+        assert!(conflict.busy());
         assert!(!Outcome::Committed.busy());
     }
 
     #[test]
-    fn backoff_grows_and_stays_bounded() {
-        assert!(backoff(0) < Duration::from_millis(8));
-        assert!(backoff(3) >= Duration::from_millis(20));
-        assert!(backoff(50) < Duration::from_millis(480));
+    fn backoff_grows_stays_bounded_and_jitters() {
+        assert!(backoff(0) >= Duration::from_millis(4) && backoff(0) < Duration::from_millis(8));
+        assert!(backoff(3) >= Duration::from_millis(32));
+        assert!(backoff(50) < Duration::from_millis(128));
+        let pauses: std::collections::HashSet<Duration> = (0..20).map(|_| backoff(5)).collect();
+        assert!(pauses.len() > 1, "no jitter: {pauses:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_pauses_only_after_conflicts_and_gives_up_on_its_budget() {
+        let busy = || Outcome::Cancelled(vec![Reason::Busy]);
+        let changed = || Outcome::Cancelled(vec![Reason::ConditionFailed]);
+        // Two conflicts, one changed item, then done.
+        let done: Result<u32, StoreError> = retry(|n| async move {
+            Ok(match n {
+                0 | 1 => Step::Again(busy()),
+                2 => Step::Again(changed()),
+                _ => Step::Done(n),
+            })
+        })
+        .await;
+        assert_eq!(done.unwrap(), 3);
+        // Conflicts forever: gives up, after about the budget.
+        let started = tokio::time::Instant::now();
+        let gave_up: Result<(), StoreError> = retry(|_| async { Ok(Step::Again(busy())) }).await;
+        let took = started.elapsed();
+        assert!(gave_up.is_err());
+        assert!(took >= PAUSE_BUDGET && took < PAUSE_BUDGET * 2, "{took:?}");
+        // Changed items forever: gives up after MAX_ATTEMPTS, without pausing.
+        let mut n = 0;
+        let gave_up: Result<(), StoreError> = retry(|_| {
+            n += 1;
+            async { Ok(Step::Again(changed())) }
+        })
+        .await;
+        assert!(gave_up.is_err());
+        assert_eq!(n, MAX_ATTEMPTS);
     }
 }

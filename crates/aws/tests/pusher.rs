@@ -26,13 +26,16 @@ use support::{id, member_ids, store, test_config};
 /// One request the stub received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Posted {
+    method: String,
     path: String,
     body: String,
 }
 
-/// A stand-in for API Gateway's Management API: `POST [/stage]/@connections/{id}` answers
-/// 200 for the connections it knows, 403 `ForbiddenException` for `forbidden`, and 410
-/// `GoneException` for the rest.
+/// A stand-in for API Gateway's Management API: `POST` or `GET [/stage]/@connections/{id}`
+/// answers 200 for the connections it knows, 403 `ForbiddenException` for `forbidden`, and
+/// 410 `GoneException` for the rest. A `GET` of a known connection answers what moto
+/// answers (`connectedAt` in epoch seconds, which the SDK cannot parse), except for ids
+/// starting with `iso`, answered as API Gateway does (ISO-8601 dates).
 struct Gateway {
     addr: SocketAddr,
     known: Arc<Mutex<HashSet<String>>>,
@@ -102,11 +105,9 @@ async fn serve(
         if read.read_line(&mut request_line).await.unwrap_or(0) == 0 {
             return;
         }
-        let path = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("")
-            .to_owned();
+        let mut words = request_line.split_whitespace();
+        let method = words.next().unwrap_or("").to_owned();
+        let path = words.next().unwrap_or("").to_owned();
         let mut length = 0;
         loop {
             let mut header = String::new();
@@ -125,11 +126,24 @@ async fn serve(
         read.read_exact(&mut body).await.unwrap();
         let conn = percent_decode(path.rsplit_once("/@connections/").map_or("", |(_, c)| c));
         posted.lock().unwrap().push(Posted {
+            method: method.clone(),
             path: path.clone(),
             body: String::from_utf8(body).unwrap(),
         });
         let response = if known.lock().unwrap().contains(&conn) {
-            "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".to_owned()
+            let body = match (method.as_str(), conn.starts_with("iso")) {
+                ("GET", false) => {
+                    r#"{"connectedAt":1767225600,"identity":{"sourceIp":"127.0.0.1"},"lastActiveAt":1767225600}"#
+                }
+                ("GET", true) => {
+                    r#"{"connectedAt":"2026-01-01T00:00:00Z","identity":{"sourceIp":"127.0.0.1","userAgent":"t"},"lastActiveAt":"2026-01-01T00:00:01Z"}"#
+                }
+                _ => "",
+            };
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
         } else {
             let (status, kind, message) = if conn == "forbidden" {
                 (
@@ -189,6 +203,38 @@ async fn posts_the_frame_text_and_reads_410_as_gone() {
     );
     assert_eq!(percent_decode(&posted[0].path), "/@connections/A=");
     assert_eq!(percent_decode(&posted[1].path), "/@connections/B/+=");
+}
+
+#[tokio::test]
+async fn probe_asks_get_connection_and_reads_410_as_gone() {
+    let gateway = Gateway::start(&["A=", "iso1"]).await;
+    let pusher = ApiGatewayPusher::at(&test_config(None), &gateway.url("/prod"));
+    // moto's body (numeric dates) fails the SDK's parsing; the 200 still says "there".
+    assert_eq!(pusher.probe(&id("A=")).await.unwrap(), Delivery::Delivered);
+    assert_eq!(
+        pusher.probe(&id("iso1")).await.unwrap(),
+        Delivery::Delivered
+    );
+    assert_eq!(pusher.probe(&id("Z=")).await.unwrap(), Delivery::Gone);
+    gateway.forget("A=");
+    assert_eq!(pusher.probe(&id("A=")).await.unwrap(), Delivery::Gone);
+    let no_retries = test_config(None)
+        .into_builder()
+        .retry_config(RetryConfig::disabled())
+        .build();
+    let strict = ApiGatewayPusher::at(&no_retries, &gateway.url("/prod"));
+    assert!(strict.probe(&id("forbidden")).await.is_err());
+    let asked: Vec<(String, String)> = gateway
+        .posted()
+        .iter()
+        .map(|p| (p.method.clone(), percent_decode(&p.path)))
+        .collect();
+    assert_eq!(
+        asked[0],
+        ("GET".to_owned(), "/prod/@connections/A=".to_owned())
+    );
+    assert!(asked.iter().all(|(m, _)| m == "GET"), "{asked:?}");
+    assert_eq!(pusher.posts(), Posts::default(), "probes are not posts");
 }
 
 #[tokio::test]
@@ -296,5 +342,5 @@ async fn a_410_removes_that_connection_and_tells_its_room_while_the_rest_get_the
     assert_eq!(to("B="), ["hi"], "one post, answered 410");
     assert_eq!(sig.pusher().posts().gone, 1);
     assert_eq!(member_ids(sig.store(), "r1").await, ["A=", "C="]);
-    assert_eq!(sig.store().lookup(&b).await.unwrap(), None);
+    assert_eq!(sig.store().lookup(&b, now).await.unwrap(), None);
 }

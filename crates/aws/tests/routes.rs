@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use meshcall_aws::{Calls, DynamoStore};
 use meshcall_core::{
-    Config, ConnectionStore, Resume, ResumeKey, Signalling,
+    Config, ConnectionStore, Resume, ResumeKey, Signalling, Suspension,
     protocol::{ConnectionId, ErrorCode},
 };
 use serde_json::{Value, json};
@@ -187,8 +187,8 @@ async fn leaving_switching_and_disconnecting_tell_the_room() {
     assert_eq!(w.pusher().drain_json(&c), [left("B=")]);
     w.pusher().clear();
 
-    w.sig.disconnect(&c).await.unwrap();
-    w.sig.disconnect(&c).await.unwrap();
+    w.sig.disconnect(&c, w.now()).await.unwrap();
+    w.sig.disconnect(&c, w.now()).await.unwrap();
     assert!(
         w.pusher().pending().is_empty(),
         "no one left in 123 to tell"
@@ -213,7 +213,7 @@ async fn a_full_room_refuses_with_room_full() {
 }
 
 #[tokio::test]
-async fn a_gone_receiver_is_dropped_and_its_room_told_while_the_rest_get_the_frame() {
+async fn a_gone_receiver_is_suspended_not_left_and_a_clean_close_then_ends_it() {
     let Some(w) = World::new("routes-gone", 8).await else {
         return;
     };
@@ -226,23 +226,23 @@ async fn a_gone_receiver_is_dropped_and_its_room_told_while_the_rest_get_the_fra
 
     let hi = r#"{"action":"sendMsgToRoom","roomId":"123","message":"hi"}"#;
     assert_eq!(w.send(&a, hi).await, None);
-    let c_frames = w.pusher().drain(&c);
-    assert_eq!(c_frames.len(), 2, "{c_frames:?}");
-    assert_eq!(c_frames[0], "hi");
+    assert_eq!(w.pusher().drain(&c), ["hi"]);
+    assert!(w.pusher().drain(&a).is_empty(), "no one is told b left");
     assert_eq!(
-        serde_json::from_str::<Value>(&c_frames[1]).unwrap(),
-        left("B=")
+        w.members("123").await,
+        ["A=", "B=", "C="],
+        "b keeps its seat"
     );
-    assert_eq!(w.pusher().drain_json(&a), [left("B=")]);
-    assert_eq!(w.members("123").await, ["A=", "C="]);
-    assert_eq!(w.sig.store().lookup(&b).await.unwrap(), None);
+    assert_eq!(w.sig.store().lookup(&b, w.now()).await.unwrap(), None);
+    // API Gateway's $disconnect for the same socket, reported as a drop: nothing changes.
+    assert!(w.sig.suspend(&b, w.now()).await.unwrap().is_some());
+    assert!(w.pusher().pending().iter().all(|p| p.to == b));
 
     w.pusher().clear();
-    w.sig.disconnect(&b).await.unwrap();
-    assert!(
-        w.pusher().pending().is_empty(),
-        "API Gateway's own $disconnect is a no-op"
-    );
+    w.sig.disconnect(&b, w.now()).await.unwrap();
+    assert_eq!(w.pusher().drain_json(&a), [left("B=")]);
+    assert_eq!(w.pusher().drain_json(&c), [left("B=")]);
+    assert_eq!(w.members("123").await, ["A=", "C="]);
 }
 
 #[tokio::test]
@@ -259,7 +259,7 @@ async fn a_dropped_participant_resumes_unseen_or_its_room_is_told_when_the_grace
         .to_owned();
     w.pusher().clear();
 
-    let (who, until) = w.sig.suspend(&a, w.now()).await.unwrap().unwrap();
+    let Suspension { id: who, until } = w.sig.suspend(&a, w.now()).await.unwrap().unwrap();
     assert_eq!(who, a);
     let n = w.connect("N=").await;
     let resume = json!({"action": "resume", "token": token}).to_string();
@@ -281,7 +281,7 @@ async fn a_dropped_participant_resumes_unseen_or_its_room_is_told_when_the_grace
     );
 
     // Dropped again, and not back in time.
-    let (_, until) = w.sig.suspend(&n, w.now()).await.unwrap().unwrap();
+    let until = w.sig.suspend(&n, w.now()).await.unwrap().unwrap().until;
     w.sig.expire(&a, until).await.unwrap();
     assert_eq!(w.pusher().drain_json(&b), [left("A=")]);
     assert_eq!(w.members("123").await, ["B="]);
@@ -296,17 +296,29 @@ async fn cost<F: std::future::Future>(w: &World, step: F) -> Calls {
     w.calls().since(&before)
 }
 
+/// Asserts a route's requests, by operation, and that none of its reads touched an index
+/// or was eventually consistent (fan-outs must see every member whose join returned).
 #[track_caller]
 fn assert_calls(route: &str, calls: &Calls, expected: &[(&str, u64)]) {
     let got: Vec<(&str, u64)> = calls.iter().collect();
     let mut want = expected.to_vec();
     want.sort_unstable();
     assert_eq!(got, want, "{route}: {calls}");
-    eprintln!("{route:<32} {calls}");
+    let reads: Vec<String> = calls.reads().map(|(r, n)| format!("{r} {n}")).collect();
+    assert_eq!(
+        (calls.index_reads(), calls.eventual_reads()),
+        (0, 0),
+        "{route} reads: {reads:?}"
+    );
+    eprintln!("{route:<40} {calls}");
 }
 
 #[tokio::test]
-async fn each_message_kind_costs_the_documented_requests_and_nothing_scans() {
+#[allow(
+    clippy::too_many_lines,
+    reason = "one table of routes, read top to bottom"
+)]
+async fn each_message_kind_costs_the_documented_requests_and_reads_consistently() {
     let Some(w) = World::new("routes-calls", 8).await else {
         return;
     };
@@ -327,41 +339,60 @@ async fn each_message_kind_costs_the_documented_requests_and_nothing_scans() {
     );
     let calls = cost(&w, w.join(&e, "123")).await;
     assert_calls(
-        "joinRoom (switching rooms)",
+        "joinRoom (switching rooms, old one empty)",
         &calls,
-        &[(batch, 2), (get, 1), (tx, 1), (query, 1)],
+        &[(batch, 2), (get, 2), (tx, 1)],
     );
     w.send(&e, r#"{"action":"leaveRoom"}"#).await;
     let calls = cost(&w, w.join(&e, "456")).await;
     assert_calls(
-        "joinRoom (from no room)",
+        "joinRoom (newParticipant to 1)",
         &calls,
         &[(batch, 2), (get, 1), (tx, 1)],
     );
     let calls = cost(&w, w.join(&e, "456")).await;
-    assert_calls("joinRoom (already there)", &calls, &[(batch, 2), (get, 1)]);
+    assert_calls("joinRoom (already there)", &calls, &[(batch, 2)]);
+    let calls = cost(&w, w.join(&e, "123")).await;
+    assert_calls(
+        "joinRoom (switching, participantLeft)",
+        &calls,
+        &[(batch, 3), (get, 2), (tx, 1)],
+    );
     let hi = r#"{"action":"sendMsgToRoom","roomId":"123","message":"hi"}"#;
     let calls = cost(&w, w.send(&a, hi)).await;
-    assert_calls("sendMsgToRoom", &calls, &[(get, 1), (query, 1)]);
+    assert_calls("sendMsgToRoom", &calls, &[(get, 2), (batch, 1)]);
     let signal = r#"{"action":"signal","to":"B=","data":{}}"#;
     let calls = cost(&w, w.send(&a, signal)).await;
     assert_calls("signal", &calls, &[(get, 2)]);
     let calls = cost(&w, w.send(&a, r#"{"action":"ping"}"#)).await;
     assert_calls("ping", &calls, &[]);
     let calls = cost(&w, w.send(&e, r#"{"action":"leaveRoom"}"#)).await;
-    assert_calls("leaveRoom", &calls, &[(batch, 1), (tx, 1), (query, 1)]);
-    let calls = cost(&w, async { w.sig.disconnect(&d).await.unwrap() }).await;
+    assert_calls("leaveRoom", &calls, &[(batch, 2), (tx, 1), (get, 1)]);
+    let calls = cost(&w, async { w.sig.disconnect(&d, w.now()).await.unwrap() }).await;
     assert_calls("$disconnect (in no room)", &calls, &[(batch, 1), (tx, 1)]);
-    let calls = cost(&w, async { w.sig.disconnect(&c).await.unwrap() }).await;
+    let calls = cost(&w, async { w.sig.disconnect(&c, w.now()).await.unwrap() }).await;
     assert_calls(
-        "$disconnect (from a room)",
+        "$disconnect (last one out of a room)",
         &calls,
-        &[(batch, 1), (tx, 1), (query, 1)],
+        &[(batch, 1), (tx, 1), (get, 1)],
+    );
+    let full = World::new("routes-calls-full", 1).await.unwrap();
+    let [f, g] = full.connect_all(["F=", "G="]).await;
+    full.join(&f, "1").await;
+    let calls = cost(&full, full.join(&g, "1")).await;
+    let probes = full.pusher().probed();
+    assert_calls("joinRoom (full)", &calls, &[(batch, 3), (get, 1)]);
+    assert_eq!(
+        probes,
+        std::slice::from_ref(&f),
+        "the full room's members are probed"
     );
 
     let token = KEY.token(&b);
     let calls = cost(&w, async { w.sig.suspend(&b, w.now()).await.unwrap() }).await;
     assert_calls("drop (suspend)", &calls, &[(batch, 1), (tx, 1)]);
+    let calls = cost(&w, async { w.sig.suspend(&b, w.now()).await.unwrap() }).await;
+    assert_calls("drop reported again", &calls, &[(batch, 1)]);
     let n = w.connect("N=").await;
     let resume = json!({"action": "resume", "token": token}).to_string();
     let calls = cost(&w, w.send(&n, &resume)).await;
@@ -374,14 +405,49 @@ async fn each_message_kind_costs_the_documented_requests_and_nothing_scans() {
     assert_calls(
         "sendMsgToRoom, one receiver gone",
         &calls,
-        &[(get, 1), (query, 2), (batch, 1), (tx, 1)],
+        &[(get, 2), (batch, 2), (tx, 1)],
     );
-    let (_, until) = w.sig.suspend(&n, w.now()).await.unwrap().unwrap();
+    let until = w.sig.suspend(&n, w.now()).await.unwrap().unwrap().until;
     let calls = cost(&w, async { w.sig.expire(&b, until).await.unwrap() }).await;
     assert_calls(
-        "expire (grace over)",
+        "expire (grace over, participantLeft)",
         &calls,
-        &[(get, 1), (tx, 1), (query, 1)],
+        &[(get, 2), (tx, 1), (batch, 1)],
+    );
+
+    // Only the sweep reads an index: bySweep, eventually consistent (a Query on an index
+    // cannot be anything else); what it finds is read again consistently.
+    let s = w.connect("S=").await;
+    w.join(&s, "999").await;
+    let before = w.calls();
+    let swept = w
+        .sig
+        .sweep(until + Duration::from_hours(1), Duration::from_mins(5))
+        .await
+        .unwrap();
+    let calls = w.calls().since(&before);
+    eprintln!("{:<40} {calls}  ({swept:?})", "the sweep");
+    let queries: Vec<(String, u64)> = calls
+        .reads()
+        .filter(|(r, _)| r.operation == query)
+        .map(|(r, n)| (r.to_string(), n))
+        .collect();
+    assert_eq!(
+        queries,
+        [("Query bySweep eventual".to_owned(), 2)],
+        "{calls}"
+    );
+    assert_eq!(calls.index_reads(), 2);
+    assert_eq!(calls.eventual_reads(), 2, "only the index Queries");
+    assert_eq!(
+        (swept.expired, swept.probed, swept.gone),
+        (1, 1, 0),
+        "{swept:?}"
+    );
+    assert_eq!(
+        calls.get("UpdateItem"),
+        1,
+        "the live one's next check: {calls}"
     );
     assert_no_scans(w.sig.store());
 }

@@ -8,13 +8,13 @@ mod support;
 
 use std::{
     sync::Arc,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use meshcall_aws::DynamoStore;
 use meshcall_core::{
-    ConnectionStore, Departure, JoinError, Member, Presence, ResumeError,
+    ConnectionStore, Departure, Due, JoinError, Member, Presence, ResumeError, Suspension,
     protocol::{ConnectionId, RoomId},
 };
 use support::{assert_no_scans, id, room, store};
@@ -55,6 +55,41 @@ async fn age(st: &DynamoStore, key: &str) {
         .unwrap();
 }
 
+fn millis(t: SystemTime) -> u128 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+/// An item as stored, read consistently.
+async fn raw(
+    st: &DynamoStore,
+    key: &str,
+) -> Option<std::collections::HashMap<String, AttributeValue>> {
+    st.client()
+        .get_item()
+        .table_name(st.table())
+        .key("pk", AttributeValue::S(key.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+}
+
+async fn exists(st: &DynamoStore, key: &str) -> bool {
+    raw(st, key).await.is_some()
+}
+
+/// A string attribute of an item.
+async fn attribute(st: &DynamoStore, key: &str, name: &str) -> Option<String> {
+    raw(st, key)
+        .await?
+        .get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+}
+
 /// The ids in a room item's seat set.
 async fn seats(st: &DynamoStore, r: &str) -> Vec<String> {
     let out = st
@@ -80,6 +115,7 @@ async fn join_switch_leave_and_remove_keep_membership_consistent() {
         return;
     };
     let t0 = SystemTime::now();
+    let now = t0;
     connect(&st, &["a", "b", "c"], t0).await;
 
     let j = st.join(&id("a"), &room("r"), 2, t0).await.unwrap();
@@ -97,7 +133,7 @@ async fn join_switch_leave_and_remove_keep_membership_consistent() {
     let full = st.join(&id("c"), &room("r"), 2, t0).await;
     assert!(matches!(full, Err(JoinError::RoomFull)), "{full:?}");
     assert_eq!(
-        st.lookup(&id("c")).await.unwrap().unwrap().room,
+        st.lookup(&id("c"), now).await.unwrap().unwrap().room,
         None,
         "c stays where it was"
     );
@@ -115,19 +151,19 @@ async fn join_switch_leave_and_remove_keep_membership_consistent() {
     assert_eq!(seats(&st, "s").await, ["b"]);
 
     assert_eq!(
-        st.leave(&id("a")).await.unwrap(),
+        st.leave(&id("a"), now).await.unwrap(),
         Some((id("a"), room("r")))
     );
-    assert_eq!(st.leave(&id("a")).await.unwrap(), None);
+    assert_eq!(st.leave(&id("a"), now).await.unwrap(), None);
     assert_eq!(
-        st.lookup(&id("a")).await.unwrap(),
+        st.lookup(&id("a"), now).await.unwrap(),
         Some(Presence {
             id: id("a"),
             room: None
         })
     );
 
-    let gone = st.remove_connection(&id("b")).await.unwrap();
+    let gone = st.remove_connection(&id("b"), now).await.unwrap();
     assert_eq!(
         gone,
         Some(Departure {
@@ -136,20 +172,20 @@ async fn join_switch_leave_and_remove_keep_membership_consistent() {
         })
     );
     assert_eq!(
-        st.remove_connection(&id("b")).await.unwrap(),
+        st.remove_connection(&id("b"), now).await.unwrap(),
         None,
         "cleanup may run twice"
     );
-    assert_eq!(st.lookup(&id("b")).await.unwrap(), None);
-    assert_eq!(st.participant(&id("b")).await.unwrap(), None);
+    assert_eq!(st.lookup(&id("b"), now).await.unwrap(), None);
+    assert_eq!(st.participant(&id("b"), now).await.unwrap(), None);
     assert!(member_ids(&st, "r").await.is_empty());
     assert!(member_ids(&st, "s").await.is_empty());
     assert!(seats(&st, "s").await.is_empty());
 
     // Unknown sockets and participants are not errors.
-    assert_eq!(st.lookup(&id("nobody")).await.unwrap(), None);
-    assert_eq!(st.participant(&id("nobody")).await.unwrap(), None);
-    assert_eq!(st.leave(&id("nobody")).await.unwrap(), None);
+    assert_eq!(st.lookup(&id("nobody"), now).await.unwrap(), None);
+    assert_eq!(st.participant(&id("nobody"), now).await.unwrap(), None);
+    assert_eq!(st.leave(&id("nobody"), now).await.unwrap(), None);
     assert!(matches!(
         st.join(&id("nobody"), &room("r"), 2, t0).await,
         Err(JoinError::NotConnected)
@@ -163,18 +199,19 @@ async fn members_and_joined_list_the_room_in_join_order() {
         return;
     };
     let t0 = SystemTime::now();
+    let now = t0;
     connect(&st, &["c", "a", "b"], t0).await;
     for (i, n) in ["c", "a", "b"].iter().enumerate() {
         let at = t0 + Duration::from_millis(10 * u64::try_from(i).unwrap());
         st.join(&id(n), &room("r"), 8, at).await.unwrap();
     }
-    let members = st.members(&room("r")).await.unwrap();
+    let members = st.members(&room("r"), now).await.unwrap();
     assert_eq!(ids(&members), ["c", "a", "b"]);
     assert_eq!(members[1].socket, Some(id("a")));
     let again = st.join(&id("b"), &room("r"), 8, t0).await.unwrap();
     assert_eq!(ids(&again.others), ["c", "a"]);
     assert_eq!(
-        st.participant(&id("a")).await.unwrap(),
+        st.participant(&id("a"), now).await.unwrap(),
         Some((
             Some(room("r")),
             Member {
@@ -225,6 +262,74 @@ async fn ten_joiners_racing_for_the_last_seat_get_one_seat() {
     assert_no_scans(&st);
 }
 
+/// A crowd at the door: 64 joiners at the same moment into one room of `cap` seats. Each
+/// gets a seat or `RoomFull` (never a store error from running out of retries), exactly
+/// `cap` get in, and all are answered within 3 s, although every join before the room is
+/// full transacts on the same room item and moto (`tests/moto_server.py`) cancels
+/// transactions on an item another one holds, as DynamoDB does.
+async fn crowd(test: &str, cap: usize) {
+    let Some(st) = store(test).await else {
+        return;
+    };
+    let st = Arc::new(st);
+    let now = SystemTime::now();
+    let crowd: Vec<ConnectionId> = (0..64).map(|i| id(&format!("c{i:02}"))).collect();
+    for c in &crowd {
+        st.add_connection(c, now).await.unwrap();
+    }
+    let before = st.calls();
+    let started = Instant::now();
+    let gate = Arc::new(tokio::sync::Barrier::new(crowd.len()));
+    let tasks: Vec<_> = crowd
+        .iter()
+        .map(|c| {
+            let (st, c, gate) = (Arc::clone(&st), c.clone(), Arc::clone(&gate));
+            tokio::spawn(async move {
+                gate.wait().await;
+                let result = st.join(&c, &room("door"), cap, now).await;
+                (c, result, started.elapsed())
+            })
+        })
+        .collect();
+    let (mut seated, mut refused, mut slowest) = (Vec::new(), 0, Duration::ZERO);
+    for t in tasks {
+        let (c, result, took) = t.await.unwrap();
+        slowest = slowest.max(took);
+        match result {
+            Ok(_) => seated.push(c.to_string()),
+            Err(JoinError::RoomFull) => refused += 1,
+            Err(e) => panic!(
+                "{c}: {e:?} ({})",
+                std::error::Error::source(&e)
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            ),
+        }
+    }
+    let calls = st.calls().since(&before);
+    eprintln!("crowd of 64 into a room of {cap}: slowest answer {slowest:?}; {calls}");
+    seated.sort();
+    assert_eq!((seated.len(), refused), (cap, 64 - cap));
+    assert_eq!(member_ids(&st, "door").await, seated);
+    assert_eq!(seats(&st, "door").await, seated);
+    assert!(
+        slowest < Duration::from_secs(3),
+        "slowest answer {slowest:?}"
+    );
+}
+
+/// Held by the tests that load moto most (a few hundred requests each), so they do not
+/// run at the same time: moto answers one request at a time, and the crowd's 3 s are for
+/// the store's retries, not for moto's queue.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crowd_of_64_at_the_door_gets_the_seats_and_refusals_fast() {
+    let _alone = HEAVY.lock().await;
+    crowd("crowd-8", 8).await;
+    crowd("crowd-2", 2).await;
+}
+
 #[tokio::test]
 async fn ten_joiners_racing_into_an_empty_room_fill_it_to_the_cap() {
     let Some(st) = store("race-empty").await else {
@@ -268,25 +373,35 @@ async fn ten_joiners_racing_into_an_empty_room_fill_it_to_the_cap() {
 }
 
 #[tokio::test]
-async fn members_reads_every_page_of_the_index() {
-    let Some(st) = store("paging").await else {
+async fn members_reads_a_big_room_consistently_in_batches_of_a_hundred() {
+    let _alone = HEAVY.lock().await;
+    let Some(st) = store("big-room").await else {
         return;
     };
-    let st = st.with_page_size(2);
     let now = SystemTime::now();
-    let names: Vec<String> = (0..7).map(|i| format!("p{i}")).collect();
+    let names: Vec<String> = (0..105).map(|i| format!("p{i:03}")).collect();
     for (i, n) in names.iter().enumerate() {
-        st.add_connection(&id(n), now).await.unwrap();
         let at = now + Duration::from_millis(u64::try_from(i).unwrap());
-        st.join(&id(n), &room("big"), 10, at).await.unwrap();
+        st.add_connection(&id(n), at).await.unwrap();
+        st.join(&id(n), &room("big"), 200, at).await.unwrap();
     }
     let before = st.calls();
-    let members = st.members(&room("big")).await.unwrap();
+    let members = st.members(&room("big"), now).await.unwrap();
     let calls = st.calls().since(&before);
     let got: Vec<String> = members.iter().map(|m| m.id.to_string()).collect();
     assert_eq!(got, names, "every member, in join order");
-    assert!(calls.get("Query") >= 4, "7 members, 2 a page: {calls}");
-    assert_eq!(calls.total(), calls.get("Query"), "{calls}");
+    assert_eq!(calls.get("GetItem"), 1, "{calls}");
+    assert_eq!(
+        calls.get("BatchGetItem"),
+        2,
+        "105 members, 100 a batch: {calls}"
+    );
+    assert_eq!(calls.total(), 3, "{calls}");
+    assert_eq!(
+        (calls.index_reads(), calls.eventual_reads()),
+        (0, 0),
+        "the room item and its members, strongly consistent"
+    );
     assert_no_scans(&st);
 }
 
@@ -304,13 +419,13 @@ async fn rows_past_their_expiry_are_ignored_and_their_seats_freed() {
     age(&st, "p#a").await;
     age(&st, "s#a").await;
     assert_eq!(member_ids(&st, "r").await, ["b"]);
-    assert_eq!(st.lookup(&id("a")).await.unwrap(), None);
-    assert_eq!(st.participant(&id("a")).await.unwrap(), None);
+    assert_eq!(st.lookup(&id("a"), now).await.unwrap(), None);
+    assert_eq!(st.participant(&id("a"), now).await.unwrap(), None);
     assert!(matches!(
         st.join(&id("a"), &room("q"), 2, now).await,
         Err(JoinError::NotConnected)
     ));
-    assert_eq!(st.remove_connection(&id("a")).await.unwrap(), None);
+    assert_eq!(st.remove_connection(&id("a"), now).await.unwrap(), None);
 
     // The room's set still counts a; a join finds it full, clears the stale seat, gets in.
     let j = st.join(&id("c"), &room("r"), 2, now).await.unwrap();
@@ -321,7 +436,7 @@ async fn rows_past_their_expiry_are_ignored_and_their_seats_freed() {
 
     // A socket past its expiry reads as gone even if its participant does not.
     age(&st, "s#b").await;
-    assert_eq!(st.lookup(&id("b")).await.unwrap(), None);
+    assert_eq!(st.lookup(&id("b"), now).await.unwrap(), None);
     assert_no_scans(&st);
 }
 
@@ -331,6 +446,7 @@ async fn a_suspended_participant_keeps_its_seat_and_resumes_on_a_new_socket() {
         return;
     };
     let t0 = SystemTime::now();
+    let now = t0;
     let grace = t0 + Duration::from_secs(30);
     connect(&st, &["a", "b", "n"], t0).await;
     st.join(&id("a"), &room("r"), 8, t0).await.unwrap();
@@ -338,8 +454,26 @@ async fn a_suspended_participant_keeps_its_seat_and_resumes_on_a_new_socket() {
         .await
         .unwrap();
 
-    assert_eq!(st.suspend(&id("a"), grace).await.unwrap(), Some(id("a")));
-    let members = st.members(&room("r")).await.unwrap();
+    let suspended = st.suspend(&id("a"), grace, now).await.unwrap();
+    assert_eq!(
+        suspended,
+        Some(Suspension {
+            id: id("a"),
+            until: grace
+        })
+    );
+    // Reported twice (a push found it gone, then $disconnect): unchanged, the first
+    // grace kept.
+    let again = st
+        .suspend(&id("a"), grace + Duration::from_secs(10), now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (again.id.as_str(), millis(again.until)),
+        ("a", millis(grace))
+    );
+    let members = st.members(&room("r"), now).await.unwrap();
     assert_eq!(
         members[0],
         Member {
@@ -348,7 +482,7 @@ async fn a_suspended_participant_keeps_its_seat_and_resumes_on_a_new_socket() {
         }
     );
     assert_eq!(
-        st.participant(&id("a")).await.unwrap(),
+        st.participant(&id("a"), now).await.unwrap(),
         Some((
             Some(room("r")),
             Member {
@@ -357,9 +491,17 @@ async fn a_suspended_participant_keeps_its_seat_and_resumes_on_a_new_socket() {
             }
         ))
     );
-    // The old socket is detached: removing it finds nothing, and it is no one.
-    assert_eq!(st.remove_connection(&id("a")).await.unwrap(), None);
-    assert_eq!(st.lookup(&id("a")).await.unwrap(), None);
+    // The socket it dropped from is remembered, but speaks for no one.
+    assert_eq!(
+        attribute(&st, "p#a", "socketId").await.as_deref(),
+        Some("a")
+    );
+    assert_eq!(st.lookup(&id("a"), now).await.unwrap(), None);
+    assert!(matches!(
+        st.join(&id("a"), &room("q"), 8, now).await,
+        Err(JoinError::NotConnected)
+    ));
+    assert_eq!(st.leave(&id("a"), now).await.unwrap(), None);
     assert_eq!(st.expire(&id("a"), t0).await.unwrap(), None, "not yet due");
 
     let resumed = st
@@ -368,20 +510,29 @@ async fn a_suspended_participant_keeps_its_seat_and_resumes_on_a_new_socket() {
         .unwrap();
     assert_eq!(resumed.room, room("r"));
     assert_eq!(ids(&resumed.others), ["b"]);
-    assert_eq!(resumed.replaced, None);
+    assert_eq!(resumed.replaced, None, "the old socket was not attached");
     assert_eq!(
-        st.lookup(&id("n")).await.unwrap(),
+        st.lookup(&id("n"), now).await.unwrap(),
         Some(Presence {
             id: id("a"),
             room: Some(room("r"))
         })
     );
     assert_eq!(
-        st.participant(&id("n")).await.unwrap(),
+        st.participant(&id("n"), now).await.unwrap(),
         None,
         "the placeholder is gone"
     );
-    let members = st.members(&room("r")).await.unwrap();
+    assert!(
+        !exists(&st, "s#a").await,
+        "the dropped-from socket is forgotten"
+    );
+    assert_eq!(
+        st.remove_connection(&id("a"), now).await.unwrap(),
+        None,
+        "the old socket's late $disconnect changes nothing"
+    );
+    let members = st.members(&room("r"), now).await.unwrap();
     assert_eq!(
         members[0],
         Member {
@@ -393,11 +544,43 @@ async fn a_suspended_participant_keeps_its_seat_and_resumes_on_a_new_socket() {
     assert_eq!(st.expire(&id("a"), grace).await.unwrap(), None);
     // The new socket speaks as a: leaving through it takes a out.
     assert_eq!(
-        st.leave(&id("n")).await.unwrap(),
+        st.leave(&id("n"), now).await.unwrap(),
         Some((id("a"), room("r")))
     );
     assert_eq!(seats(&st, "r").await, ["b"]);
     assert_no_scans(&st);
+}
+
+#[tokio::test]
+async fn a_clean_close_of_the_socket_a_participant_was_suspended_from_ends_it() {
+    let Some(st) = store("suspend-close").await else {
+        return;
+    };
+    let now = SystemTime::now();
+    let grace = now + Duration::from_secs(30);
+    connect(&st, &["a", "b", "n"], now).await;
+    st.join(&id("a"), &room("r"), 8, now).await.unwrap();
+    st.join(&id("b"), &room("r"), 8, now).await.unwrap();
+    // a resumes on n, so its socket and its id differ; then n drops.
+    st.resume(&id("a"), &id("n"), now).await.unwrap();
+    assert!(st.suspend(&id("n"), grace, now).await.unwrap().is_some());
+    assert_eq!(st.lookup(&id("n"), now).await.unwrap(), None);
+    assert_eq!(
+        st.remove_connection(&id("n"), now).await.unwrap(),
+        Some(Departure {
+            id: id("a"),
+            room: Some(room("r"))
+        })
+    );
+    assert_eq!(st.participant(&id("a"), now).await.unwrap(), None);
+    assert!(!exists(&st, "s#n").await);
+    assert_eq!(seats(&st, "r").await, ["b"]);
+    assert_eq!(
+        st.due(grace).await.unwrap(),
+        Due::default(),
+        "b is not due yet"
+    );
+    assert_eq!(st.remove_connection(&id("n"), now).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -406,12 +589,13 @@ async fn resume_is_refused_after_the_grace_or_into_a_used_socket_and_expire_remo
         return;
     };
     let t0 = SystemTime::now();
+    let now = t0;
     let grace = t0 + Duration::from_secs(30);
     connect(&st, &["a", "b", "n", "m"], t0).await;
     st.join(&id("a"), &room("r"), 8, t0).await.unwrap();
     st.join(&id("b"), &room("r"), 8, t0).await.unwrap();
     st.join(&id("m"), &room("q"), 8, t0).await.unwrap();
-    st.suspend(&id("a"), grace).await.unwrap();
+    st.suspend(&id("a"), grace, now).await.unwrap();
 
     for (who, on, at) in [
         ("a", "m", t0),    // a socket already in a room
@@ -426,7 +610,7 @@ async fn resume_is_refused_after_the_grace_or_into_a_used_socket_and_expire_remo
         );
     }
     assert_eq!(
-        st.lookup(&id("m")).await.unwrap().unwrap().room,
+        st.lookup(&id("m"), now).await.unwrap().unwrap().room,
         Some(room("q"))
     );
 
@@ -451,36 +635,83 @@ async fn resume_is_refused_after_the_grace_or_into_a_used_socket_and_expire_remo
 }
 
 #[tokio::test]
-async fn due_lists_every_suspended_participant_past_its_grace_page_by_page() {
+async fn due_lists_ended_graces_and_members_due_for_a_check_page_by_page() {
     let Some(st) = store("due").await else {
         return;
     };
-    let st = st.with_page_size(2);
+    let check = Duration::from_mins(5);
+    let st = st.with_page_size(2).with_check_every(check);
     let t0 = SystemTime::now();
+    let now = t0;
     let names = ["d0", "d1", "d2", "d3", "d4", "kept"];
     connect(&st, &names, t0).await;
+    connect(&st, &["idle"], t0).await;
     for n in names {
         st.join(&id(n), &room("r"), 8, t0).await.unwrap();
     }
     let grace = |i: u64| t0 + Duration::from_secs(30 + i);
     for (i, n) in (0..).zip(&names[..5]) {
-        st.suspend(&id(n), grace(i)).await.unwrap();
+        st.suspend(&id(n), grace(i), now).await.unwrap();
     }
-    assert_eq!(st.due(t0).await.unwrap(), [], "no grace over yet");
+    assert_eq!(st.due(t0).await.unwrap(), Due::default(), "nothing due yet");
     let sorted = |mut v: Vec<ConnectionId>| {
         v.sort();
         v.into_iter().map(|c| c.to_string()).collect::<Vec<_>>()
     };
-    assert_eq!(sorted(st.due(grace(2)).await.unwrap()), ["d0", "d1", "d2"]);
-    // A resumed participant leaves the index; an expired one too.
+    let due = st.due(grace(2)).await.unwrap();
+    assert_eq!(sorted(due.expired), ["d0", "d1", "d2"]);
+    assert_eq!(due.unchecked, [], "kept is not due for a check yet");
+    // A resumed participant leaves the grace partition for the check one; an expired one
+    // leaves the index.
     st.add_connection(&id("n3"), t0).await.unwrap();
     st.resume(&id("d3"), &id("n3"), t0).await.unwrap();
     st.expire(&id("d0"), grace(0)).await.unwrap();
     let before = st.calls();
-    assert_eq!(sorted(st.due(grace(10)).await.unwrap()), ["d1", "d2", "d4"]);
+    let due = st.due(grace(10)).await.unwrap();
     let calls = st.calls().since(&before);
-    assert!(calls.get("Query") >= 2, "3 due, 2 a page: {calls}");
+    assert_eq!(sorted(due.expired), ["d1", "d2", "d4"]);
+    assert!(
+        calls.get("Query") >= 3,
+        "3 due, 2 a page, 2 partitions: {calls}"
+    );
     assert_eq!(calls.total(), calls.get("Query"), "{calls}");
+    let read: Vec<String> = calls.reads().map(|(r, _)| r.to_string()).collect();
+    assert_eq!(read, ["Query bySweep eventual"]);
+
+    // Past the check interval: the attached members, with their sockets; never the
+    // suspended, nor a socket in no room.
+    let later = t0 + check;
+    let mut unchecked = st.due(later).await.unwrap().unchecked;
+    unchecked.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(
+        unchecked,
+        [
+            Member {
+                id: id("d3"),
+                socket: Some(id("n3"))
+            },
+            Member {
+                id: id("kept"),
+                socket: Some(id("kept"))
+            },
+        ]
+    );
+    // Found alive: next check later. A check recorded for the wrong socket changes nothing.
+    st.checked(&id("kept"), &id("kept"), later + check, later)
+        .await
+        .unwrap();
+    st.checked(&id("d3"), &id("d3"), later + check, later)
+        .await
+        .unwrap();
+    st.checked(&id("nobody"), &id("nobody"), later + check, later)
+        .await
+        .unwrap();
+    let unchecked = st.due(later).await.unwrap().unchecked;
+    assert_eq!(ids(&unchecked), ["d3"]);
+    // Leaving takes a member out of the index.
+    st.leave(&id("n3"), later).await.unwrap();
+    let due = st.due(later + check * 2).await.unwrap();
+    assert_eq!(ids(&due.unchecked), ["kept"]);
     assert_no_scans(&st);
 }
 
@@ -494,19 +725,27 @@ async fn resuming_over_a_half_open_socket_takes_the_participant_over() {
     st.join(&id("a"), &room("r"), 8, now).await.unwrap();
     st.join(&id("b"), &room("r"), 8, now).await.unwrap();
     let resumed = st.resume(&id("a"), &id("n"), now).await.unwrap();
-    assert_eq!(resumed.replaced, Some(id("a")));
+    assert_eq!(
+        resumed.replaced,
+        Some(id("a")),
+        "the old socket was still attached"
+    );
+    assert!(
+        !exists(&st, "s#a").await,
+        "the replaced socket is forgotten"
+    );
     // The old socket closing later does not take the participant with it.
-    assert_eq!(st.remove_connection(&id("a")).await.unwrap(), None);
+    assert_eq!(st.remove_connection(&id("a"), now).await.unwrap(), None);
     assert_eq!(member_ids(&st, "r").await, ["a", "b"]);
     assert_eq!(
-        st.lookup(&id("n")).await.unwrap(),
+        st.lookup(&id("n"), now).await.unwrap(),
         Some(Presence {
             id: id("a"),
             room: Some(room("r"))
         })
     );
     assert_eq!(
-        st.remove_connection(&id("n")).await.unwrap(),
+        st.remove_connection(&id("n"), now).await.unwrap(),
         Some(Departure {
             id: id("a"),
             room: Some(room("r"))
@@ -522,13 +761,14 @@ async fn suspending_a_participant_in_no_room_removes_it() {
     };
     let now = SystemTime::now();
     connect(&st, &["a"], now).await;
-    assert_eq!(st.suspend(&id("a"), now).await.unwrap(), None);
-    assert_eq!(st.lookup(&id("a")).await.unwrap(), None);
-    assert_eq!(st.participant(&id("a")).await.unwrap(), None);
+    assert_eq!(st.suspend(&id("a"), now, now).await.unwrap(), None);
+    assert_eq!(st.lookup(&id("a"), now).await.unwrap(), None);
+    assert_eq!(st.participant(&id("a"), now).await.unwrap(), None);
 }
 
 #[tokio::test]
 async fn damaged_items_and_missing_tables_are_store_errors_not_panics() {
+    let now = SystemTime::now();
     let Some(st) = store("damaged").await else {
         return;
     };
@@ -540,7 +780,7 @@ async fn damaged_items_and_missing_tables_are_store_errors_not_panics() {
         .send()
         .await
         .unwrap();
-    assert!(st.lookup(&id("x")).await.is_err());
+    assert!(st.lookup(&id("x"), now).await.is_err());
     assert!(
         st.join(&id("x"), &room("r"), 8, SystemTime::now())
             .await
@@ -555,8 +795,8 @@ async fn damaged_items_and_missing_tables_are_store_errors_not_panics() {
             .await
             .is_err()
     );
-    assert!(missing.members(&room("r")).await.is_err());
-    assert!(missing.lookup(&id("a")).await.is_err());
+    assert!(missing.members(&room("r"), now).await.is_err());
+    assert!(missing.lookup(&id("a"), now).await.is_err());
     let r: RoomId = room("r");
     assert!(matches!(
         missing.join(&id("a"), &r, 8, SystemTime::now()).await,

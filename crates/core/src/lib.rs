@@ -34,10 +34,10 @@ pub use memory::MemoryStore;
 pub use pusher::{Delivery, Kind, Outbound, PushError, Pusher};
 pub use rate::TokenBucket;
 pub use resume::{Resume, ResumeKey};
-pub use route::{Outcome, Route, Signalling};
+pub use route::{Outcome, Route, Signalling, SuspensionHook, Swept};
 pub use store::{
-    ConnectionStore, Departure, JoinError, Joined, Member, Presence, ResumeError, Resumed,
-    StoreError,
+    ConnectionStore, Departure, Due, JoinError, Joined, Member, Presence, ResumeError, Resumed,
+    StoreError, Suspension,
 };
 pub use turn::Turn;
 

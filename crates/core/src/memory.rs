@@ -10,8 +10,8 @@ use std::{
 use meshcall_protocol::{ConnectionId, RoomId};
 
 use crate::store::{
-    ConnectionStore, Departure, JoinError, Joined, Member, Presence, ResumeError, Resumed,
-    StoreError,
+    ConnectionStore, Departure, Due, JoinError, Joined, Member, Presence, ResumeError, Resumed,
+    StoreError, Suspension,
 };
 
 /// Membership kept in this process's memory.
@@ -23,16 +23,23 @@ pub struct MemoryStore {
 #[derive(Debug)]
 struct Participant {
     room: Option<RoomId>,
-    /// `None` while suspended.
-    socket: Option<ConnectionId>,
+    /// The socket it is attached to or, while suspended, dropped from.
+    socket: ConnectionId,
     /// Set while suspended: when the grace ends.
     until: Option<SystemTime>,
+}
+
+impl Participant {
+    /// The socket to push to: none while suspended.
+    fn reachable(&self) -> Option<ConnectionId> {
+        self.until.is_none().then(|| self.socket.clone())
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
     participants: HashMap<ConnectionId, Participant>,
-    /// Socket → the participant attached to it.
+    /// Socket → the participant attached to it or suspended from it.
     sockets: HashMap<ConnectionId, ConnectionId>,
     /// Every non-empty room, and its members in join order.
     rooms: HashMap<RoomId, Vec<ConnectionId>>,
@@ -64,15 +71,22 @@ impl State {
     /// Removes a participant entirely.
     fn remove(&mut self, id: &ConnectionId) -> Option<Departure> {
         let p = self.participants.remove(id)?;
-        if let Some(socket) = &p.socket {
-            self.sockets.remove(socket);
-        }
+        self.sockets.remove(&p.socket);
         if let Some(room) = &p.room {
             self.remove_from_room(id, room);
         }
         Some(Departure {
             id: id.clone(),
             room: p.room,
+        })
+    }
+
+    /// The participant attached to `socket`; `None` if there is none or it is suspended.
+    fn attached(&self, socket: &ConnectionId) -> Option<&ConnectionId> {
+        self.sockets.get(socket).filter(|id| {
+            self.participants
+                .get(*id)
+                .is_some_and(|p| p.until.is_none())
         })
     }
 
@@ -84,7 +98,7 @@ impl State {
             .filter(|m| Some(*m) != except)
             .map(|m| Member {
                 id: m.clone(),
-                socket: self.participants.get(m).and_then(|p| p.socket.clone()),
+                socket: self.participants.get(m).and_then(Participant::reachable),
             })
             .collect()
     }
@@ -137,7 +151,7 @@ impl ConnectionStore for MemoryStore {
             socket.clone(),
             Participant {
                 room: None,
-                socket: Some(socket.clone()),
+                socket: socket.clone(),
                 until: None,
             },
         );
@@ -148,6 +162,7 @@ impl ConnectionStore for MemoryStore {
     async fn remove_connection(
         &self,
         socket: &ConnectionId,
+        _now: SystemTime,
     ) -> Result<Option<Departure>, StoreError> {
         let mut s = self.lock();
         let Some(id) = s.sockets.get(socket).cloned() else {
@@ -160,16 +175,16 @@ impl ConnectionStore for MemoryStore {
         &self,
         socket: &ConnectionId,
         until: SystemTime,
-    ) -> Result<Option<ConnectionId>, StoreError> {
+        _now: SystemTime,
+    ) -> Result<Option<Suspension>, StoreError> {
         let mut s = self.lock();
-        let Some(id) = s.sockets.remove(socket) else {
+        let Some(id) = s.sockets.get(socket).cloned() else {
             return Ok(None);
         };
         match s.participants.get_mut(&id) {
             Some(p) if p.room.is_some() => {
-                p.socket = None;
-                p.until = Some(until);
-                Ok(Some(id))
+                let until = *p.until.get_or_insert(until);
+                Ok(Some(Suspension { id, until }))
             }
             _ => {
                 s.remove(&id);
@@ -187,8 +202,7 @@ impl ConnectionStore for MemoryStore {
         let mut s = self.lock();
         // The new socket's own placeholder must be fresh: attached, in no room.
         let placeholder = s
-            .sockets
-            .get(socket)
+            .attached(socket)
             .filter(|id| s.participants.get(*id).is_some_and(|p| p.room.is_none()))
             .cloned();
         let resumable = s
@@ -204,12 +218,10 @@ impl ConnectionStore for MemoryStore {
             .participants
             .get_mut(participant)
             .expect("checked above, under the same lock");
-        let replaced = p.socket.replace(socket.clone());
-        p.until = None;
+        let old = std::mem::replace(&mut p.socket, socket.clone());
+        let replaced = p.until.take().is_none().then(|| old.clone());
         let room = p.room.clone().expect("checked above, under the same lock");
-        if let Some(old) = &replaced {
-            s.sockets.remove(old);
-        }
+        s.sockets.remove(&old);
         s.sockets.insert(socket.clone(), participant.clone());
         let others = s.members(&room, Some(participant));
         Ok(Resumed {
@@ -241,7 +253,7 @@ impl ConnectionStore for MemoryStore {
         _now: SystemTime,
     ) -> Result<Joined, JoinError> {
         let mut s = self.lock();
-        let Some(id) = s.sockets.get(socket).cloned() else {
+        let Some(id) = s.attached(socket).cloned() else {
             return Err(JoinError::NotConnected);
         };
         let current = s.participants.get(&id).and_then(|p| p.room.clone());
@@ -275,9 +287,10 @@ impl ConnectionStore for MemoryStore {
     async fn leave(
         &self,
         socket: &ConnectionId,
+        _now: SystemTime,
     ) -> Result<Option<(ConnectionId, RoomId)>, StoreError> {
         let mut s = self.lock();
-        let Some(id) = s.sockets.get(socket).cloned() else {
+        let Some(id) = s.attached(socket).cloned() else {
             return Ok(None);
         };
         let room = s.participants.get_mut(&id).and_then(|p| p.room.take());
@@ -287,9 +300,13 @@ impl ConnectionStore for MemoryStore {
         }))
     }
 
-    async fn lookup(&self, socket: &ConnectionId) -> Result<Option<Presence>, StoreError> {
+    async fn lookup(
+        &self,
+        socket: &ConnectionId,
+        _now: SystemTime,
+    ) -> Result<Option<Presence>, StoreError> {
         let s = self.lock();
-        Ok(s.sockets.get(socket).map(|id| Presence {
+        Ok(s.attached(socket).map(|id| Presence {
             id: id.clone(),
             room: s.participants.get(id).and_then(|p| p.room.clone()),
         }))
@@ -298,6 +315,7 @@ impl ConnectionStore for MemoryStore {
     async fn participant(
         &self,
         id: &ConnectionId,
+        _now: SystemTime,
     ) -> Result<Option<(Option<RoomId>, Member)>, StoreError> {
         let s = self.lock();
         Ok(s.participants.get(id).map(|p| {
@@ -305,14 +323,41 @@ impl ConnectionStore for MemoryStore {
                 p.room.clone(),
                 Member {
                     id: id.clone(),
-                    socket: p.socket.clone(),
+                    socket: p.reachable(),
                 },
             )
         }))
     }
 
-    async fn members(&self, room: &RoomId) -> Result<Vec<Member>, StoreError> {
+    async fn members(&self, room: &RoomId, _now: SystemTime) -> Result<Vec<Member>, StoreError> {
         Ok(self.lock().members(room, None))
+    }
+
+    /// Suspended participants past their grace. Never any to check: the self-hosted server
+    /// knows its own sockets, so it has no ghosts.
+    async fn due(&self, now: SystemTime) -> Result<Due, StoreError> {
+        let s = self.lock();
+        let mut expired: Vec<ConnectionId> = s
+            .participants
+            .iter()
+            .filter(|(_, p)| p.until.is_some_and(|until| until <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        expired.sort();
+        Ok(Due {
+            expired,
+            unchecked: Vec::new(),
+        })
+    }
+
+    async fn checked(
+        &self,
+        _participant: &ConnectionId,
+        _socket: &ConnectionId,
+        _next: SystemTime,
+        _now: SystemTime,
+    ) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 
@@ -367,10 +412,10 @@ mod tests {
                 suspended: 0
             }
         );
-        let left = ready(st.leave(&id("a"))).unwrap();
+        let left = ready(st.leave(&id("a"), now)).unwrap();
         assert_eq!(left, Some((id("a"), room("r"))));
-        assert_eq!(ready(st.leave(&id("a"))).unwrap(), None);
-        let gone = ready(st.remove_connection(&id("b"))).unwrap();
+        assert_eq!(ready(st.leave(&id("a"), now)).unwrap(), None);
+        let gone = ready(st.remove_connection(&id("b"), now)).unwrap();
         assert_eq!(
             gone,
             Some(Departure {
@@ -378,7 +423,7 @@ mod tests {
                 room: Some(room("s"))
             })
         );
-        assert_eq!(ready(st.remove_connection(&id("b"))).unwrap(), None);
+        assert_eq!(ready(st.remove_connection(&id("b"), now)).unwrap(), None);
         assert_eq!(
             st.stats(),
             Stats {
@@ -401,9 +446,17 @@ mod tests {
         ready(st.join(&id("a"), &room("r"), 8, t0)).unwrap();
         ready(st.join(&id("b"), &room("r"), 8, t0)).unwrap();
 
-        let suspended = ready(st.suspend(&id("a"), grace)).unwrap();
-        assert_eq!(suspended, Some(id("a")));
-        let members = ready(st.members(&room("r"))).unwrap();
+        let suspended = ready(st.suspend(&id("a"), grace, t0)).unwrap();
+        let expected = Some(Suspension {
+            id: id("a"),
+            until: grace,
+        });
+        assert_eq!(suspended, expected);
+        // The same drop reported again (a 410, then `$disconnect`) changes nothing: the
+        // grace is not extended.
+        let later = grace + Duration::from_secs(5);
+        assert_eq!(ready(st.suspend(&id("a"), later, t0)).unwrap(), expected);
+        let members = ready(st.members(&room("r"), t0)).unwrap();
         assert_eq!(
             members[0],
             Member {
@@ -411,16 +464,21 @@ mod tests {
                 socket: None
             }
         );
-        // The old socket is detached: removing it again finds nothing.
-        assert_eq!(ready(st.remove_connection(&id("a"))).unwrap(), None);
+        // The socket it dropped from speaks for no one.
+        assert_eq!(ready(st.lookup(&id("a"), t0)).unwrap(), None);
+        assert_eq!(ready(st.leave(&id("a"), t0)).unwrap(), None);
         // Not yet due.
         assert_eq!(ready(st.expire(&id("a"), t0)).unwrap(), None);
+        assert_eq!(ready(st.due(t0)).unwrap(), Due::default());
+        assert_eq!(ready(st.due(grace)).unwrap().expired, [id("a")]);
 
         let resumed = ready(st.resume(&id("a"), &id("n"), t0)).unwrap();
         assert_eq!(resumed.room, room("r"));
         assert_eq!(ids(&resumed.others), ["b"]);
         assert_eq!(resumed.replaced, None);
-        let presence = ready(st.lookup(&id("n"))).unwrap().unwrap();
+        // The socket it dropped from is forgotten: closing it takes no one.
+        assert_eq!(ready(st.remove_connection(&id("a"), t0)).unwrap(), None);
+        let presence = ready(st.lookup(&id("n"), t0)).unwrap().unwrap();
         assert_eq!(
             presence,
             Presence {
@@ -449,7 +507,7 @@ mod tests {
         }
         ready(st.join(&id("a"), &room("r"), 8, t0)).unwrap();
         ready(st.join(&id("m"), &room("q"), 8, t0)).unwrap();
-        ready(st.suspend(&id("a"), grace)).unwrap();
+        ready(st.suspend(&id("a"), grace, t0)).unwrap();
         // A socket already in a room cannot take a participant over.
         let used = ready(st.resume(&id("a"), &id("m"), t0));
         assert!(matches!(used, Err(ResumeError::NotResumable)));
@@ -470,7 +528,28 @@ mod tests {
         let st = MemoryStore::new();
         let now = SystemTime::now();
         ready(st.add_connection(&id("a"), now)).unwrap();
-        assert_eq!(ready(st.suspend(&id("a"), now)).unwrap(), None);
+        assert_eq!(ready(st.suspend(&id("a"), now, now)).unwrap(), None);
         assert_eq!(st.stats().connections, 0);
+    }
+
+    #[test]
+    fn a_clean_close_after_a_drop_ends_the_suspended_participant() {
+        let st = MemoryStore::new();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        for c in ["a", "b"] {
+            ready(st.add_connection(&id(c), t0)).unwrap();
+            ready(st.join(&id(c), &room("r"), 8, t0)).unwrap();
+        }
+        ready(st.suspend(&id("a"), t0 + Duration::from_secs(30), t0)).unwrap();
+        let ended = ready(st.remove_connection(&id("a"), t0)).unwrap();
+        assert_eq!(
+            ended,
+            Some(Departure {
+                id: id("a"),
+                room: Some(room("r"))
+            })
+        );
+        assert_eq!(ids(&ready(st.members(&room("r"), t0)).unwrap()), ["b"]);
+        assert_eq!(st.stats().suspended, 0);
     }
 }

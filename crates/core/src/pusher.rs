@@ -108,4 +108,12 @@ pub trait Pusher: Send + Sync {
         to: &ConnectionId,
         frame: &Outbound,
     ) -> impl Future<Output = Result<Delivery, PushError>> + Send;
+
+    /// Whether `to` still exists at the gateway, without sending it anything (API Gateway:
+    /// `GET @connections/{id}`, 410 is [`Delivery::Gone`]). The sweep and a full room use it
+    /// to find members whose `$disconnect` never came.
+    ///
+    /// # Errors
+    /// [`PushError`] if the gateway could not be asked.
+    fn probe(&self, to: &ConnectionId) -> impl Future<Output = Result<Delivery, PushError>> + Send;
 }

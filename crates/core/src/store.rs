@@ -82,6 +82,26 @@ pub struct Departure {
     pub room: Option<RoomId>,
 }
 
+/// A participant kept in its room, unseen, after its socket dropped: it may `resume` until
+/// `until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suspension {
+    /// The suspended participant.
+    pub id: ConnectionId,
+    /// When its grace ends.
+    pub until: SystemTime,
+}
+
+/// What the periodic sweep has to do (see [`ConnectionStore::due`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Due {
+    /// Suspended participants whose grace ended: to expire.
+    pub expired: Vec<ConnectionId>,
+    /// Members attached to a socket that has not been confirmed alive for a while: to probe
+    /// (a gateway that loses `$disconnect` events leaves such ghosts). `socket` is `Some`.
+    pub unchecked: Vec<Member>,
+}
+
 /// What a successful join changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Joined {
@@ -123,7 +143,7 @@ pub trait ConnectionStore: Send + Sync {
         now: SystemTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Forgets a socket and the participant attached to it, even a suspended one. Returns
+    /// Forgets a socket and the participant attached to it or suspended from it. Returns
     /// what was removed. A socket with no participant (already removed, or whose
     /// participant resumed elsewhere) is not an error: `None`, so cleanup may run twice.
     ///
@@ -132,11 +152,15 @@ pub trait ConnectionStore: Send + Sync {
     fn remove_connection(
         &self,
         socket: &ConnectionId,
+        now: SystemTime,
     ) -> impl Future<Output = Result<Option<Departure>, StoreError>> + Send;
 
-    /// Detaches a dropped socket from its participant, which stays in its room, suspended,
-    /// until `until`. A participant in no room has nothing to keep: it is removed instead.
-    /// Returns the suspended participant.
+    /// Suspends the participant of a dropped socket: it stays in its room, unseen and
+    /// receiving nothing, until `until`, and remembers the socket it dropped from (a clean
+    /// close reported later for that socket ends it). A participant already suspended from
+    /// this socket is left as it is (its grace is not extended) and returned with its own
+    /// `until`, so a drop reported twice (a push answered 410, then `$disconnect`) changes
+    /// nothing. A participant in no room has nothing to keep: it is removed instead (`None`).
     ///
     /// # Errors
     /// [`StoreError`] if the store fails.
@@ -144,12 +168,14 @@ pub trait ConnectionStore: Send + Sync {
         &self,
         socket: &ConnectionId,
         until: SystemTime,
-    ) -> impl Future<Output = Result<Option<ConnectionId>, StoreError>> + Send;
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Option<Suspension>, StoreError>> + Send;
 
     /// Attaches `participant` to `socket`, which must be new (its own participant in no
     /// room; that placeholder is removed). The participant must exist, be in a room (there
     /// is nothing else to return to) and, if suspended, be within its grace
-    /// (`now < until`).
+    /// (`now < until`). Its previous socket is forgotten; [`Resumed::replaced`] names it
+    /// only if it was still attached (not suspended), for the gateway to close.
     ///
     /// # Errors
     /// [`ResumeError::NotResumable`] if not; [`ResumeError::Store`] if the store fails.
@@ -193,32 +219,59 @@ pub trait ConnectionStore: Send + Sync {
     fn leave(
         &self,
         socket: &ConnectionId,
+        now: SystemTime,
     ) -> impl Future<Output = Result<Option<(ConnectionId, RoomId)>, StoreError>> + Send;
 
-    /// The participant attached to a socket, and its room.
+    /// The participant attached to a socket (not one suspended from it), and its room.
     ///
     /// # Errors
     /// [`StoreError`] if the store fails.
     fn lookup(
         &self,
         socket: &ConnectionId,
+        now: SystemTime,
     ) -> impl Future<Output = Result<Option<Presence>, StoreError>> + Send;
 
-    /// A participant's room and socket (`None` for an unknown participant).
+    /// A participant's room and socket (`None` for an unknown participant; the socket is
+    /// `None` while it is suspended).
     ///
     /// # Errors
     /// [`StoreError`] if the store fails.
     fn participant(
         &self,
         id: &ConnectionId,
+        now: SystemTime,
     ) -> impl Future<Output = Result<Option<(Option<RoomId>, Member)>, StoreError>> + Send;
 
-    /// Every member of a room, all of them (stores that page must read every page).
+    /// Every member of a room, in join order, read consistently: a member whose join has
+    /// returned is listed (an eventually consistent index is not enough; fan-outs depend on
+    /// it).
     ///
     /// # Errors
     /// [`StoreError`] if the store fails.
     fn members(
         &self,
         room: &RoomId,
+        now: SystemTime,
     ) -> impl Future<Output = Result<Vec<Member>, StoreError>> + Send;
+
+    /// What the periodic sweep must do at `now`: suspended participants whose grace ended,
+    /// and members due for a liveness check.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store fails.
+    fn due(&self, now: SystemTime) -> impl Future<Output = Result<Due, StoreError>> + Send;
+
+    /// `participant`'s `socket` was found alive at `now`: its next liveness check is at
+    /// `next`. Nothing happens if it is no longer attached to that socket.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store fails.
+    fn checked(
+        &self,
+        participant: &ConnectionId,
+        socket: &ConnectionId,
+        next: SystemTime,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -41,6 +41,10 @@ impl Pusher for SlowPusher {
         }
         Ok(Delivery::Delivered)
     }
+
+    async fn probe(&self, _to: &ConnectionId) -> Result<Delivery, PushError> {
+        Ok(Delivery::Delivered)
+    }
 }
 
 /// Pending on its first poll (waking itself), ready on the next.

@@ -7,20 +7,35 @@ mod support;
 
 use std::time::{Duration, SystemTime};
 
-use meshcall_core::{Config, Resume, ResumeKey, Route, protocol::ErrorCode};
+use meshcall_core::{
+    Config, ConnectionStore, Member, Resume, ResumeKey, Route, Suspension, Swept,
+    protocol::ErrorCode,
+};
 use serde_json::{Value, json};
-use support::{World, id, now, ready};
+use support::{Fate, World, id, now, ready, room};
 
 const GRACE: Duration = Duration::from_secs(30);
 
 fn world() -> World {
-    World::with_config(Config {
+    World::with_config(config())
+}
+
+fn config() -> Config {
+    Config {
         resume: Some(Resume {
             key: ResumeKey::new([42; 32]),
             grace: GRACE,
         }),
         ..Config::default()
-    })
+    }
+}
+
+fn suspension(who: &str, until: SystemTime) -> Suspension {
+    Suspension { id: id(who), until }
+}
+
+fn participant_left(who: &str) -> Value {
+    json!({"type": "participantLeft", "participantConnectionId": who})
 }
 
 /// a and b in room 123; returns a's resume token.
@@ -61,7 +76,13 @@ fn a_dropped_participant_resumes_with_its_id_and_room_and_nobody_sees_it_leave()
     let (a, b) = (id("A="), id("B="));
 
     let suspended = ready(world.sig.suspend(&a, now())).unwrap();
-    assert_eq!(suspended, Some((a.clone(), now() + GRACE)));
+    assert_eq!(
+        suspended,
+        Some(Suspension {
+            id: a.clone(),
+            until: now() + GRACE
+        })
+    );
     world.assert_nothing_pushed();
     assert_eq!(world.members("123"), [a.clone(), b.clone()]);
 
@@ -199,4 +220,255 @@ fn with_resume_off_a_drop_is_a_departure() {
     let n = world.connect("N=");
     let outcome = world.send(&n, r#"{"action":"resume","token":"A=.x"}"#);
     assert_eq!(outcome.error, Some(ErrorCode::ResumeFailed));
+}
+
+#[test]
+fn a_member_found_gone_is_suspended_and_no_one_is_told() {
+    let world = world();
+    let token = pair(&world);
+    let (a, b) = (id("A="), id("B="));
+    world.pusher().mark_gone(&a);
+
+    // b signals a, whose socket vanished without a close: the push is answered 410.
+    let outcome = world.send(&b, r#"{"action":"signal","to":"A=","data":1}"#);
+    assert_eq!(outcome.error, None);
+    let pushes = world.pusher().take();
+    assert_eq!(
+        pushes.len(),
+        1,
+        "only the push that found a gone: {pushes:#?}"
+    );
+    assert_eq!((&pushes[0].to, pushes[0].fate), (&a, Fate::Gone));
+    // Gone is not left: a keeps its seat, unseen, for the grace.
+    assert_eq!(world.members("123"), [a.clone(), b.clone()]);
+    assert_eq!(world.store().stats().suspended, 1);
+    let (_, member) = ready(world.store().participant(&a, now()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(member.socket, None);
+    assert_eq!(world.take_suspensions(), [suspension("A=", now() + GRACE)]);
+
+    // The gateway reports the same drop later (`$disconnect` without a close frame): the
+    // grace is not extended and still no one is told.
+    let later = now() + Duration::from_secs(10);
+    let again = ready(world.sig.suspend(&a, later)).unwrap();
+    assert_eq!(again, Some(suspension("A=", now() + GRACE)));
+    world.assert_nothing_pushed();
+    let due = ready(world.store().due(now() + GRACE)).unwrap();
+    assert_eq!(
+        due.expired,
+        std::slice::from_ref(&a),
+        "due when the first grace ends"
+    );
+
+    // The client comes back within the grace: same id, same room, nobody saw a thing.
+    world.connect("N=");
+    let at = now() + GRACE - Duration::from_secs(1);
+    let outcome = ready(world.sig.message(
+        &id("N="),
+        &json!({"action": "resume", "token": token}).to_string(),
+        at,
+    ));
+    assert_eq!(outcome.error, None);
+    // The socket it dropped from was not attached any more: nothing to close.
+    assert_eq!(outcome.replaced, None);
+    let frames = world.drain_json(&id("N="));
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["connectionId"], "A=");
+    assert_eq!(frames[0]["roomId"], "123");
+    assert_eq!(frames[0]["resumed"], true);
+    world.assert_nothing_pushed();
+    assert_eq!(world.members("123"), [a.clone(), b.clone()]);
+    assert_eq!(world.store().stats().suspended, 0);
+
+    // The old socket is forgotten: its late `$disconnect` takes no one.
+    world.disconnect(&a);
+    world.assert_nothing_pushed();
+    assert_eq!(world.members("123"), [a, b]);
+}
+
+#[test]
+fn a_clean_close_of_the_socket_a_participant_was_suspended_from_ends_it() {
+    let world = world();
+    let token = pair(&world);
+    let (a, b) = (id("A="), id("B="));
+    world.pusher().mark_gone(&a);
+    let outcome = world.send(
+        &b,
+        r#"{"action":"sendMsgToRoom","roomId":"123","message":"hi"}"#,
+    );
+    assert_eq!(outcome.error, None);
+    world.forget_frames();
+    assert_eq!(world.store().stats().suspended, 1, "found gone, suspended");
+    // While suspended, that socket speaks for no one.
+    assert_eq!(ready(world.store().lookup(&a, now())).unwrap(), None);
+
+    // The close comes, and it was clean (1000, 1001, 1005): the client left.
+    world.disconnect(&a);
+    assert_eq!(world.drain_json(&b), [participant_left("A=")]);
+    world.assert_nothing_pushed();
+    assert_eq!(world.members("123"), [b]);
+    assert_eq!(world.store().stats().suspended, 0);
+    assert_eq!(world.store().stats().connections, 1);
+
+    // Its token is no use any more.
+    world.connect("N=");
+    let frames = resume(&world, "N=", &token, now());
+    assert_eq!(frames[0]["code"], "resumeFailed");
+}
+
+#[test]
+fn the_suspension_hook_sees_drops_and_members_found_gone_alike() {
+    let world = world();
+    let [a, b, c] = ["A=", "B=", "C="].map(|n| world.connect(n));
+    for x in [&a, &b, &c] {
+        world.join(x, "123");
+    }
+    world.forget_frames();
+
+    // A drop the gateway saw.
+    ready(world.sig.suspend(&a, now())).unwrap();
+    // A socket a push found gone, later.
+    let later = now() + Duration::from_secs(7);
+    world.pusher().mark_gone(&b);
+    ready(
+        world
+            .sig
+            .message(&c, r#"{"action":"signal","to":"B=","data":1}"#, later),
+    );
+    assert_eq!(
+        world.take_suspensions(),
+        [
+            suspension("A=", now() + GRACE),
+            suspension("B=", later + GRACE)
+        ]
+    );
+    world.assert_nothing_pushed_to(&c);
+
+    // A drop of a socket in no room is a removal, not a suspension.
+    let d = world.connect("D=");
+    assert_eq!(ready(world.sig.suspend(&d, now())).unwrap(), None);
+    assert_eq!(world.take_suspensions(), []);
+
+    // With resume off there are no suspensions at all: a drop, or a gone member, leaves.
+    let off = World::new();
+    let [a, b, c] = ["A=", "B=", "C="].map(|n| off.connect(n));
+    for x in [&a, &b, &c] {
+        off.join(x, "123");
+    }
+    ready(off.sig.suspend(&a, now())).unwrap();
+    off.pusher().mark_gone(&b);
+    off.send(&c, r#"{"action":"signal","to":"B=","data":1}"#);
+    assert_eq!(off.take_suspensions(), []);
+    assert_eq!(off.members("123"), [c]);
+}
+
+#[test]
+fn the_sweep_expires_participants_whose_grace_ended_and_tells_their_rooms() {
+    let world = world();
+    let [a, b, c, d] = ["A=", "B=", "C=", "D="].map(|n| world.connect(n));
+    world.join(&a, "123");
+    world.join(&b, "123");
+    world.join(&c, "456");
+    world.join(&d, "456");
+    world.forget_frames();
+    let ten = Duration::from_secs(10);
+    ready(world.sig.suspend(&a, now())).unwrap();
+    ready(world.sig.suspend(&c, now() + ten)).unwrap();
+    let every = Duration::from_mins(5);
+    let sweep = |at| ready(world.sig.sweep(at, every)).unwrap();
+
+    // Not a millisecond early.
+    assert_eq!(
+        sweep(now() + GRACE - Duration::from_millis(1)),
+        Swept::default()
+    );
+    world.assert_nothing_pushed();
+    assert_eq!(world.members("123"), [a.clone(), b.clone()]);
+
+    // a's grace is over, c's is not.
+    let swept = sweep(now() + GRACE);
+    assert_eq!(swept.expired, 1);
+    assert_eq!(world.drain_json(&b), [participant_left("A=")]);
+    world.assert_nothing_pushed();
+    assert_eq!(world.members("123"), std::slice::from_ref(&b));
+    assert_eq!(world.members("456"), [c.clone(), d.clone()]);
+
+    // Once is enough.
+    assert_eq!(sweep(now() + GRACE), Swept::default());
+    world.assert_nothing_pushed();
+
+    let swept = sweep(now() + ten + GRACE);
+    assert_eq!(swept.expired, 1);
+    assert_eq!(world.drain_json(&d), [participant_left("C=")]);
+    world.assert_nothing_pushed();
+    assert_eq!(world.members("456"), [d]);
+    // The self-hosted store never asks for liveness checks: nothing was probed.
+    assert_eq!(world.pusher().probes(), []);
+    assert_eq!(world.store().stats().suspended, 0);
+}
+
+#[test]
+fn ghosts_of_a_full_room_are_suspended_and_the_joiner_still_finds_it_full() {
+    let world = World::with_config(Config {
+        max_room_size: 2,
+        ..config()
+    });
+    let [a, b] = ["A=", "B="].map(|n| world.connect(n));
+    world.join(&a, "123");
+    world.join(&b, "123");
+    let d = world.connect("D=");
+    world.forget_frames();
+    // b vanished and its `$disconnect` never came; nothing has been pushed to it since.
+    world.pusher().mark_gone(&b);
+
+    let outcome = world.join(&d, "123");
+
+    let mut probed = world.pusher().probes();
+    probed.sort();
+    assert_eq!(probed, [a.clone(), b.clone()]);
+    // Gone is not left: b may be reconnecting now, so its seat is kept.
+    assert_eq!(outcome.error, Some(ErrorCode::RoomFull));
+    assert_eq!(world.drain_json(&d)[0]["code"], "roomFull");
+    world.assert_nothing_pushed();
+    assert_eq!(world.members("123"), [a, b.clone()]);
+    let members = ready(world.store().members(&room("123"), now())).unwrap();
+    assert_eq!(
+        members[1],
+        Member {
+            id: b,
+            socket: None
+        }
+    );
+    assert_eq!(world.take_suspensions(), [suspension("B=", now() + GRACE)]);
+}
+
+#[test]
+fn a_joiner_found_gone_keeps_its_new_seat_and_the_room_is_told_it_is_there() {
+    let world = world();
+    pair(&world);
+    let (a, b) = (id("A="), id("B="));
+    let d = world.connect("D=");
+    // d's joinRoom was in flight when its socket vanished: its `joined` is answered 410.
+    world.pusher().mark_gone(&d);
+
+    let outcome = world.join(&d, "123");
+
+    assert_eq!(outcome.error, None);
+    // Gone is not left: d is suspended in the room it joined, and may resume there.
+    assert_eq!(world.members("123"), [a.clone(), b.clone(), d.clone()]);
+    assert_eq!(world.take_suspensions(), [suspension("D=", now() + GRACE)]);
+    // So whatever a and b were told must add up to "d is here" (else a resumed d would
+    // signal peers that never heard of it, and its expiry would announce a stranger).
+    for member in [&a, &b] {
+        let mut present = false;
+        for frame in world.drain_json(member) {
+            if frame == json!({"type": "newParticipant", "participantConnectionId": "D="}) {
+                present = true;
+            } else if frame == participant_left("D=") {
+                present = false;
+            }
+        }
+        assert!(present, "{member} was never told that D= is in the room");
+    }
 }

@@ -12,13 +12,16 @@ use std::{
     collections::BTreeSet,
     error::Error,
     fmt,
-    sync::atomic::{AtomicBool, Ordering},
-    time::SystemTime,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, SystemTime},
 };
 
 use meshcall_core::{
-    Config, ConnectionStore, Departure, JoinError, Joined, Kind, Member, MemoryStore, Presence,
-    ResumeError, Resumed, Route, Signalling, StoreError,
+    Config, ConnectionStore, Departure, Due, JoinError, Joined, Kind, Member, MemoryStore,
+    Presence, ResumeError, Resumed, Route, Signalling, StoreError, Suspension, Swept,
     protocol::{ConnectionId, ErrorCode, IceServer, RoomId},
 };
 use serde_json::{Value, json};
@@ -370,6 +373,80 @@ fn room_cap_refuses_the_extra_joiner_with_room_full() {
     assert_eq!(world.members("123"), [b, d]);
 }
 
+/// `from` sends `joinRoom` 123 at `at`.
+fn join_123_at(world: &World, from: &ConnectionId, at: SystemTime) -> Option<ErrorCode> {
+    ready(world.sig.message(from, JOIN_123, at)).error
+}
+
+/// The sockets probed since the last call, sorted.
+fn probed(world: &World) -> Vec<ConnectionId> {
+    let mut probed = world.pusher().take_probes();
+    probed.sort();
+    probed
+}
+
+#[test]
+fn a_full_rooms_ghost_is_removed_and_its_room_told_so_the_joiner_gets_in() {
+    let world = World::with_room_cap(2);
+    let [a, b, _c, d] = two_rooms(&world);
+    // b vanished and its `$disconnect` never came; nothing has been pushed to it since.
+    world.pusher().mark_gone(&b);
+
+    let outcome = world.send(&d, JOIN_123);
+
+    assert_eq!(outcome.error, None);
+    assert_eq!(probed(&world), [a.clone(), b.clone()]);
+    assert_eq!(world.members("123"), [a.clone(), d.clone()]);
+    assert_eq!(world.room_of(&b), None);
+    // a hears b leave, then d arrive; d's `joined` does not list the ghost.
+    assert_eq!(
+        world.drain_json(&a),
+        [participant_left(&b), new_participant(&d)]
+    );
+    let joined = world.drain_json(&d);
+    assert_eq!(joined.len(), 1, "{joined:?}");
+    assert_eq!(joined[0]["participants"], json!([a.as_str()]));
+    assert!(world.take_suspensions().is_empty());
+}
+
+#[test]
+fn a_full_room_of_live_members_is_probed_at_most_once_per_five_seconds() {
+    let world = World::with_room_cap(2);
+    let [a, b, c, d] = two_rooms(&world);
+    let e = world.connect("E=");
+    world.join(&e, "456");
+    world.forget_frames();
+
+    assert_eq!(join_123_at(&world, &d, now()), Some(ErrorCode::RoomFull));
+    assert_eq!(probed(&world), [a.clone(), b.clone()]);
+    // Knocking again soon probes no one: a crowd at the door cannot turn into a probe storm.
+    let soon = now() + Duration::from_millis(4_999);
+    assert_eq!(join_123_at(&world, &d, now()), Some(ErrorCode::RoomFull));
+    assert_eq!(join_123_at(&world, &d, soon), Some(ErrorCode::RoomFull));
+    assert_eq!(probed(&world), []);
+    // Another full room is probed on its own account.
+    assert_eq!(
+        ready(
+            world
+                .sig
+                .message(&d, r#"{"action":"joinRoom","roomId":"456"}"#, soon)
+        )
+        .error,
+        Some(ErrorCode::RoomFull)
+    );
+    assert_eq!(probed(&world), [c, e]);
+
+    // A ghost that appears meanwhile is found only when the five seconds are up.
+    world.pusher().mark_gone(&b);
+    assert_eq!(join_123_at(&world, &d, soon), Some(ErrorCode::RoomFull));
+    assert_eq!(probed(&world), []);
+    assert_eq!(world.members("123"), [a.clone(), b.clone()]);
+    let later = now() + Duration::from_secs(5);
+    assert_eq!(join_123_at(&world, &d, later), None);
+    assert_eq!(probed(&world), [a.clone(), b]);
+    assert_eq!(world.members("123"), [a, d]);
+}
+
 #[test]
 fn gone_receiver_is_dropped_and_its_room_told_while_the_rest_still_get_the_frame() {
     let world = World::new();
@@ -548,7 +625,7 @@ fn refuse_sends_the_gateways_own_errors_to_the_sender_only() {
         ErrorCode::RateLimited,
         ErrorCode::BinaryNotSupported,
     ] {
-        ready(world.sig.refuse(&a, code, "refused by the gateway"));
+        ready(world.sig.refuse(&a, code, "refused by the gateway", now()));
         let frames = world.drain(&a);
         assert_eq!(frames.len(), 1);
         assert_eq!(frames[0].kind, Kind::Error);
@@ -755,11 +832,16 @@ fn message_outcome_names_the_route_and_the_error() {
     assert_eq!(Route::Default.as_str(), "$default");
 }
 
-/// A [`MemoryStore`] that can be broken, to play an unreachable database.
+/// A [`MemoryStore`] that can be broken, to play an unreachable database, and can list
+/// members due for a liveness check (as `DynamoStore` does), recording the checks made.
 #[derive(Debug, Default)]
 struct BreakableStore {
     inner: MemoryStore,
     broken: AtomicBool,
+    /// Listed by `due` as unchecked.
+    unchecked: Mutex<Vec<Member>>,
+    /// Every `checked(participant, socket, next)`.
+    checks: Mutex<Vec<(ConnectionId, ConnectionId, SystemTime)>>,
 }
 
 #[derive(Debug)]
@@ -792,18 +874,20 @@ impl ConnectionStore for BreakableStore {
     async fn remove_connection(
         &self,
         conn: &ConnectionId,
+        now: SystemTime,
     ) -> Result<Option<Departure>, StoreError> {
         self.check()?;
-        self.inner.remove_connection(conn).await
+        self.inner.remove_connection(conn, now).await
     }
 
     async fn suspend(
         &self,
         socket: &ConnectionId,
         until: SystemTime,
-    ) -> Result<Option<ConnectionId>, StoreError> {
+        now: SystemTime,
+    ) -> Result<Option<Suspension>, StoreError> {
         self.check()?;
-        self.inner.suspend(socket, until).await
+        self.inner.suspend(socket, until, now).await
     }
 
     async fn resume(
@@ -839,28 +923,106 @@ impl ConnectionStore for BreakableStore {
     async fn leave(
         &self,
         conn: &ConnectionId,
+        now: SystemTime,
     ) -> Result<Option<(ConnectionId, RoomId)>, StoreError> {
         self.check()?;
-        self.inner.leave(conn).await
+        self.inner.leave(conn, now).await
     }
 
-    async fn lookup(&self, socket: &ConnectionId) -> Result<Option<Presence>, StoreError> {
+    async fn lookup(
+        &self,
+        socket: &ConnectionId,
+        now: SystemTime,
+    ) -> Result<Option<Presence>, StoreError> {
         self.check()?;
-        self.inner.lookup(socket).await
+        self.inner.lookup(socket, now).await
     }
 
     async fn participant(
         &self,
         id: &ConnectionId,
+        now: SystemTime,
     ) -> Result<Option<(Option<RoomId>, Member)>, StoreError> {
         self.check()?;
-        self.inner.participant(id).await
+        self.inner.participant(id, now).await
     }
 
-    async fn members(&self, room: &RoomId) -> Result<Vec<Member>, StoreError> {
+    async fn members(&self, room: &RoomId, now: SystemTime) -> Result<Vec<Member>, StoreError> {
         self.check()?;
-        self.inner.members(room).await
+        self.inner.members(room, now).await
     }
+
+    async fn due(&self, now: SystemTime) -> Result<Due, StoreError> {
+        self.check()?;
+        let mut due = self.inner.due(now).await?;
+        due.unchecked
+            .extend(self.unchecked.lock().unwrap().iter().cloned());
+        Ok(due)
+    }
+
+    async fn checked(
+        &self,
+        participant: &ConnectionId,
+        socket: &ConnectionId,
+        next: SystemTime,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.checks
+            .lock()
+            .unwrap()
+            .push((participant.clone(), socket.clone(), next));
+        self.inner.checked(participant, socket, next, now).await
+    }
+}
+
+#[test]
+fn the_sweep_probes_unchecked_members_drops_the_gone_and_reschedules_the_live() {
+    let sig = Signalling::new(
+        BreakableStore::default(),
+        RecordingPusher::new(),
+        Config::default(),
+    );
+    let [a, b, c] = ["A=", "B=", "C="].map(id);
+    for x in [&a, &b, &c] {
+        ready(sig.connect(x, now())).unwrap();
+        ready(sig.message(x, JOIN_123, now()));
+    }
+    sig.pusher().clear();
+    *sig.store().unchecked.lock().unwrap() = [&a, &b]
+        .map(|x| Member {
+            id: x.clone(),
+            socket: Some(x.clone()),
+        })
+        .into();
+    // b vanished and its `$disconnect` never came.
+    sig.pusher().mark_gone(&b);
+    let every = Duration::from_mins(5);
+
+    let swept = ready(sig.sweep(now(), every)).unwrap();
+
+    assert_eq!(
+        swept,
+        Swept {
+            expired: 0,
+            probed: 2,
+            gone: 1
+        }
+    );
+    let mut probed = sig.pusher().probes();
+    probed.sort();
+    assert_eq!(probed, [a.clone(), b.clone()]);
+    // With resume off the ghost is removed and its room told.
+    for x in [&a, &c] {
+        assert_eq!(sig.pusher().drain_json(x), [participant_left(&b)]);
+    }
+    assert!(sig.pusher().pushes().is_empty());
+    assert_eq!(sig.store().inner.room_of(&b), None);
+    // The live one is checked again after `every`; c was not due, the ghost is gone.
+    assert_eq!(
+        *sig.store().checks.lock().unwrap(),
+        [(a.clone(), a, now() + every)]
+    );
 }
 
 #[test]
@@ -890,6 +1052,6 @@ fn store_failure_is_answered_internal_and_reported_to_the_gateway() {
     }
     // $connect and $disconnect surface the failure to the gateway instead.
     assert!(ready(sig.connect(&id("B="), now())).is_err());
-    assert!(ready(sig.disconnect(&a)).is_err());
+    assert!(ready(sig.disconnect(&a, now())).is_err());
     assert!(sig.pusher().pushes().is_empty());
 }

@@ -1,6 +1,6 @@
 //! The main listener's router and the state its handlers share: the web app (the
 //! self-hosted server's handlers), `/config.json`, `/healthz`, the WebSocket endpoint,
-//! `@connections`, and the gateway's own `/_gateway/idle` and `/_gateway/stats`.
+//! `@connections` (at the stage path only, as on AWS), and the gateway's own `/_gateway/idle` and `/_gateway/stats`.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -9,7 +9,7 @@ use axum::{
     extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{any, get},
 };
 use meshcall::web;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -46,8 +46,11 @@ pub fn router(state: AppState) -> Router {
         .route("/_gateway/idle", get(idle))
         .route("/_gateway/stats", get(stats))
         .route("/ws", get(socket::upgrade))
-        .route("/@connections/{id}", connections())
-        .route(&format!("/{stage}/@connections/{{id}}"), connections());
+        .route(&format!("/{stage}/@connections/{{id}}"), connections())
+        // Anywhere else, `@connections` is not found (the SDK needs the stage in its
+        // endpoint, as on AWS).
+        .route("/@connections/{id}", any(manage::not_found))
+        .route("/{other}/@connections/{id}", any(manage::not_found));
     if stage != "ws" {
         router = router.route(&format!("/{stage}"), get(socket::upgrade));
     }

@@ -172,21 +172,15 @@ pub fn connect(
     event.into()
 }
 
-/// A message event: `body` as received (base64 for a binary frame).
-pub fn message(
-    conn: &Connection,
-    stage: &str,
-    route_key: &str,
-    body: &str,
-    base64: bool,
-    now: i64,
-) -> Value {
+/// A message event: the text frame's `body` as received (binary frames never reach the
+/// function).
+pub fn message(conn: &Connection, stage: &str, route_key: &str, body: &str, now: i64) -> Value {
     let mut context = request_context(conn, stage, route_key, "MESSAGE", now);
     context.insert("messageId".into(), short_id().into());
     json!({
         "requestContext": context,
         "body": body,
-        "isBase64Encoded": base64,
+        "isBase64Encoded": false,
     })
 }
 
@@ -319,7 +313,7 @@ mod tests {
         assert_eq!(connect.multi_value_headers["origin"], "http://o");
         assert_eq!(connect.query_string_parameters.first("token"), Some("t"));
 
-        let message = parse(message(&conn, "local", "ping", "{}", false, now));
+        let message = parse(message(&conn, "local", "ping", "{}", now));
         assert_eq!(message.request_context.route_key.as_deref(), Some("ping"));
         assert_eq!(
             message.request_context.message_id.as_ref().map(String::len),

@@ -1,7 +1,10 @@
-//! The bootstrap processes: `--instances` children of `--bootstrap`, like concurrent Lambda
-//! instances of one function. Each polls a runtime API listener of its own on 127.0.0.1
-//! (all over the gateway's one invocation queue). A child that exits is logged and
-//! respawned, after a pause that grows while it keeps dying young.
+//! The bootstrap processes, like the Lambda instances of one function: `--instances` of
+//! them at start (warm), then one more each time an invocation is queued while every
+//! instance is busy, up to `--max-instances` (as Lambda scales up to the function's
+//! concurrency; past it, invocations wait in the queue instead of being throttled). Each
+//! polls a runtime API listener of its own on 127.0.0.1 (all over the gateway's one
+//! invocation queue). A child that exits is logged and respawned, after a pause that grows
+//! while it keeps dying young. Instances are never scaled down.
 //!
 //! Children are killed when the gateway stops (Ctrl-C, SIGTERM, or `run` returning) and,
 //! through `kill_on_drop`, when the gateway's runtime is dropped. A gateway killed with
@@ -11,7 +14,7 @@
 
 use std::{
     path::PathBuf,
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -26,67 +29,131 @@ const HEALTHY: Duration = Duration::from_secs(10);
 /// The longest pause between respawns.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// One instance: its bookkeeping, its supervisor and its runtime API server.
+#[derive(Debug)]
+struct Running {
+    instance: Arc<Instance>,
+    supervisor: JoinHandle<()>,
+    server: JoinHandle<()>,
+}
+
+/// What spawning an instance takes.
+#[derive(Debug)]
+struct Spawner {
+    bootstrap: PathBuf,
+    env: Vec<(String, String)>,
+    invoker: Invoker,
+    max: usize,
+    stop: CancellationToken,
+    running: Mutex<Vec<Running>>,
+}
+
 /// The running bootstrap processes.
 #[derive(Debug)]
 pub struct Instances {
-    stop: CancellationToken,
-    supervisors: Vec<JoinHandle<()>>,
-    servers: Vec<JoinHandle<()>>,
+    spawner: Arc<Spawner>,
+    scaler: JoinHandle<()>,
 }
 
 impl Instances {
-    /// Spawns `count` children of `bootstrap` with the gateway's environment plus `env`,
-    /// plus each its own `AWS_LAMBDA_RUNTIME_API` and `AWS_LAMBDA_LOG_STREAM_NAME`.
+    /// Spawns `warm` children of `bootstrap` with the gateway's environment plus `env`,
+    /// plus each its own `AWS_LAMBDA_RUNTIME_API` and `AWS_LAMBDA_LOG_STREAM_NAME`
+    /// (`local-<n>`), then more on demand, up to `max` in all.
     ///
     /// # Errors
     /// If a runtime API listener cannot be bound.
     pub async fn start(
         bootstrap: PathBuf,
-        count: usize,
+        warm: usize,
+        max: usize,
         env: Vec<(String, String)>,
         invoker: &Invoker,
     ) -> anyhow::Result<Self> {
-        let stop = CancellationToken::new();
-        let mut supervisors = Vec::with_capacity(count);
-        let mut servers = Vec::with_capacity(count);
-        for n in 0..count {
-            let listener = TcpListener::bind("127.0.0.1:0")
-                .await
-                .context("binding a runtime API listener")?;
-            let addr = listener.local_addr().context("reading its address")?;
-            let instance = Arc::new(Instance::new(n));
-            let router = runtime::router(invoker.clone(), Some(instance.clone()));
-            servers.push(tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, router).await {
-                    tracing::error!(error = %e, "runtime API listener failed");
-                }
-            }));
-            let mut child_env = env.clone();
-            child_env.push(("AWS_LAMBDA_RUNTIME_API".into(), addr.to_string()));
-            child_env.push(("AWS_LAMBDA_LOG_STREAM_NAME".into(), format!("local-{n}")));
-            supervisors.push(tokio::spawn(supervise(
-                bootstrap.clone(),
-                child_env,
-                instance,
-                invoker.clone(),
-                stop.clone(),
-            )));
+        let spawner = Arc::new(Spawner {
+            bootstrap,
+            env,
+            invoker: invoker.clone(),
+            max: max.max(warm),
+            stop: CancellationToken::new(),
+            running: Mutex::new(Vec::new()),
+        });
+        for _ in 0..warm {
+            spawner.spawn().await?;
         }
-        Ok(Self {
-            stop,
-            supervisors,
-            servers,
-        })
+        let scaler = tokio::spawn(scale(spawner.clone()));
+        Ok(Self { spawner, scaler })
     }
 
     /// Kills every child, waits for them to exit, and closes their runtime listeners.
     pub async fn stop(self) {
-        self.stop.cancel();
-        for supervisor in self.supervisors {
-            let _ = supervisor.await;
+        self.spawner.stop.cancel();
+        self.scaler.abort();
+        let _ = self.scaler.await;
+        let running = std::mem::take(&mut *self.spawner.lock());
+        for r in running {
+            let _ = r.supervisor.await;
+            r.server.abort();
         }
-        for server in self.servers {
-            server.abort();
+    }
+}
+
+impl Spawner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Running>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether another instance is needed and allowed: more jobs wait than there are
+    /// instances free to take them, and fewer than `max` run.
+    fn wanted(&self) -> bool {
+        let running = self.lock();
+        let free = running.iter().filter(|r| !r.instance.is_busy()).count();
+        running.len() < self.max && self.invoker.queued() > free
+    }
+
+    /// Starts one more instance.
+    async fn spawn(&self) -> anyhow::Result<()> {
+        let n = self.lock().len();
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding a runtime API listener")?;
+        let addr = listener.local_addr().context("reading its address")?;
+        let instance = Arc::new(Instance::new(n));
+        let router = runtime::router(self.invoker.clone(), Some(instance.clone()));
+        let server = tokio::spawn(runtime::serve(listener, router));
+        let mut env = self.env.clone();
+        env.push(("AWS_LAMBDA_RUNTIME_API".into(), addr.to_string()));
+        env.push(("AWS_LAMBDA_LOG_STREAM_NAME".into(), format!("local-{n}")));
+        let supervisor = tokio::spawn(supervise(
+            self.bootstrap.clone(),
+            env,
+            instance.clone(),
+            self.invoker.clone(),
+            self.stop.clone(),
+        ));
+        self.invoker.stats().instance_started();
+        self.lock().push(Running {
+            instance,
+            supervisor,
+            server,
+        });
+        Ok(())
+    }
+}
+
+/// Adds instances while every one is busy and jobs wait, until `stop`.
+async fn scale(spawner: Arc<Spawner>) {
+    loop {
+        while spawner.wanted() && !spawner.stop.is_cancelled() {
+            if let Err(e) = spawner.spawn().await {
+                tracing::error!(error = %e, "cannot add an instance");
+                break;
+            }
+            let n = spawner.lock().len();
+            tracing::info!(instances = n, "every instance was busy: scaled up");
+        }
+        tokio::select! {
+            () = spawner.invoker.demand() => {}
+            () = spawner.stop.cancelled() => return,
         }
     }
 }

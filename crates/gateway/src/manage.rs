@@ -1,4 +1,4 @@
-//! The API Gateway Management API (`@connections`), what the function's
+//! The API Gateway Management API (`/<stage>/@connections`), what the function's
 //! `aws-sdk-apigatewaymanagement` client calls: `PostToConnection`, `GetConnection` and
 //! `DeleteConnection`, with API Gateway's status codes and error types. Signatures are not
 //! checked. Every call is counted in the gateway's [`Stats`](crate::runtime::Stats).
@@ -36,6 +36,15 @@ fn error(status: StatusCode, error_type: &'static str, message: Option<&str>) ->
 
 fn gone() -> Response {
     error(StatusCode::GONE, "GoneException", None)
+}
+
+/// `@connections` anywhere but at the stage path: 404.
+pub async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "NotFoundException",
+        Some("Not Found"),
+    )
 }
 
 /// `POST @connections/{id}`: the body, as one frame to the connection (text when it is

@@ -8,6 +8,11 @@
 //! to its first poll and the duration of its first (cold) invocation, and fails an
 //! instance's invocation at once when its process dies.
 //!
+//! Spawned instances scale like Lambda's: when an invocation is queued and no instance is
+//! free to take it, the invoker signals [`Invoker::demand`], and [`crate::instances`]
+//! starts another one (up to `--max-instances`). An instance is busy from the moment it
+//! takes an event until it posts that event's outcome.
+//!
 //! The invoker also carries the gateway's [`Stats`] (`GET /_gateway/stats`): it counts the
 //! invocations itself; the sockets count the frames they receive and the Management API
 //! its calls, through [`Invoker::stats`].
@@ -84,6 +89,7 @@ pub struct Instance {
     spawned: Mutex<Instant>,
     polled: AtomicBool,
     cold: AtomicBool,
+    busy: AtomicBool,
 }
 
 impl Instance {
@@ -94,7 +100,13 @@ impl Instance {
             spawned: Mutex::new(Instant::now()),
             polled: AtomicBool::new(false),
             cold: AtomicBool::new(true),
+            busy: AtomicBool::new(false),
         }
+    }
+
+    /// Whether it holds an invocation it has not answered yet.
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::SeqCst)
     }
 
     /// Its process was (re)spawned just now: the next poll and invocation are its first.
@@ -102,6 +114,7 @@ impl Instance {
         *self.spawned.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
         self.polled.store(false, Ordering::Relaxed);
         self.cold.store(true, Ordering::Relaxed);
+        self.busy.store(false, Ordering::SeqCst);
     }
 
     fn polled(&self) {
@@ -134,6 +147,12 @@ pub struct Stats {
     failed: AtomicU64,
     received_frames: AtomicU64,
     received_bytes: AtomicU64,
+    received_binary: AtomicU64,
+    disconnects_lost: AtomicU64,
+    sqs_received: AtomicU64,
+    sqs_deleted: AtomicU64,
+    sqs_failed: AtomicU64,
+    instances: AtomicUsize,
     posts_delivered: AtomicU64,
     posts_gone: AtomicU64,
     posts_too_large: AtomicU64,
@@ -152,6 +171,13 @@ impl Stats {
         {
             Some(route) => route,
             None if event.get("source").and_then(Value::as_str) == Some("aws.events") => "sweep",
+            None if event
+                .pointer("/Records/0/eventSource")
+                .and_then(Value::as_str)
+                == Some("aws:sqs") =>
+            {
+                "sqs"
+            }
             None => "other",
         };
         *self
@@ -168,6 +194,34 @@ impl Stats {
         self.received_frames.fetch_add(1, Ordering::Relaxed);
         self.received_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Counts one binary frame from a client: the connection was closed with 1003 and the
+    /// function was not invoked.
+    pub fn received_binary(&self) {
+        self.received_binary.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one `$disconnect` lost on purpose (`--lose-disconnects`).
+    pub fn disconnect_lost(&self) {
+        self.disconnects_lost.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts expiry queue messages: `received` in a batch, then `deleted` (processed) and
+    /// `failed` (left in the queue for redelivery).
+    pub fn sqs(&self, received: usize, deleted: usize, failed: usize) {
+        for (counter, n) in [
+            (&self.sqs_received, received),
+            (&self.sqs_deleted, deleted),
+            (&self.sqs_failed, failed),
+        ] {
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one more bootstrap process started (the first time; respawns do not count).
+    pub fn instance_started(&self) {
+        self.instances.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one `PostToConnection` of `bytes`.
@@ -213,6 +267,14 @@ impl Stats {
             "received": {
                 "frames": n(&self.received_frames),
                 "bytes": n(&self.received_bytes),
+                "binary": n(&self.received_binary),
+            },
+            "disconnectsLost": n(&self.disconnects_lost),
+            "instances": self.instances.load(Ordering::Relaxed),
+            "expiryQueue": {
+                "received": n(&self.sqs_received),
+                "deleted": n(&self.sqs_deleted),
+                "failed": n(&self.sqs_failed),
             },
             "posts": {
                 "delivered": n(&self.posts_delivered),
@@ -234,22 +296,26 @@ struct Inner {
     next: tokio::sync::Mutex<mpsc::UnboundedReceiver<Job>>,
     in_flight: Mutex<HashMap<String, InFlight>>,
     timeout: Duration,
-    /// Calls to [`Invoker::invoke`] that have not returned.
-    outstanding: AtomicUsize,
+    /// Invocations started ([`Invoker::start`]) whose future has not finished.
+    outstanding: Arc<AtomicUsize>,
+    /// Jobs in the queue, not yet handed to a runtime client.
+    queued: AtomicUsize,
+    /// Notified when a job is queued (the instances may have to scale up).
+    demand: tokio::sync::Notify,
     stats: Stats,
 }
 
 /// Counts one outstanding invocation while alive.
-struct Outstanding<'a>(&'a AtomicUsize);
+struct Outstanding(Arc<AtomicUsize>);
 
-impl<'a> Outstanding<'a> {
-    fn new(counter: &'a AtomicUsize) -> Self {
+impl Outstanding {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
         counter.fetch_add(1, Ordering::SeqCst);
-        Self(counter)
+        Self(counter.clone())
     }
 }
 
-impl Drop for Outstanding<'_> {
+impl Drop for Outstanding {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
@@ -279,7 +345,9 @@ impl Invoker {
                 next: tokio::sync::Mutex::new(next),
                 in_flight: Mutex::new(HashMap::new()),
                 timeout,
-                outstanding: AtomicUsize::new(0),
+                outstanding: Arc::new(AtomicUsize::new(0)),
+                queued: AtomicUsize::new(0),
+                demand: tokio::sync::Notify::new(),
                 stats: Stats::default(),
             }),
         }
@@ -302,34 +370,65 @@ impl Invoker {
         &self.inner.stats
     }
 
+    /// Jobs queued and not yet taken by a runtime client.
+    pub fn queued(&self) -> usize {
+        self.inner.queued.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when a job has been queued since the last call (the instances check whether
+    /// to scale up).
+    pub async fn demand(&self) {
+        self.inner.demand.notified().await;
+    }
+
     /// Invokes the function with `event` and waits for its response body (counted in
     /// [`Stats`], and as failed if it fails).
     ///
     /// # Errors
     /// [`InvokeError`] if the function fails, times out or its instance exits.
     pub async fn invoke(&self, event: &Value) -> Result<Bytes, InvokeError> {
-        self.inner.stats.invoked(event);
-        let result = self.invoke_counted(event).await;
-        if result.is_err() {
-            self.inner.stats.failed.fetch_add(1, Ordering::Relaxed);
-        }
-        result
+        self.start(event).await
     }
 
-    async fn invoke_counted(&self, event: &Value) -> Result<Bytes, InvokeError> {
-        let _outstanding = Outstanding::new(&self.inner.outstanding);
+    /// Starts invoking the function with `event`: counted (in [`Stats`] and in
+    /// [`Self::outstanding`]) from now, so a caller that spawns the returned future leaves
+    /// no moment when the invocation is not counted; queued when first polled.
+    ///
+    /// # Errors
+    /// The future fails as [`Self::invoke`] does.
+    pub fn start(
+        &self,
+        event: &Value,
+    ) -> impl Future<Output = Result<Bytes, InvokeError>> + Send + 'static {
+        self.inner.stats.invoked(event);
+        let outstanding = Outstanding::new(&self.inner.outstanding);
+        let (this, event) = (self.clone(), Bytes::from(event.to_string()));
+        async move {
+            let result = this.invoke_counted(event).await;
+            if result.is_err() {
+                this.inner.stats.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            drop(outstanding);
+            result
+        }
+    }
+
+    async fn invoke_counted(&self, event: Bytes) -> Result<Bytes, InvokeError> {
         let request_id = uuid();
         let timeout = self.inner.timeout;
         let (reply, response) = oneshot::channel();
         let job = Job {
             request_id: request_id.clone(),
-            event: Bytes::from(event.to_string()),
+            event,
             deadline_ms: now_ms() + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX),
             reply,
         };
+        self.inner.queued.fetch_add(1, Ordering::SeqCst);
         if self.inner.queue.send(job).is_err() {
+            self.inner.queued.fetch_sub(1, Ordering::SeqCst);
             return Err(InvokeError::InstanceExited);
         }
+        self.inner.demand.notify_one();
         match tokio::time::timeout(timeout, response).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(InvokeError::InstanceExited),
@@ -360,6 +459,7 @@ impl Invoker {
         let mut next = self.inner.next.lock().await;
         loop {
             let job = next.recv().await?;
+            self.inner.queued.fetch_sub(1, Ordering::SeqCst);
             // Its caller gave up (timed out) while it waited in the queue.
             if !job.reply.is_closed() {
                 return Some(job);
@@ -371,6 +471,9 @@ impl Invoker {
         let cold = instance
             .as_ref()
             .is_some_and(|i| i.cold.swap(false, Ordering::Relaxed));
+        if let Some(instance) = &instance {
+            instance.busy.store(true, Ordering::SeqCst);
+        }
         self.in_flight().insert(
             job.request_id.clone(),
             InFlight {
@@ -406,6 +509,15 @@ struct RuntimeState {
     instance: Option<Arc<Instance>>,
 }
 
+impl RuntimeState {
+    /// The instance posted the outcome of the event it held: it is free again.
+    fn answered(&self) {
+        if let Some(instance) = &self.instance {
+            instance.busy.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
 /// The runtime API for `instance` (or for any runtime client, with `None`).
 pub fn router(invoker: Invoker, instance: Option<Arc<Instance>>) -> Router {
     Router::new()
@@ -418,6 +530,21 @@ pub fn router(invoker: Invoker, instance: Option<Arc<Instance>>) -> Router {
         .route("/2018-06-01/runtime/init/error", post(init_error))
         .layer(DefaultBodyLimit::max(MAX_RESPONSE_BYTES))
         .with_state(RuntimeState { invoker, instance })
+}
+
+/// Serves the runtime API `router` on `listener`, every accepted socket with
+/// `TCP_NODELAY` (a response written while the previous one waits for a delayed ACK would
+/// otherwise wait up to 40 ms).
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) {
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "setting TCP_NODELAY failed");
+        }
+    });
+    if let Err(e) = axum::serve(listener, router).await {
+        tracing::error!(error = %e, "runtime API listener failed");
+    }
 }
 
 /// The function's ARN.
@@ -493,6 +620,7 @@ async fn response(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
+    state.answered();
     if state.invoker.finish(&id, Ok(body)) {
         accepted()
     } else {
@@ -514,6 +642,7 @@ fn diagnostic(body: &[u8]) -> (String, String) {
 }
 
 async fn error(State(state): State<RuntimeState>, Path(id): Path<String>, body: Bytes) -> Response {
+    state.answered();
     let (error_type, message) = diagnostic(&body);
     tracing::warn!(request_id = %id, error_type, message, "the function reported an error");
     if state.invoker.finish(

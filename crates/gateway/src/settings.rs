@@ -37,27 +37,57 @@ pub struct Settings {
     #[arg(long, env = "MESHCALL_GATEWAY_BOOTSTRAP")]
     pub bootstrap: Option<PathBuf>,
 
-    /// Bootstrap processes running at once, like concurrent Lambda instances; 0 runs none
-    /// (an external runtime client may poll `--runtime-listen`).
+    /// Bootstrap processes started at once (warm Lambda instances); more are started while
+    /// every one is busy, up to `--max-instances`. 0 runs none (an external runtime client
+    /// may poll `--runtime-listen`).
     #[arg(long, env = "MESHCALL_GATEWAY_INSTANCES", default_value_t = 2)]
     pub instances: usize,
+
+    /// The most bootstrap processes (the function's concurrency); past it, invocations
+    /// wait in the queue for a free instance.
+    #[arg(long, env = "MESHCALL_GATEWAY_MAX_INSTANCES", default_value_t = 10, value_parser = positive)]
+    pub max_instances: usize,
 
     /// The DynamoDB table the function uses (`MESHCALL_TABLE`).
     #[arg(long, env = "MESHCALL_GATEWAY_TABLE", default_value = "meshcall")]
     pub table: String,
 
-    /// Create the table (`AWS_ENDPOINT_URL` names the DynamoDB emulator) if it is missing.
+    /// Create, through the SDK's usual configuration (`AWS_ENDPOINT_URL` names the emulator,
+    /// moto): the table if it is missing, the SQS expiry queue `<table>-expiry` (then polled
+    /// like Lambda's event source mapping), and the SSM `SecureString` parameters
+    /// `/<table>/resume-secret` (random, per run) and `/<table>/turn-secret` (with
+    /// `--turn-secret`). Without it the function is given the parameters' names (they must
+    /// exist) and no expiry queue.
     #[arg(long, env = "MESHCALL_GATEWAY_CREATE_TABLE")]
     pub create_table: bool,
 
-    /// The API stage: WebSocket connections are also accepted at `/<stage>`, and `@connections` at
-    /// `/<stage>/@connections/{id}`.
+    /// How long a message the function took from the expiry queue stays invisible (the
+    /// queue's `VisibilityTimeout`): one it reported in `batchItemFailures`, or whose
+    /// invocation failed, is delivered again after this. Whole seconds.
+    #[arg(long, env = "MESHCALL_GATEWAY_EXPIRY_VISIBILITY_TIMEOUT", default_value = "60s", value_parser = whole_seconds)]
+    pub expiry_visibility_timeout: Duration,
+
+    /// How often the expiry queue is polled (short polls: the emulator serves one request
+    /// at a time, so no long polls).
+    #[arg(long, env = "MESHCALL_GATEWAY_EXPIRY_POLL_INTERVAL", default_value = "200ms", value_parser = humantime::parse_duration)]
+    pub expiry_poll_interval: Duration,
+
+    /// The API stage: WebSocket connections are also accepted at `/<stage>`, and
+    /// `@connections` only at `/<stage>/@connections/{id}` (the function's
+    /// `MESHCALL_CALLBACK_URL` is `http://<listen>/<stage>`).
     #[arg(long, env = "MESHCALL_GATEWAY_STAGE", default_value = "local", value_parser = stage)]
     pub stage: String,
 
-    /// How often the function gets an EventBridge scheduled event (the sweep); 0 turns it off.
-    #[arg(long, env = "MESHCALL_GATEWAY_SWEEP_EVERY", default_value = "1s", value_parser = humantime::parse_duration)]
+    /// How often the function gets an EventBridge scheduled event (the sweep; the
+    /// template's `rate(1 minute)`); 0 turns it off.
+    #[arg(long, env = "MESHCALL_GATEWAY_SWEEP_EVERY", default_value = "1m", value_parser = humantime::parse_duration)]
     pub sweep_every: Duration,
+
+    /// The fraction (0 to 1) of closed connections whose `$disconnect` is never invoked,
+    /// as API Gateway's is best-effort: the connection leaves `@connections` (410) but the
+    /// function is not told. For tests of ghosts.
+    #[arg(long, env = "MESHCALL_GATEWAY_LOSE_DISCONNECTS", default_value_t = 0.0, value_parser = fraction)]
+    pub lose_disconnects: f64,
 
     /// Largest message the function accepts (`MESHCALL_MAX_MESSAGE_BYTES`); a larger one,
     /// within API Gateway's own limit, is refused by the function with `messageTooLarge`.
@@ -96,8 +126,9 @@ pub struct Settings {
     #[arg(long, env = "MESHCALL_GATEWAY_MAX_CONNECTION_DURATION", default_value = "2h", value_parser = humantime::parse_duration)]
     pub max_connection_duration: Duration,
 
-    /// How long an invocation may take before it counts as failed (the function's timeout).
-    #[arg(long, env = "MESHCALL_GATEWAY_FUNCTION_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    /// How long an invocation may take before it counts as failed (the function's timeout;
+    /// the template's `Timeout: 10`).
+    #[arg(long, env = "MESHCALL_GATEWAY_FUNCTION_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub function_timeout: Duration,
 
     /// On Ctrl-C or SIGTERM, wait this long for connections to close (and their
@@ -122,7 +153,8 @@ pub struct Settings {
     )]
     pub turn: Vec<String>,
 
-    /// The TURN server's shared secret (`MESHCALL_TURN_SECRET`).
+    /// The TURN server's shared secret (`MESHCALL_TURN_SECRET`). The function reads it from
+    /// the SSM parameter `--create-table` writes, never from its environment.
     #[arg(long, env = "MESHCALL_TURN_SECRET", hide_env_values = true)]
     pub turn_secret: Option<String>,
 
@@ -147,6 +179,11 @@ pub struct Settings {
     /// (`MESHCALL_RESUME_GRACE`).
     #[arg(long, env = "MESHCALL_RESUME_GRACE", value_parser = duration_text)]
     pub resume_grace: Option<String>,
+
+    /// How often the sweep asks `@connections` whether a room member's socket still exists
+    /// (the function's `MESHCALL_CHECK_EVERY`; its default is 5 minutes).
+    #[arg(long, env = "MESHCALL_CHECK_EVERY", value_parser = duration_text)]
+    pub check_every: Option<String>,
 
     /// Accepted for compatibility with `meshcall` and ignored: API Gateway has no
     /// per-connection rate limit (stage throttling instead).
@@ -182,6 +219,23 @@ fn stage(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// A number from 0 to 1.
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("{s:?} is not a number from 0 to 1")),
+    }
+}
+
+/// A whole number of seconds from 0 to 12 hours (SQS's `VisibilityTimeout`).
+fn whole_seconds(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
+    if d.subsec_nanos() != 0 || d > Duration::from_hours(12) {
+        return Err(format!("{s:?} is not whole seconds from 0 to 12h"));
+    }
+    Ok(d)
+}
+
 /// A duration (`30s`, `24h`), checked here and handed on as written.
 fn duration_text(s: &str) -> Result<String, String> {
     humantime::parse_duration(s)
@@ -197,7 +251,8 @@ impl Default for Settings {
 
 impl Settings {
     /// The function's settings as environment variables, only those given (the function
-    /// has its own defaults), plus `MESHCALL_MAX_MESSAGE_BYTES`, always.
+    /// has its own defaults), plus `MESHCALL_MAX_MESSAGE_BYTES`, always. Secrets are not
+    /// among them: the function reads them from SSM (`crate::aws`).
     pub fn function_env(&self) -> Vec<(&'static str, String)> {
         let mut env = vec![(
             "MESHCALL_MAX_MESSAGE_BYTES",
@@ -212,9 +267,6 @@ impl Settings {
         if !self.turn.is_empty() {
             env.push(("MESHCALL_TURN", self.turn.join(",")));
         }
-        if let Some(secret) = &self.turn_secret {
-            env.push(("MESHCALL_TURN_SECRET", secret.clone()));
-        }
         if let Some(ttl) = &self.turn_ttl {
             env.push(("MESHCALL_TURN_TTL", ttl.clone()));
         }
@@ -223,6 +275,9 @@ impl Settings {
         }
         if let Some(grace) = &self.resume_grace {
             env.push(("MESHCALL_RESUME_GRACE", grace.clone()));
+        }
+        if let Some(every) = &self.check_every {
+            env.push(("MESHCALL_CHECK_EVERY", every.clone()));
         }
         env
     }
@@ -249,13 +304,17 @@ mod tests {
         let s = Settings::default();
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(s.instances, 2);
+        assert_eq!(s.max_instances, 10);
+        assert!(s.lose_disconnects.abs() < f64::EPSILON);
+        assert_eq!(s.expiry_visibility_timeout, Duration::from_mins(1));
+        assert!(!s.create_table);
         assert_eq!(s.table, "meshcall");
         assert_eq!(s.stage, "local");
-        assert_eq!(s.sweep_every, Duration::from_secs(1));
+        assert_eq!(s.sweep_every, Duration::from_mins(1));
         assert_eq!(s.max_message_bytes, 128 * 1024);
         assert_eq!(s.idle_timeout, Duration::from_mins(10));
         assert_eq!(s.max_connection_duration, Duration::from_hours(2));
-        assert_eq!(s.function_timeout, Duration::from_secs(30));
+        assert_eq!(s.function_timeout, Duration::from_secs(10));
         assert_eq!(
             s.function_env(),
             [("MESHCALL_MAX_MESSAGE_BYTES", "131072".to_owned())]
@@ -294,12 +353,16 @@ mod tests {
         assert_eq!(env["MESHCALL_MAX_ROOM_SIZE"], "3");
         assert_eq!(env["MESHCALL_STUN"], "stun:a:3478,stun:b:3478");
         assert_eq!(env["MESHCALL_TURN"], "turn:t:3478");
-        assert_eq!(env["MESHCALL_TURN_SECRET"], "s3cret");
+        assert!(
+            !env.contains_key("MESHCALL_TURN_SECRET"),
+            "secrets go through SSM"
+        );
+        assert_eq!(s.turn_secret.as_deref(), Some("s3cret"));
         assert_eq!(env["MESHCALL_TURN_TTL"], "1h");
         assert_eq!(env["MESHCALL_ALLOWED_ORIGINS"], "http://a,http://b");
         assert_eq!(env["MESHCALL_RESUME_GRACE"], "5s");
         assert_eq!(env["MESHCALL_MAX_MESSAGE_BYTES"], "1000");
-        assert_eq!(env.len(), 8);
+        assert_eq!(env.len(), 7);
         assert_eq!(s.ignored(), ["--rate-burst"]);
         assert!(s.force_relay);
     }
@@ -313,6 +376,10 @@ mod tests {
             &["--stage", "healthz"],
             &["--turn", "turn:t"],
             &["--force-relay"],
+            &["--lose-disconnects", "1.5"],
+            &["--lose-disconnects", "-0.1"],
+            &["--max-instances", "0"],
+            &["--expiry-visibility-timeout", "1500ms"],
         ] {
             let argv = std::iter::once("meshcall-gateway").chain(args.iter().copied());
             assert!(Settings::try_parse_from(argv).is_err(), "{args:?}");
@@ -323,5 +390,15 @@ mod tests {
                 .stage,
             "prod_1"
         );
+        let s = Settings::try_parse_from([
+            "meshcall-gateway",
+            "--lose-disconnects",
+            "0.25",
+            "--expiry-visibility-timeout",
+            "2s",
+        ])
+        .unwrap();
+        assert!((s.lose_disconnects - 0.25).abs() < f64::EPSILON);
+        assert_eq!(s.expiry_visibility_timeout, Duration::from_secs(2));
     }
 }

@@ -2,14 +2,18 @@
 //! `$connect` before it answers the handshake: only a 2xx `statusCode` upgrades, any other
 //! status refuses the handshake with that status. Then one task per connection loops over:
 //!
-//! - a frame from the client: route selection, then one invocation, awaited before the
-//!   connection's next frame is read (so one connection's messages reach the function in
-//!   order), while frames posted to `@connections` keep being written;
+//! - a text frame from the client: route selection, then one invocation, started at once
+//!   in a task of its own: as on AWS, one connection's messages are invoked concurrently
+//!   and may reach the function out of order;
+//! - a binary frame: API Gateway does not support them; it closes the connection with
+//!   1003 without invoking the function;
 //! - a frame posted to `@connections`: written to the socket;
 //! - the idle timeout, the connection's maximum duration, gateway shutdown.
 //!
 //! On the way out the connection leaves the registry first (posts then answer 410), then the
-//! close frame is sent, then `$disconnect` is invoked once with the close status.
+//! close frame is sent, then `$disconnect` is invoked once with the close status (without
+//! waiting for the connection's message invocations still running), unless
+//! `--lose-disconnects` loses it.
 
 use std::{sync::Arc, time::Duration};
 
@@ -22,9 +26,9 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use base64::{Engine as _, engine::general_purpose::STANDARD};
-use futures_util::{FutureExt as _, SinkExt as _, future::BoxFuture};
+use futures_util::SinkExt as _;
 use meshcall::socket::send_within;
+use rand::RngExt as _;
 use serde_json::Value;
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::Instrument as _;
@@ -239,7 +243,6 @@ async fn serve(
     let lifetime = tokio::time::sleep(settings.max_connection_duration);
     tokio::pin!(lifetime);
     let stats = state.invoker.stats();
-    let mut in_flight: Option<BoxFuture<'static, ()>> = None;
 
     let end = loop {
         tokio::select! {
@@ -256,8 +259,7 @@ async fn serve(
                     _ => End::Close(close_code::NORMAL, ""),
                 },
             },
-            () = finished(&mut in_flight) => in_flight = None,
-            incoming = socket.recv(), if in_flight.is_none() => {
+            incoming = socket.recv() => {
                 let Some(incoming) = incoming else { break End::Dropped };
                 let message = match incoming {
                     Ok(message) => message,
@@ -269,11 +271,11 @@ async fn serve(
                     Message::Text(text) => {
                         stats.received(text.len());
                         let route = event::select_route(text.as_str());
-                        in_flight = Some(invoke(&state, &conn, route, text.as_str(), false));
+                        invoke(&state, &conn, route, text.as_str());
                     }
-                    Message::Binary(bytes) => {
-                        stats.received(bytes.len());
-                        in_flight = Some(invoke(&state, &conn, "$default", &STANDARD.encode(&bytes), true));
+                    Message::Binary(_) => {
+                        stats.received_binary();
+                        break End::Close(UNSUPPORTED, "Binary frames are not supported");
                     }
                     Message::Ping(_) | Message::Pong(_) => {}
                     Message::Close(frame) => break match frame {
@@ -310,43 +312,37 @@ async fn serve(
         }
     };
     drop(socket);
-    if let Some(in_flight) = in_flight {
-        in_flight.await;
-    }
     disconnect(&state, &conn, code, &reason).await;
 }
 
-/// Resolves when the in-flight invocation does; never without one.
-async fn finished(in_flight: &mut Option<BoxFuture<'static, ()>>) {
-    match in_flight {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
-}
+/// Close status for a binary frame (API Gateway does not support them).
+const UNSUPPORTED: u16 = 1003;
 
-/// One message invocation, to be awaited before the connection's next frame.
-fn invoke(
-    state: &AppState,
-    conn: &Connection,
-    route: &'static str,
-    body: &str,
-    base64: bool,
-) -> BoxFuture<'static, ()> {
-    let event = event::message(conn, &state.settings.stage, route, body, base64, now_ms());
-    let invoker = state.invoker.clone();
+/// Starts one message invocation, in a task of its own (counted in `/_gateway/idle` from
+/// now, and awaited by shutdown).
+fn invoke(state: &AppState, conn: &Connection, route: &'static str, body: &str) {
+    let event = event::message(conn, &state.settings.stage, route, body, now_ms());
+    let invocation = state.invoker.start(&event);
     let bytes = body.len();
-    async move {
-        match invoker.invoke(&event).await {
-            Ok(_) => tracing::debug!(route, bytes, "message"),
-            Err(e) => tracing::warn!(route, error = %e, "message invocation failed"),
+    state.tracker.spawn(
+        async move {
+            match invocation.await {
+                Ok(_) => tracing::debug!(route, bytes, "message"),
+                Err(e) => tracing::warn!(route, error = %e, "message invocation failed"),
+            }
         }
-    }
-    .in_current_span()
-    .boxed()
+        .in_current_span(),
+    );
 }
 
-/// Invokes `$disconnect`.
+/// Invokes `$disconnect`, unless `--lose-disconnects` loses it.
 async fn disconnect(state: &AppState, conn: &Connection, code: u16, reason: &str) {
+    let lose = state.settings.lose_disconnects;
+    if lose > 0.0 && rand::rng().random::<f64>() < lose {
+        state.invoker.stats().disconnect_lost();
+        tracing::info!(code, "$disconnect lost (--lose-disconnects)");
+        return;
+    }
     let event = event::disconnect(conn, &state.settings.stage, code, reason, now_ms());
     match state.invoker.invoke(&event).await {
         Ok(_) => tracing::info!(code, "disconnected"),

@@ -1,7 +1,9 @@
 //! The bootstrap processes: spawned with the function's environment, respawned when they
-//! exit, killed when the gateway stops. The "bootstrap" here is a shell script that reports
-//! its environment through a named pipe and waits; it tests process handling only (the
-//! product path, with the real bootstrap, is the lead's end-to-end suite).
+//! exit, killed when the gateway stops, added while every one is busy (up to
+//! `--max-instances`). The "bootstrap" here is a shell script that reports its environment
+//! through a named pipe and waits; the test then plays the instance's runtime client on the
+//! runtime API port it was given. It tests process handling only (the product path, with
+//! the real bootstrap, is the lead's end-to-end suite).
 
 #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
@@ -14,7 +16,8 @@ use std::{
     time::SystemTime,
 };
 
-use support::{Gateway, parse_settings, within};
+use serde_json::json;
+use support::{Gateway, Runtime, connect, http, parse_settings, send_text, within};
 
 /// A fresh directory under the system's temporary directory.
 fn temp_dir(name: &str) -> PathBuf {
@@ -31,7 +34,8 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 /// A bootstrap that writes `PID=<pid>` and its environment to the pipe
-/// `<dir>/<AWS_LAMBDA_LOG_STREAM_NAME>`, then waits to be killed.
+/// `<dir>/<AWS_LAMBDA_LOG_STREAM_NAME>` (pipes for instances 0 and 1; a later instance
+/// writes a plain file), then waits to be killed.
 fn fake_bootstrap(dir: &Path) -> PathBuf {
     let script = dir.join("bootstrap");
     std::fs::write(
@@ -107,19 +111,27 @@ async fn instances_get_the_functions_environment_are_respawned_and_stopped() {
         assert_eq!(env["MESHCALL_MAX_ROOM_SIZE"], "3");
         assert_eq!(env["MESHCALL_ALLOWED_ORIGINS"], "http://a,http://b");
         assert_eq!(env["MESHCALL_MAX_MESSAGE_BYTES"], "131072");
-        assert_eq!(
-            env["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"],
-            format!("http://{}", gw.addr)
-        );
+        // `@connections` with the stage, for the SDK and for the function's settings.
+        let callback = format!("http://{}/local", gw.addr);
+        assert_eq!(env["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"], callback);
+        assert_eq!(env["MESHCALL_CALLBACK_URL"], callback);
         let runtime = &env["AWS_LAMBDA_RUNTIME_API"];
         assert!(runtime.starts_with("127.0.0.1:"), "{runtime}");
-        assert_eq!(env["MESHCALL_RESUME_SECRET"].len(), 64);
+        // Secrets by parameter name only (no --create-table: no queue).
+        assert_eq!(
+            env["MESHCALL_RESUME_SECRET_PARAMETER"],
+            "/t-instances/resume-secret"
+        );
+        for absent in [
+            "MESHCALL_RESUME_SECRET",
+            "MESHCALL_TURN_SECRET",
+            "MESHCALL_TURN_SECRET_PARAMETER",
+            "MESHCALL_EXPIRY_QUEUE_URL",
+        ] {
+            assert!(!env.contains_key(absent), "{absent}");
+        }
         assert!(alive(&env["PID"]));
     }
-    assert_eq!(
-        zero["MESHCALL_RESUME_SECRET"],
-        one["MESHCALL_RESUME_SECRET"]
-    );
     assert_ne!(
         zero["AWS_LAMBDA_RUNTIME_API"],
         one["AWS_LAMBDA_RUNTIME_API"]
@@ -150,8 +162,8 @@ async fn instances_get_the_functions_environment_are_respawned_and_stopped() {
         zero["AWS_LAMBDA_RUNTIME_API"]
     );
     assert_eq!(
-        respawned["MESHCALL_RESUME_SECRET"],
-        zero["MESHCALL_RESUME_SECRET"]
+        respawned["MESHCALL_CALLBACK_URL"],
+        zero["MESHCALL_CALLBACK_URL"]
     );
 
     // Stopping the gateway stops its instances.
@@ -181,4 +193,103 @@ async fn a_missing_bootstrap_is_an_error() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("no Lambda bootstrap"), "{err}");
+}
+
+/// The runtime client of the instance that reported `env`.
+fn runtime_of(env: &HashMap<String, String>) -> Runtime {
+    Runtime {
+        addr: env["AWS_LAMBDA_RUNTIME_API"].parse().unwrap(),
+    }
+}
+
+/// `GET /_gateway/stats`'s `instances`.
+async fn instances(gw: &Gateway) -> u64 {
+    http(gw.addr, "GET", "/_gateway/stats", &[], b"")
+        .await
+        .json()["instances"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn instances_are_added_while_every_one_is_busy_up_to_the_maximum() {
+    let dir = temp_dir("scaling");
+    let bootstrap = fake_bootstrap(&dir);
+    let gw = Gateway::start(&[
+        "--instances",
+        "1",
+        "--max-instances",
+        "2",
+        "--bootstrap",
+        bootstrap.to_str().unwrap(),
+    ])
+    .await;
+    let zero = runtime_of(&report(&dir, 0).await);
+    assert_eq!(instances(&gw).await, 1);
+
+    // Instance 0 is free: a connection's $connect waits for it, no instance is added.
+    let url = gw.ws_url("/ws");
+    let a = tokio::spawn({
+        let url = url.clone();
+        async move { connect(&url).await }
+    });
+    let connect_a = zero.next().await;
+    assert_eq!(connect_a.route(), "$connect");
+    assert_eq!(instances(&gw).await, 1);
+
+    // Instance 0 is busy: the next $connect starts instance 1, which takes it.
+    let b = tokio::spawn(async move { connect(&url).await });
+    let one = runtime_of(&report(&dir, 1).await);
+    let connect_b = one.next().await;
+    assert_eq!(connect_b.route(), "$connect");
+    assert_eq!(instances(&gw).await, 2);
+    zero.respond(&connect_a, &json!({"statusCode": 200})).await;
+    one.respond(&connect_b, &json!({"statusCode": 200})).await;
+    let mut a = within("a's upgrade", a).await.unwrap();
+    let _b = within("b's upgrade", b).await.unwrap();
+
+    // One connection's messages on both instances at once; a third waits for a free one
+    // (the maximum is 2).
+    for body in ["m1", "m2", "m3"] {
+        send_text(&mut a, body).await;
+    }
+    let first = zero.next().await;
+    let second = one.next().await;
+    let mut bodies = [
+        first.event["body"].as_str().unwrap().to_owned(),
+        second.event["body"].as_str().unwrap().to_owned(),
+    ];
+    bodies.sort();
+    within("the third message to be queued", async {
+        loop {
+            let idle = http(gw.addr, "GET", "/_gateway/idle", &[], b"")
+                .await
+                .text();
+            if idle.starts_with("busy: 3 invocations") {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(instances(&gw).await, 2, "scaled past --max-instances");
+    assert!(!dir.join("local-2").exists(), "a third instance started");
+    zero.respond(&first, &json!({})).await;
+    let third = zero.next().await;
+    bodies.sort();
+    let mut all: Vec<String> = bodies.to_vec();
+    all.push(third.event["body"].as_str().unwrap().to_owned());
+    all.sort();
+    assert_eq!(all, ["m1", "m2", "m3"]);
+    one.respond(&second, &json!({})).await;
+    zero.respond(&third, &json!({})).await;
+    assert_eq!(instances(&gw).await, 2);
+
+    // The test plays the instances' runtime client; the fakes only wait to be killed.
+    let f = support::Function::ok(zero);
+    let g = support::Function::ok(one);
+    drop(a);
+    gw.stop().await;
+    drop((f, g));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,35 +1,48 @@
 //! meshcall on AWS Lambda: one function for every route of the API Gateway WebSocket API,
 //! and for the scheduled sweep that ends the resume grace of dropped participants.
 //!
-//! The bootstrap (`main.rs`) is wiring only: it reads [`Settings`], builds the DynamoDB
-//! store and the Management API pusher once per instance, and hands each event to
-//! [`Function::handle`], which maps it onto `meshcall-core`'s calls:
+//! The bootstrap (`main.rs`) is wiring only: it reads [`Settings`] and the secrets
+//! ([`secrets`]), builds the DynamoDB store, the Management API pusher and the expiry queue
+//! once per instance, and hands each event to [`Function::handle`], which maps it onto
+//! `meshcall-core`'s calls:
 //!
 //! | event | core call | response |
 //! |---|---|---|
 //! | `$connect` | origin check, then `connect` | 200, 403 for a disallowed `Origin`, 500 if the store fails |
 //! | a message (`joinRoom`, `signal`, ..., `$default`) | `message` (replies and errors are pushed through `@connections`) | 200 |
-//! | a binary message (`isBase64Encoded`) | `refuse` with `binaryNotSupported` | 200 |
-//! | `$disconnect` with status 1006 (dropped, no close frame) | `suspend`: the participant may `resume` within the grace | 200 |
-//! | `$disconnect`, any other status | `disconnect` | 200 |
-//! | EventBridge `Scheduled Event` | `expire` for each participant the `bySuspension` index says is due | `{"expired": n}` |
+//! | `$disconnect` with status 1006 (dropped, no close frame) | `suspend`: the participant may `resume` within the grace (a no-op if a push already found the socket gone) | 200 |
+//! | `$disconnect`, any other status (1000, 1001, 1005, ...) | `disconnect`: ends the participant, suspended or not | 200 |
+//! | SQS message `{"expire": id, "at": ms}` from the expiry queue | `expire` | `{"batchItemFailures": [...]}` |
+//! | EventBridge `Scheduled Event` (once a minute) | `sweep`: ended graces (a safety net for the queue) and liveness checks (`GET @connections`) of members due for one | `{"expired": n, "probed": n, "gone": n}` |
 //!
-//! A `resume` that takes its participant over from a socket API Gateway still holds closes
-//! that socket (`DeleteConnection`). API Gateway sends no per-connection rate limit event;
-//! the stage's throttling is the AWS-side limit.
+//! Every suspension the core makes (a `$disconnect` 1006, or a push or probe answered 410)
+//! sends one message to the expiry queue, delayed until the grace ends, so a dropped
+//! participant who does not resume is announced about a second after its grace.
+//!
+//! Binary frames never reach the function: API Gateway closes such a connection with 1003
+//! itself. A `resume` that takes its participant over from a socket API Gateway still
+//! holds closes that socket (`DeleteConnection`). API Gateway sends no per-connection rate
+//! limit event; the stage's throttling is the AWS-side limit.
 
+pub mod expiry;
+pub mod secrets;
 pub mod settings;
 
-use std::{future::Future, time::SystemTime};
+use std::{
+    future::Future,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, SystemTime},
+};
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use meshcall_aws::{ApiGatewayPusher, DynamoStore};
-use meshcall_core::{Delivery, PushError, Pusher, Signalling, protocol::ConnectionId};
+use meshcall_core::{Delivery, PushError, Pusher, Signalling, Suspension, protocol::ConnectionId};
 use meshcall_protocol::ErrorCode;
 use serde_json::{Value, json};
 use tracing::Instrument as _;
 
-pub use settings::{LogFormat, Settings, SettingsError};
+pub use expiry::{ExpiryMessage, ExpiryQueue};
+pub use settings::{LogFormat, Secrets, Settings, SettingsError};
 
 /// The WebSocket close status API Gateway reports when a socket ended without a close
 /// frame: the participant keeps its place for a `resume`.
@@ -72,8 +85,10 @@ pub enum EventError {
 pub enum Event {
     /// An API Gateway WebSocket proxy event (`$connect`, a message, `$disconnect`).
     WebSocket(Box<ApiGatewayWebsocketProxyRequest>),
-    /// An EventBridge scheduled event: sweep the participants whose grace is over.
+    /// An EventBridge scheduled event: the sweep.
     Sweep,
+    /// A batch from the expiry queue: `(messageId, body)` of each record.
+    Expiry(Vec<(String, String)>),
 }
 
 impl Event {
@@ -88,25 +103,73 @@ impl Event {
         if raw.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
             return Ok(Self::Sweep);
         }
+        if let Some(records) = raw.get("Records").and_then(Value::as_array) {
+            let from_sqs =
+                |r: &Value| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs");
+            if !records.is_empty() && records.iter().all(from_sqs) {
+                let field = |r: &Value, f: &str| {
+                    r.get(f)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                return Ok(Self::Expiry(
+                    records
+                        .iter()
+                        .map(|r| (field(r, "messageId"), field(r, "body")))
+                        .collect(),
+                ));
+            }
+        }
         Err(EventError::Unrecognised)
     }
 }
 
-/// The function: the core over DynamoDB and a pusher, plus the `$connect` origin check.
+/// The function: the core over DynamoDB and a pusher, plus the `$connect` origin check and
+/// the expiry queue.
 #[derive(Debug)]
 pub struct Function<P> {
     core: Signalling<DynamoStore, P>,
     allowed_origins: Vec<String>,
+    expiry: Option<ExpiryQueue>,
+    check_every: Duration,
+    /// Suspensions the core made during the current event, to schedule after it.
+    suspended: Arc<Mutex<Vec<Suspension>>>,
 }
 
 impl<P: Pusher + Close> Function<P> {
     /// The function over `core`, admitting WebSocket clients from `allowed_origins` (any when
-    /// empty).
+    /// empty). Without [`with_expiry_queue`](Self::with_expiry_queue) only the sweep ends
+    /// graces.
     pub fn new(core: Signalling<DynamoStore, P>, allowed_origins: Vec<String>) -> Self {
+        let suspended = Arc::new(Mutex::new(Vec::new()));
+        let sink = suspended.clone();
+        let core = core.on_suspend(Arc::new(move |s: &Suspension| {
+            sink.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(s.clone());
+        }));
         Self {
             core,
             allowed_origins,
+            expiry: None,
+            check_every: DynamoStore::DEFAULT_CHECK_EVERY,
+            suspended,
         }
+    }
+
+    /// Schedules each suspension's end on `queue`.
+    #[must_use]
+    pub fn with_expiry_queue(mut self, queue: ExpiryQueue) -> Self {
+        self.expiry = Some(queue);
+        self
+    }
+
+    /// How long the sweep leaves a member's socket unprobed after finding it alive.
+    #[must_use]
+    pub fn with_check_every(mut self, every: Duration) -> Self {
+        self.check_every = every;
+        self
     }
 
     /// The core.
@@ -114,15 +177,59 @@ impl<P: Pusher + Close> Function<P> {
         &self.core
     }
 
-    /// Handles one raw event; returns the response API Gateway (or EventBridge) gets.
+    /// Handles one raw event; returns the response API Gateway (or EventBridge, or the SQS
+    /// event source mapping) gets. Suspensions made on the way are then scheduled on the
+    /// expiry queue.
     ///
     /// # Errors
     /// [`EventError`] for an event the function does not know (the invocation fails).
     pub async fn handle(&self, raw: Value, now: SystemTime) -> Result<Value, EventError> {
-        match Event::classify(raw)? {
+        let response = match Event::classify(raw)? {
             Event::WebSocket(event) => self.websocket(&event, now).await,
             Event::Sweep => self.sweep(now).await,
+            Event::Expiry(records) => Ok(self.expire(records, now).await),
+        };
+        self.schedule_expiries(now).await;
+        response
+    }
+
+    /// Sends one delayed message per suspension made during this event. A failure is
+    /// logged: the scheduled sweep still ends that grace, a minute later at most.
+    async fn schedule_expiries(&self, now: SystemTime) {
+        let made = std::mem::take(
+            &mut *self
+                .suspended
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let Some(queue) = &self.expiry else { return };
+        for s in &made {
+            if let Err(e) = queue.schedule(s, now).await {
+                tracing::error!(conn_id = %s.id, error = %e, "could not schedule the end of a grace; the sweep will");
+            }
         }
+    }
+
+    /// Expires the participant each queue message names (a no-op for one that resumed or
+    /// was already expired). A record that cannot be handled is reported back for SQS to
+    /// deliver again.
+    async fn expire(&self, records: Vec<(String, String)>, now: SystemTime) -> Value {
+        let mut failures = Vec::new();
+        for (message_id, body) in records {
+            let participant = serde_json::from_str::<ExpiryMessage>(&body)
+                .ok()
+                .and_then(|m| m.participant());
+            let Some(participant) = participant else {
+                // Retrying cannot fix a malformed message: drop it.
+                tracing::error!(message_id, "malformed expiry message dropped");
+                continue;
+            };
+            if let Err(e) = self.core.expire(&participant, now).await {
+                tracing::error!(conn_id = %participant, error = %e, "expire failed; SQS will retry");
+                failures.push(json!({"itemIdentifier": message_id}));
+            }
+        }
+        json!({"batchItemFailures": failures})
     }
 
     async fn websocket(
@@ -167,7 +274,7 @@ impl<P: Pusher + Close> Function<P> {
         let result = if status == Some(ABNORMAL_CLOSURE) {
             self.core.suspend(socket, now).await.map(drop)
         } else {
-            self.core.disconnect(socket).await
+            self.core.disconnect(socket, now).await
         };
         match result {
             Ok(()) => status_code(200),
@@ -209,22 +316,13 @@ impl<P: Pusher + Close> Function<P> {
         socket: &ConnectionId,
         now: SystemTime,
     ) {
+        // Binary frames never get here: API Gateway closes their connection with 1003.
         let body = event.body.as_deref().unwrap_or_default();
-        if event.is_base64_encoded {
-            self.core
-                .refuse(
-                    socket,
-                    ErrorCode::BinaryNotSupported,
-                    "send JSON text frames",
-                )
-                .await;
-            return;
-        }
         let limit = self.core.config().max_message_bytes;
         if body.len() > limit {
             let message = format!("frames are limited to {limit} bytes");
             self.core
-                .refuse(socket, ErrorCode::MessageTooLarge, &message)
+                .refuse(socket, ErrorCode::MessageTooLarge, &message, now)
                 .await;
             return;
         }
@@ -243,25 +341,22 @@ impl<P: Pusher + Close> Function<P> {
         }
     }
 
-    /// Ends the grace of every suspended participant whose grace is over, telling rooms.
+    /// The core's sweep: ended graces, and liveness checks of members due for one.
     async fn sweep(&self, now: SystemTime) -> Result<Value, EventError> {
-        let due = self
+        let swept = self
             .core
-            .store()
-            .due(now)
+            .sweep(now, self.check_every)
             .await
             .map_err(EventError::Sweep)?;
-        let mut expired = 0_u32;
-        for participant in &due {
-            match self.core.expire(participant, now).await {
-                Ok(()) => expired += 1,
-                Err(e) => tracing::error!(conn_id = %participant, error = %e, "expire failed"),
-            }
+        if swept.expired + swept.probed > 0 {
+            tracing::info!(
+                expired = swept.expired,
+                probed = swept.probed,
+                gone = swept.gone,
+                "sweep"
+            );
         }
-        if !due.is_empty() {
-            tracing::info!(due = due.len(), expired, "sweep");
-        }
-        Ok(json!({"expired": expired}))
+        Ok(json!({"expired": swept.expired, "probed": swept.probed, "gone": swept.gone}))
     }
 }
 

@@ -8,7 +8,7 @@ use std::{sync::Arc, time::SystemTime};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use meshcall_aws::{ApiGatewayPusher, DynamoStore};
 use meshcall_core::Signalling;
-use meshcall_lambda::{Function, LogFormat, Settings};
+use meshcall_lambda::{ExpiryQueue, Function, LogFormat, Settings, secrets};
 use serde_json::Value;
 use tracing_subscriber::EnvFilter;
 
@@ -16,14 +16,23 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> Result<(), Error> {
     let settings = Settings::from_env()?;
     init_tracing(settings.log_format);
-    let config = settings.core_config()?;
     let sdk = aws_config::load_from_env().await;
-    let store = DynamoStore::new(&sdk, settings.table.clone());
+    let secrets = secrets::read(&aws_sdk_ssm::Client::new(&sdk), &settings).await?;
+    let config = settings.core_config(&secrets)?;
+    let store =
+        DynamoStore::new(&sdk, settings.table.clone()).with_check_every(settings.check_every);
     let pusher = ApiGatewayPusher::new(&sdk, &settings.callback_url);
-    let function = Arc::new(Function::new(
-        Signalling::new(store, pusher, config),
-        settings.origins(),
-    ));
+    let mut function = Function::new(Signalling::new(store, pusher, config), settings.origins())
+        .with_check_every(settings.check_every);
+    if let Some(url) = settings
+        .expiry_queue_url
+        .as_deref()
+        .filter(|u| !u.is_empty())
+    {
+        function =
+            function.with_expiry_queue(ExpiryQueue::new(aws_sdk_sqs::Client::new(&sdk), url));
+    }
+    let function = Arc::new(function);
     tracing::info!(table = %settings.table, "ready");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let function = function.clone();

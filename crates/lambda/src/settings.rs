@@ -1,6 +1,11 @@
 //! [`Settings`]: the function's configuration, from environment variables only (a Lambda
 //! has no command line). The names are the self-hosted server's (`MESHCALL_*`), so one set
 //! of settings describes both; the deployment template sets them from its parameters.
+//!
+//! Secrets are not settings: the environment names the SSM Parameter Store `SecureString`
+//! parameters that hold them (`MESHCALL_RESUME_SECRET_PARAMETER`,
+//! `MESHCALL_TURN_SECRET_PARAMETER`), read once at init ([`crate::secrets`]), so they never
+//! sit in the function's configuration, where `lambda:GetFunctionConfiguration` shows it.
 
 use std::time::Duration;
 
@@ -46,9 +51,10 @@ pub struct Settings {
     #[arg(long, env = "MESHCALL_TURN", value_delimiter = ',')]
     pub turn: Vec<String>,
 
-    /// The TURN server's shared secret.
-    #[arg(long, env = "MESHCALL_TURN_SECRET", hide_env_values = true)]
-    pub turn_secret: Option<String>,
+    /// The SSM Parameter Store `SecureString` parameter holding the TURN server's shared
+    /// secret.
+    #[arg(long, env = "MESHCALL_TURN_SECRET_PARAMETER")]
+    pub turn_secret_parameter: Option<String>,
 
     /// How long minted TURN credentials stay valid.
     #[arg(long, env = "MESHCALL_TURN_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
@@ -62,9 +68,20 @@ pub struct Settings {
     #[arg(long, env = "MESHCALL_RESUME_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub resume_grace: Duration,
 
-    /// The secret that signs resume tokens; every instance must share it.
-    #[arg(long, env = "MESHCALL_RESUME_SECRET", hide_env_values = true)]
-    pub resume_secret: Option<String>,
+    /// The SSM Parameter Store `SecureString` parameter holding the secret that signs resume
+    /// tokens (every instance must share it).
+    #[arg(long, env = "MESHCALL_RESUME_SECRET_PARAMETER")]
+    pub resume_secret_parameter: Option<String>,
+
+    /// The SQS queue that brings each suspension back when its grace ends (a message
+    /// delayed by the grace); without it only the scheduled sweep ends graces.
+    #[arg(long, env = "MESHCALL_EXPIRY_QUEUE_URL")]
+    pub expiry_queue_url: Option<String>,
+
+    /// How often the sweep asks API Gateway whether a room member's socket still exists
+    /// (a lost `$disconnect` leaves a ghost).
+    #[arg(long, env = "MESHCALL_CHECK_EVERY", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub check_every: Duration,
 
     /// Pushes one fan-out keeps in flight at once.
     #[arg(long, env = "MESHCALL_FANOUT_CONCURRENCY", default_value_t = 16)]
@@ -75,16 +92,34 @@ pub struct Settings {
     pub log_format: LogFormat,
 }
 
+/// The secrets, as read at init from the parameters the settings name.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    /// Signs resume tokens.
+    pub resume: Option<String>,
+    /// The TURN server's shared secret.
+    pub turn: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("resume", &self.resume.as_ref().map(|_| "<redacted>"))
+            .field("turn", &self.turn.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
 /// A setting that cannot work.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     /// Resume is on but no secret is shared by the instances.
     #[error(
-        "MESHCALL_RESUME_SECRET must be set (32 characters or more) while MESHCALL_RESUME_GRACE is not 0"
+        "MESHCALL_RESUME_SECRET_PARAMETER must name a SecureString of 32 characters or more while MESHCALL_RESUME_GRACE is not 0"
     )]
     NoResumeSecret,
     /// TURN URLs without the secret to mint credentials.
-    #[error("MESHCALL_TURN needs MESHCALL_TURN_SECRET")]
+    #[error("MESHCALL_TURN needs MESHCALL_TURN_SECRET_PARAMETER")]
     NoTurnSecret,
 }
 
@@ -97,16 +132,16 @@ impl Settings {
         Self::try_parse_from(["bootstrap"])
     }
 
-    /// The core's configuration.
+    /// The core's configuration, with the `secrets` read at init.
     ///
     /// # Errors
     /// [`SettingsError`] for settings that contradict each other.
-    pub fn core_config(&self) -> Result<Config, SettingsError> {
+    pub fn core_config(&self, secrets: &Secrets) -> Result<Config, SettingsError> {
         let resume = if self.resume_grace.is_zero() {
             None
         } else {
-            let secret = self
-                .resume_secret
+            let secret = secrets
+                .resume
                 .as_deref()
                 .filter(|s| s.len() >= 32)
                 .ok_or(SettingsError::NoResumeSecret)?;
@@ -116,7 +151,7 @@ impl Settings {
             })
         };
         let (stun, turn_urls) = (non_empty(&self.stun), non_empty(&self.turn));
-        let secret = self.turn_secret.as_deref().filter(|s| !s.is_empty());
+        let secret = secrets.turn.as_deref().filter(|s| !s.is_empty());
         let turn = match (turn_urls.is_empty(), secret) {
             (true, _) => None,
             (false, None) => return Err(SettingsError::NoTurnSecret),
@@ -170,39 +205,65 @@ mod tests {
         Settings::try_parse_from(argv).unwrap()
     }
 
+    fn resume_secret(secret: &str) -> Secrets {
+        Secrets {
+            resume: Some(secret.to_owned()),
+            turn: None,
+        }
+    }
+
     #[test]
     fn resume_needs_a_shared_secret_of_32_characters_unless_it_is_off() {
-        for args in [&[][..], &["--resume-secret", &"x".repeat(31)]] {
-            let refused = settings(args).core_config();
+        for secrets in [Secrets::default(), resume_secret(&"x".repeat(31))] {
+            let refused = settings(&[]).core_config(&secrets);
             assert!(
                 matches!(refused, Err(SettingsError::NoResumeSecret)),
-                "{args:?}: {refused:?}"
+                "{refused:?}"
             );
         }
-        let on = settings(&["--resume-secret", &"x".repeat(32)])
-            .core_config()
+        let on = settings(&[])
+            .core_config(&resume_secret(&"x".repeat(32)))
             .unwrap();
         assert_eq!(on.resume.map(|r| r.grace), Some(Duration::from_secs(30)));
-        let off = settings(&["--resume-grace", "0s"]).core_config().unwrap();
+        let off = settings(&["--resume-grace", "0s"])
+            .core_config(&Secrets::default())
+            .unwrap();
         assert!(off.resume.is_none());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let secrets = Secrets {
+            resume: Some("resume-secret-value".into()),
+            turn: Some("turn-secret-value".into()),
+        };
+        let shown = format!("{secrets:?}");
+        assert!(!shown.contains("secret-value"), "{shown}");
     }
 
     #[test]
     fn turn_needs_its_secret_and_empty_parameters_are_nothing() {
         let no_resume = ["--resume-grace", "0s"];
-        let with = |args: &[&str]| settings(&[&no_resume[..], args].concat()).core_config();
-        for secret in [&[][..], &["--turn-secret", ""]] {
-            let refused = with(&[&["--turn", "turn:t:3478"][..], secret].concat());
+        let with_turn = |args: &[&str], turn: Option<&str>| {
+            let secrets = Secrets {
+                resume: None,
+                turn: turn.map(ToOwned::to_owned),
+            };
+            settings(&[&no_resume[..], args].concat()).core_config(&secrets)
+        };
+        let with = |args: &[&str]| with_turn(args, None);
+        for secret in [None, Some("")] {
+            let refused = with_turn(&["--turn", "turn:t:3478"], secret);
             assert!(
                 matches!(refused, Err(SettingsError::NoTurnSecret)),
                 "{secret:?}: {refused:?}"
             );
         }
-        let turn = with(&["--turn", "turn:t:3478", "--turn-secret", "s"]).unwrap();
+        let turn = with_turn(&["--turn", "turn:t:3478"], Some("s")).unwrap();
         assert_eq!(turn.turn.unwrap().urls, ["turn:t:3478"]);
         let stun = with(&["--stun", "stun:a:3478,,stun:b:3478"]).unwrap();
         assert_eq!(stun.ice_servers[0].urls, ["stun:a:3478", "stun:b:3478"]);
-        let empty = with(&["--stun", "", "--turn", "", "--turn-secret", ""]).unwrap();
+        let empty = with_turn(&["--stun", "", "--turn", ""], Some("")).unwrap();
         assert!(empty.ice_servers.is_empty(), "{:?}", empty.ice_servers);
         assert!(empty.turn.is_none());
     }
@@ -220,7 +281,7 @@ mod tests {
             "0",
         ]);
         assert_eq!(s.origins(), ["https://a.example"]);
-        let config = s.core_config().unwrap();
+        let config = s.core_config(&Secrets::default()).unwrap();
         assert_eq!((config.max_room_size, config.fanout_concurrency), (1, 1));
     }
 }

@@ -13,12 +13,14 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use aws_sdk_sqs::types::QueueAttributeName;
+use clap::Parser as _;
 use meshcall_aws::DynamoStore;
 use meshcall_core::{
     Config, Delivery, Outbound, PushError, Pusher, Resume, ResumeKey, Signalling,
     protocol::ConnectionId,
 };
-use meshcall_lambda::{Close, Event, EventError, Function};
+use meshcall_lambda::{Close, Event, EventError, ExpiryQueue, Function, Settings};
 use serde_json::{Value, json};
 use support::{RecordingPusher, assert_no_scans, id, store};
 
@@ -39,6 +41,10 @@ struct Gateway {
 impl Pusher for Gateway {
     async fn push(&self, to: &ConnectionId, frame: &Outbound) -> Result<Delivery, PushError> {
         self.pushes.push(to, frame).await
+    }
+
+    async fn probe(&self, to: &ConnectionId) -> Result<Delivery, PushError> {
+        self.pushes.probe(to).await
     }
 }
 
@@ -106,9 +112,20 @@ async fn handle(f: &Function<Gateway>, event: Value, now: SystemTime) -> Value {
     f.handle(event, now).await.unwrap()
 }
 
-/// The scheduled sweep at `at`; its response says how many participants it expired.
+/// The scheduled sweep at `at`; returns how many participants it expired.
 async fn sweep(f: &Function<Gateway>, at: SystemTime) -> Value {
-    handle(f, fixture("scheduled"), at).await
+    handle(f, fixture("scheduled"), at).await["expired"].clone()
+}
+
+/// The expiry queue's message for `participant`, as the event source mapping delivers it.
+fn expiry_event(participant: &str, at: SystemTime) -> Value {
+    let mut event = fixture("sqs");
+    let at = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    event["Records"][0]["body"] = json!(json!({"expire": participant, "at": at}).to_string());
+    event
 }
 
 /// Connects `conn` and resumes on it the participant `joined` (its `joined` frame) names.
@@ -146,6 +163,10 @@ fn every_fixture_is_recognised() {
     assert!(matches!(
         Event::classify(fixture("scheduled")),
         Ok(Event::Sweep)
+    ));
+    assert!(matches!(
+        Event::classify(fixture("sqs")),
+        Ok(Event::Expiry(records)) if records.len() == 1
     ));
     assert!(Event::classify(json!({"hello": "world"})).is_err());
     let mut broken = fixture("message");
@@ -224,20 +245,13 @@ async fn messages_route_through_the_core_and_replies_are_pushed() {
 }
 
 #[tokio::test]
-async fn binary_and_oversized_messages_are_refused() {
-    let Some(f) = function("binary", &[]).await else {
+async fn messages_over_the_configured_limit_are_refused() {
+    let Some(f) = function("oversize", &[]).await else {
         return;
     };
     let now = SystemTime::now();
     join(&f, "A1", "r", now).await;
-    let mut binary = message_event("A1", &json!({"action": "ping"}));
-    binary["isBase64Encoded"] = json!(true);
-    binary["body"] = json!("AAEC");
-    handle(&f, binary, now).await;
-    assert_eq!(
-        pushes(&f).drain_json(&id("A1"))[0]["code"],
-        "binaryNotSupported"
-    );
+    // (Binary frames never reach the function: API Gateway closes with 1003.)
     // A body of `len` bytes.
     let sized = |len: usize| {
         let empty = json!({"action": "sendMsgToRoom", "roomId": "r", "message": ""});
@@ -320,7 +334,7 @@ async fn a_clean_disconnect_tells_the_room_at_once() {
     );
     // Nothing is due for the sweep.
     let later = now + GRACE * 2;
-    assert_eq!(sweep(&f, later).await, json!({"expired": 0}));
+    assert_eq!(sweep(&f, later).await, 0);
 }
 
 #[tokio::test]
@@ -336,17 +350,92 @@ async fn a_dropped_socket_is_kept_for_resume_until_the_sweep_after_its_grace() {
     assert!(pushes(&f).pending().is_empty(), "a drop is not announced");
     // Within the grace the sweep finds nothing due.
     let within = now + GRACE / 2;
-    assert_eq!(sweep(&f, within).await, json!({"expired": 0}));
+    assert_eq!(sweep(&f, within).await, 0);
     pushes(&f).assert_drained();
     let after = now + GRACE + Duration::from_secs(1);
-    assert_eq!(sweep(&f, after).await, json!({"expired": 1}));
+    assert_eq!(sweep(&f, after).await, 1);
     assert_eq!(
         pushes(&f).drain_json(&id("A1")),
         [json!({"type": "participantLeft", "participantConnectionId": "B1"})]
     );
     // Swept once only.
-    assert_eq!(sweep(&f, after).await, json!({"expired": 0}));
+    assert_eq!(sweep(&f, after).await, 0);
     assert_no_scans(f.core().store());
+}
+
+#[tokio::test]
+async fn the_expiry_queue_ends_a_grace_and_a_resume_makes_its_message_harmless() {
+    let Some(f) = function("expiry", &[]).await else {
+        return;
+    };
+    let now = SystemTime::now();
+    join(&f, "A1", "r", now).await;
+    let joined = join(&f, "B1", "r", now).await;
+    join(&f, "C1", "r", now).await;
+    pushes(&f).clear();
+    handle(&f, disconnect_event("B1", 1006), now).await;
+    handle(&f, disconnect_event("C1", 1006), now).await;
+    // B resumes; C does not. Both messages arrive after the grace.
+    resume(&f, "B2", &joined, now).await;
+    pushes(&f).clear();
+    let after = now + GRACE + Duration::from_secs(1);
+    for who in ["B1", "C1"] {
+        let response = handle(&f, expiry_event(who, after), after).await;
+        assert_eq!(response, json!({"batchItemFailures": []}), "{who}");
+    }
+    assert_eq!(
+        pushes(&f).drain_json(&id("A1")),
+        [json!({"type": "participantLeft", "participantConnectionId": "C1"})]
+    );
+    assert_eq!(
+        pushes(&f).drain_json(&id("B2")),
+        [json!({"type": "participantLeft", "participantConnectionId": "C1"})]
+    );
+    pushes(&f).assert_drained();
+    // A malformed message is dropped, not retried forever.
+    let mut bad = fixture("sqs");
+    bad["Records"][0]["body"] = json!("not json");
+    assert_eq!(
+        handle(&f, bad, after).await,
+        json!({"batchItemFailures": []})
+    );
+}
+
+#[tokio::test]
+async fn gone_is_not_left_a_pushed_410_suspends_and_a_later_drop_report_changes_nothing() {
+    let Some(f) = function("gone-suspends", &[]).await else {
+        return;
+    };
+    let now = SystemTime::now();
+    join(&f, "A1", "r", now).await;
+    let joined = join(&f, "B1", "r", now).await;
+    join(&f, "C1", "r", now).await;
+    pushes(&f).clear();
+    // B's socket vanished: API Gateway answers 410 before its $disconnect runs.
+    pushes(&f).mark_gone(&id("B1"));
+    let signal = json!({"action": "signal", "to": "B1", "data": {"candidate": "x"}});
+    handle(&f, message_event("A1", &signal), now).await;
+    pushes(&f).clear();
+    let later = now + Duration::from_secs(2);
+    handle(&f, disconnect_event("B1", 1006), later).await;
+    // Nobody was told B left; its resume works within the grace counted from the 410.
+    resume(&f, "B2", &joined, now + GRACE - Duration::from_secs(1)).await;
+    let frames = pushes(&f).drain_json(&id("B2"));
+    assert_eq!(frames[0]["type"], "joined", "{frames:?}");
+    assert_eq!(frames[0]["connectionId"], "B1");
+    assert_eq!(frames[0]["resumed"], true);
+    pushes(&f).assert_drained();
+
+    // C's socket vanishes too, and then its client closes cleanly: that ends it.
+    pushes(&f).mark_gone(&id("C1"));
+    let signal = json!({"action": "signal", "to": "C1", "data": {"candidate": "x"}});
+    handle(&f, message_event("A1", &signal), now).await;
+    pushes(&f).clear();
+    handle(&f, disconnect_event("C1", 1000), now).await;
+    assert_eq!(
+        pushes(&f).drain_json(&id("A1")),
+        [json!({"type": "participantLeft", "participantConnectionId": "C1"})]
+    );
 }
 
 #[tokio::test]
@@ -364,7 +453,7 @@ async fn a_resumed_participant_leaves_the_sweep_index() {
     assert_eq!(frames[0]["connectionId"], "B1");
     pushes(&f).clear();
     let after = now + GRACE * 2;
-    assert_eq!(sweep(&f, after).await, json!({"expired": 0}));
+    assert_eq!(sweep(&f, after).await, 0);
     pushes(&f).assert_drained();
 }
 
@@ -380,4 +469,108 @@ async fn resuming_over_a_socket_still_open_closes_that_socket() {
     resume(&f, "B2", &joined, now).await;
     assert_eq!(pushes(&f).drain_json(&id("B2"))[0]["type"], "joined");
     assert_eq!(*f.core().pusher().closed.lock().unwrap(), [id("B1")]);
+}
+
+#[tokio::test]
+async fn every_suspension_sends_one_message_delayed_until_its_grace_ends() {
+    let Some(sdk) = support::moto().await else {
+        return;
+    };
+    let Some(store) = store("expiry-queue").await else {
+        return;
+    };
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue = sqs
+        .create_queue()
+        .queue_name(support::table_name("expiry"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let f = over(store, &[]).with_expiry_queue(ExpiryQueue::new(sqs.clone(), &queue));
+    let now = SystemTime::now();
+    join(&f, "A1", "r", now).await;
+    join(&f, "B1", "r", now).await;
+    join(&f, "C1", "r", now).await;
+    // B drops; C's socket is found gone by a push (a signal from A); B's drop is reported
+    // twice: each report schedules the grace's end again (the same end: the grace is not
+    // extended), which costs one message and is harmless (`expire` is idempotent).
+    handle(&f, disconnect_event("B1", 1006), now).await;
+    handle(&f, disconnect_event("B1", 1006), now).await;
+    pushes(&f).mark_gone(&id("C1"));
+    let signal = json!({"action": "signal", "to": "C1", "data": {}});
+    handle(&f, message_event("A1", &signal), now).await;
+
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap_or_default();
+    let count = |name: QueueAttributeName| {
+        attributes
+            .get(&name)
+            .map_or(0, |v| v.parse::<u32>().unwrap())
+    };
+    // Three reports (B twice, C once), none visible before the grace ends.
+    assert_eq!(
+        count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+        3,
+        "{attributes:?}"
+    );
+    assert_eq!(
+        count(QueueAttributeName::ApproximateNumberOfMessages),
+        0,
+        "{attributes:?}"
+    );
+}
+
+#[tokio::test]
+async fn secrets_are_read_from_secure_string_parameters() {
+    let Some(sdk) = support::moto().await else {
+        return;
+    };
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let name = format!("/meshcall/{}/resume-secret", support::table_name("secrets"));
+    ssm.put_parameter()
+        .name(&name)
+        .value("a resume secret of at least thirty-two characters")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let settings = Settings::try_parse_from([
+        "bootstrap",
+        "--table",
+        "t",
+        "--resume-secret-parameter",
+        &name,
+    ])
+    .unwrap();
+    let secrets = meshcall_lambda::secrets::read(&ssm, &settings)
+        .await
+        .unwrap();
+    assert_eq!(
+        secrets.resume.as_deref(),
+        Some("a resume secret of at least thirty-two characters")
+    );
+    assert!(secrets.turn.is_none());
+    assert!(settings.core_config(&secrets).unwrap().resume.is_some());
+    // A parameter that does not exist fails the init, naming it.
+    let missing = Settings::try_parse_from([
+        "bootstrap",
+        "--table",
+        "t",
+        "--turn-secret-parameter",
+        "/meshcall/nowhere/turn-secret",
+    ])
+    .unwrap();
+    let error = meshcall_lambda::secrets::read(&ssm, &missing)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("/meshcall/nowhere/turn-secret"));
 }

@@ -28,6 +28,7 @@ pub mod web;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -48,6 +49,14 @@ pub async fn run(
     let router = app::router(state);
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, "meshcall listening");
+    // TCP_NODELAY on every accepted socket: a frame is written whole and at once, and
+    // Nagle's algorithm would hold a small one (a `newParticipant`) until the client's
+    // delayed ACK, about 40 ms later.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await

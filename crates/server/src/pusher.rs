@@ -71,4 +71,12 @@ impl Pusher for ChannelPusher {
             }
         }
     }
+
+    /// A socket exists while its task has its queue registered.
+    async fn probe(&self, to: &ConnectionId) -> Result<Delivery, PushError> {
+        Ok(match self.lock().get(to) {
+            Some(queue) if !queue.is_closed() => Delivery::Delivered,
+            _ => Delivery::Gone,
+        })
+    }
 }

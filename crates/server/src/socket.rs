@@ -131,11 +131,11 @@ async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId) {
 async fn finish(state: &AppState, mut socket: WebSocket, conn: &ConnectionId, end: End) {
     let core = &state.core;
     if matches!(end, End::Dropped) {
-        // Suspend before the queue goes: a push finding it gone would remove the
-        // participant that may still resume.
+        // A push may have found the queue gone already and suspended the participant;
+        // suspending again is harmless and returns when its grace ends.
         tracing::info!("dropped");
         match core.suspend(conn, SystemTime::now()).await {
-            Ok(Some((participant, until))) => schedule_expiry(state, participant, until),
+            Ok(Some(s)) => schedule_expiry(state, s.id, s.until),
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "store failed on a dropped socket"),
         }
@@ -169,7 +169,7 @@ async fn finish(state: &AppState, mut socket: WebSocket, conn: &ConnectionId, en
             }
         }
     }
-    if let Err(e) = core.disconnect(conn).await {
+    if let Err(e) = core.disconnect(conn, SystemTime::now()).await {
         tracing::error!(error = %e, "store failed on disconnect");
     }
 }
@@ -219,7 +219,10 @@ async fn handle_text(state: &AppState, conn: &ConnectionId, text: &str, received
 async fn refuse(state: &AppState, conn: &ConnectionId, code: ErrorCode, message: &str) {
     tracing::debug!(code = code.as_str(), "refused");
     state.metrics.error(code);
-    state.core.refuse(conn, code, message).await;
+    state
+        .core
+        .refuse(conn, code, message, SystemTime::now())
+        .await;
 }
 
 /// A read error ends the connection. A frame over the size limit is answered with

@@ -297,3 +297,49 @@ async fn signal_data_null_is_relayed_like_any_other_json_value() {
     a.expect_only_pong().await;
     server.stop().await.unwrap();
 }
+
+/// Frames are not held back by Nagle's algorithm: the server sets `TCP_NODELAY` on every
+/// accepted socket. Without it, a frame written while the receiver's kernel still delays
+/// its ACK of the previous one waits for that ACK, about 40 ms on Linux; the issue measured
+/// `newParticipant` arriving 43.6 ms after a join. Each of seven rounds (the room's cap is
+/// 8): a newcomer joins and at once signals the member, who gets `newParticipant` and then
+/// the signal (the second frame is the one Nagle would hold), then pings so its ACK goes
+/// out. The median from the newcomer's signal to the member's receipt of it must stay well
+/// below 40 ms: about half a millisecond with `TCP_NODELAY`, 42 ms without.
+#[tokio::test]
+async fn frames_to_a_member_are_not_held_back_by_nagle() {
+    if support::self_hosted_only(
+        "an invocation costs ~20 ms in a debug build on moto; crates/gateway/tests has its own",
+    ) {
+        return;
+    }
+    let server = TestServer::start().await;
+    let mut member = server.client().await;
+    let member_id = member.join("nagle").await["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut joiners = Vec::new();
+    let mut latencies = Vec::new();
+    for round in 0..7 {
+        let mut joiner = server.client().await;
+        joiner.join("nagle").await;
+        let started = std::time::Instant::now();
+        joiner
+            .send_json(json!({"action": "signal", "to": member_id, "data": round}))
+            .await;
+        assert_eq!(member.recv_json().await["type"], "newParticipant");
+        assert_eq!(member.recv_json().await["data"], round);
+        latencies.push(started.elapsed());
+        member.expect_only_pong().await;
+        joiners.push(joiner);
+    }
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    println!("signal sent -> received: median {median:?}, all {latencies:?}");
+    assert!(
+        median < std::time::Duration::from_millis(30),
+        "median {median:?} ({latencies:?}): is TCP_NODELAY off?"
+    );
+    server.stop().await.unwrap();
+}

@@ -102,3 +102,87 @@ async fn client_close_is_answered_with_a_close_frame() {
     client.expect_close_code(1000).await;
     server.stop().await.unwrap();
 }
+
+/// On AWS `$disconnect` is best-effort: a client that vanishes may never be reported. The
+/// local gateway loses every `$disconnect` here (`--lose-disconnects 1`). Nobody signals
+/// the vanished member, yet the sweep's liveness check (`GET @connections` for members not
+/// confirmed alive for `--check-every`) finds its socket gone: it is suspended, and when
+/// its grace ends its room is told. Without the check the room would hear nothing until
+/// API Gateway's 10-minute idle timeout, which itself may never be reported.
+#[tokio::test]
+async fn a_member_whose_disconnect_was_lost_is_found_by_the_sweep() {
+    if !support::on_gateway() {
+        return; // The self-hosted server knows its own sockets: no event can be lost.
+    }
+    let server = TestServer::with(&[
+        "--lose-disconnects",
+        "1",
+        "--sweep-every",
+        "300ms",
+        "--check-every",
+        "1s",
+        "--resume-grace",
+        "1s",
+    ])
+    .await;
+    let (mut a, _, ghost, ghost_id) = server.pair_in("haunted").await;
+    ghost.reset();
+    a.expect_participant_left(&ghost_id).await;
+    server.stop().await.unwrap();
+}
+
+/// A room kept full by a ghost (its `$disconnect` lost): a join that finds the room full
+/// asks `@connections` about the members, suspends the one API Gateway no longer knows
+/// (it might still resume), refuses this join with `roomFull`, and the seat is free once
+/// the ghost's grace ends; the room is told then.
+#[tokio::test]
+async fn a_room_kept_full_by_a_ghost_frees_the_seat_after_its_grace() {
+    if !support::on_gateway() {
+        return; // The self-hosted server knows its own sockets: no event can be lost.
+    }
+    let server = TestServer::with(&[
+        "--lose-disconnects",
+        "1",
+        "--max-room-size",
+        "2",
+        "--resume-grace",
+        "1s",
+    ])
+    .await;
+    let (mut a, _, ghost, ghost_id) = server.pair_in("full").await;
+    ghost.reset();
+    let mut c = server.client().await;
+    c.send_json(serde_json::json!({"action": "joinRoom", "roomId": "full"}))
+        .await;
+    c.expect_error("roomFull").await;
+    a.expect_participant_left(&ghost_id).await;
+    let joined = c.join("full").await;
+    assert_eq!(
+        joined["participants"].as_array().unwrap().len(),
+        1,
+        "{joined}"
+    );
+    server.stop().await.unwrap();
+}
+
+/// A dropped participant who does not resume is announced on time: after its grace, and
+/// within 10 s of the grace's end. On the serverless path the sweep runs once a minute
+/// (the template's schedule), so only the per-drop expiry message (SQS, delayed by the
+/// grace) can meet this; the time is printed.
+#[tokio::test]
+async fn a_drop_not_resumed_is_announced_soon_after_the_grace() {
+    const GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+    let server = TestServer::with(&["--resume-grace", "2s"]).await;
+    let (leaver, leaver_id, mut stayer, _) = server.pair_in("r").await;
+    let dropped = std::time::Instant::now();
+    leaver.reset();
+    stayer.expect_participant_left(&leaver_id).await;
+    let after = dropped.elapsed();
+    println!("drop -> participantLeft: {after:?} (grace {GRACE:?})");
+    assert!(after >= GRACE, "announced before the grace ended: {after:?}");
+    assert!(
+        after < GRACE + std::time::Duration::from_secs(10),
+        "announced late: {after:?}"
+    );
+    server.stop().await.unwrap();
+}

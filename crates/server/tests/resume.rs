@@ -145,3 +145,56 @@ async fn forged_tokens_and_resume_turned_off_fail() {
     assert_eq!(resume(&mut again, &guess).await["code"], "resumeFailed");
     off.stop().await.unwrap();
 }
+
+/// Gone is not left. A socket that vanishes (TCP reset, no close frame: a phone leaving
+/// Wi-Fi) while a room-mate is still signalling it keeps its seat: on the serverless path
+/// the room-mate's signals are posted to a connection API Gateway already forgot (410)
+/// before, or after, its `$disconnect` runs; either way the participant is only
+/// suspended, its resume succeeds and the room never hears it left. Ten rounds, each a
+/// fresh race.
+#[tokio::test]
+async fn a_socket_reset_while_signalled_keeps_its_seat_every_time() {
+    const ROUNDS: usize = 10;
+    let server = TestServer::start().await;
+    let mut lost = Vec::new();
+    for round in 0..ROUNDS {
+        let room = format!("race{round}");
+        let mut a = server.client().await;
+        let joined = a.join(&room).await;
+        let a_id = joined["connectionId"].as_str().unwrap().to_owned();
+        let token = joined["resumeToken"].as_str().unwrap().to_owned();
+        let mut b = server.client().await;
+        let b_id = b.id_via(&room).await;
+        a.expect_new_participant(&b_id).await;
+
+        a.reset();
+        for n in 0..20 {
+            b.send_json(json!({"action": "signal", "to": a_id, "data": {"candidate": n}}))
+                .await;
+        }
+        let mut again = server.client().await;
+        let mut reply = resume(&mut again, &token).await;
+        // On the serverless path b's signals still in flight may reach the new socket
+        // before `joined` does (API Gateway invokes the function for each on its own).
+        while reply["type"] == "signal" {
+            reply = again.recv_json().await;
+        }
+        if reply["type"] != "joined" || reply["resumed"] != true {
+            lost.push((round, reply));
+            continue;
+        }
+        // The room never heard a leave: b sees only its pong (a signal to a suspended
+        // participant is dropped without an error).
+        b.expect_only_pong().await;
+        again
+            .send_json(json!({"action": "signal", "to": b_id, "data": "back"}))
+            .await;
+        assert_eq!(
+            b.recv_json().await,
+            json!({"type": "signal", "from": a_id, "data": "back"})
+        );
+    }
+    println!("{} of {ROUNDS} rounds lost the seat", lost.len());
+    assert!(lost.is_empty(), "rounds that lost the seat: {lost:#?}");
+    server.stop().await.unwrap();
+}

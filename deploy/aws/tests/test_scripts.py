@@ -11,16 +11,19 @@ order, and at what ended up "in S3" (the zip, config.json, the web app).
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 DEPLOY = os.path.join(ROOT, "deploy", "aws", "deploy")
 DESTROY = os.path.join(ROOT, "deploy", "aws", "destroy")
+SMOKE = os.path.join(ROOT, "deploy", "aws", "smoke")
 TEMPLATE = os.path.join(ROOT, "deploy", "aws", "template.yaml")
 
 REGION = "eu-west-1"
@@ -31,6 +34,17 @@ WS_URL = f"wss://abc123defg.execute-api.{REGION}.amazonaws.com/prod"
 SOCKET_MAX_AGE_MS = 115 * 60 * 1000
 APP_URL = "https://d111111abcdef8.cloudfront.net"
 SECRET = "5eed" * 16
+TURN_SECRET = "turn-\"shared\\secret-7c1d"
+RESUME_PARAMETER = "/meshcall/test-stack/resume-secret"
+TURN_PARAMETER = "/meshcall/test-stack/turn-secret"
+
+
+def template_parameters():
+    import re
+    with open(TEMPLATE, encoding="utf-8") as f:
+        text = f.read()
+    block = text.split("\nParameters:\n", 1)[1].split("\n\n", 1)[0]
+    return set(re.findall(r"^  ([A-Za-z0-9]+):$", block, re.M))
 
 
 class Scripts(unittest.TestCase):
@@ -47,7 +61,9 @@ class Scripts(unittest.TestCase):
             if not k.startswith(("AWS_", "FAKE_", "CARGO_TARGET_DIR"))
         }
         self.env.update(PATH=os.path.join(HERE, "fakebin") + os.pathsep + os.environ["PATH"],
-                        FAKE_STATE=self.state, FAKE_PYTHON=sys.executable)
+                        FAKE_STATE=self.state, FAKE_PYTHON=sys.executable,
+                        TMPDIR=os.path.join(self.tmp, "tmpdir"))
+        os.mkdir(self.env["TMPDIR"])
 
     # -------------------------------------------------------------------- helpers
 
@@ -80,6 +96,28 @@ class Scripts(unittest.TestCase):
         found = self.find(*words)
         self.assertEqual(len(found), 1, f"expected one call {words}, got {len(found)}: {self.calls()}")
         return found[0], self.calls()[found[0]]["argv"]
+
+    def parameter(self, name):
+        """An SSM parameter as the fake stored it (the put-parameter input, plus fileMode)."""
+        path = os.path.join(self.state, "ssm", name.replace("/", "_") + ".json")
+        if not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def assert_no_secret_in_argv(self, *secrets, output=()):
+        """No recorded call of any stand-in (aws, cargo, openssl) had a secret in its argv,
+        and the scripts did not print one."""
+        path = os.path.join(self.state, "calls.jsonl")
+        with open(path, encoding="utf-8") as f:
+            calls = [json.loads(line) for line in f]
+        self.assertTrue(calls)
+        for secret in secrets:
+            for c in calls:
+                for a in c["argv"]:
+                    self.assertNotIn(secret, a, f"a secret on the command line of {c['tool']}: {c['argv']}")
+            for text in output:
+                self.assertNotIn(secret, text, "a secret in the scripts' output")
 
     def s3(self, bucket, key):
         with open(os.path.join(self.state, "buckets", bucket, key), "rb") as f:
@@ -117,7 +155,10 @@ class Scripts(unittest.TestCase):
             (DEPLOY, ["--stack"], "--stack needs a value"),
             (DEPLOY, ["--stack", "bad_name"], "bad stack name"),
             (DESTROY, ["--stack", "1abc"], "bad stack name"),
-            (DEPLOY, ["--stack", "s", "--arch", "sparc"], "--arch is arm64 or x86_64"),
+            (DEPLOY, ["--stack", "s", "--arch", "sparc"], "--arch is x86_64 or arm64"),
+            (DEPLOY, ["--stack", "s", "--param", "TurnSecret=x"], "--turn-secret-file"),
+            (DEPLOY, ["--stack", "s", "--param", "ResumeSecret=" + "x" * 32], "keeps it in SSM"),
+            (DEPLOY, ["--stack", "s", "--turn-secret-file", "/nonexistent/secret"], "no such file"),
             (DEPLOY, ["--stack", "s", "--param", "MaxRoomSise=4"], "no parameter 'MaxRoomSise'"),
             (DEPLOY, ["--stack", "s", "--param", "CodeKey=x"], "set by this script"),
             (DEPLOY, ["--stack", "s", "--param", "novalue"], "Key=Value"),
@@ -148,11 +189,13 @@ class Scripts(unittest.TestCase):
         self.assertEqual(self.find("cloudformation"), [])
 
     def test_deploy_update_destroy(self):
-        # ---- first deploy: new stack, prebuilt zip, region from --region, relay forced
+        # ---- first deploy: new stack, prebuilt zip, region from --region, relay forced, the
+        # TURN secret from the environment
         r = self.run_script(DEPLOY, "--stack", "test-stack", "--region", REGION, "--zip", self.zip,
                             "--param", "MaxRoomSize=4", "--param", "ForceRelay=true",
                             "--param", "TurnUrls=turn:turn.example.com:3478,turns:turn.example.com:5349",
-                            "--param", "TurnSecret=s3cret")
+                            env={"MESHCALL_TURN_SECRET": TURN_SECRET})
+        first_output = (r.stdout, r.stderr)
         calls = self.calls()
         self.assertTrue(all(c["region"] == REGION for c in calls if c["argv"] != ["--version"]),
                         "every call in the chosen region")
@@ -172,7 +215,7 @@ class Scripts(unittest.TestCase):
         with open(self.zip, "rb") as f:
             zip_bytes = f.read()
         sha = hashlib.sha256(zip_bytes).hexdigest()
-        key = f"lambda/bootstrap-arm64-{sha}.zip"
+        key = f"lambda/bootstrap-x86_64-{sha}.zip"
         uploads = [i for i in self.find("s3", "cp") if calls[i]["argv"][3] == f"s3://{ARTIFACTS}/{key}"]
         self.assertEqual(len(uploads), 1, "the zip is uploaded once")
         self.assertEqual(self.s3(ARTIFACTS, key), zip_bytes)
@@ -187,10 +230,26 @@ class Scripts(unittest.TestCase):
         tags_at = argv.index("--tags")
         self.assertEqual(argv[tags_at + 1:tags_at + 3], ["App=meshcall", "Stack=test-stack"])
         self.assertEqual(self.overrides(argv), {
-            "CodeBucket": ARTIFACTS, "CodeKey": key, "Architecture": "arm64", "MaxRoomSize": "4",
-            "ForceRelay": "true", "TurnUrls": "turn:turn.example.com:3478,turns:turn.example.com:5349",
-            "TurnSecret": "s3cret", "ResumeSecret": SECRET})
+            "CodeBucket": ARTIFACTS, "CodeKey": key, "Architecture": "x86_64", "MaxRoomSize": "4",
+            "ForceRelay": "true", "TurnUrls": "turn:turn.example.com:3478,turns:turn.example.com:5349"})
+        self.assertLessEqual(set(self.overrides(argv)), template_parameters(), "every override is a parameter")
         self.assertEqual([c["argv"] for c in self.calls("openssl")], [["rand", "-hex", "32"]])
+        # the secrets: SecureStrings in SSM (default key), stored before the stack, from a
+        # 0600 file, tagged when created; never in argv, parameters or output
+        puts = self.find("ssm", "put-parameter")
+        self.assertEqual(len(puts), 2)
+        self.assertTrue(all(p < deploy for p in puts), "secrets before the stack")
+        resume = self.parameter(RESUME_PARAMETER)
+        turn = self.parameter(TURN_PARAMETER)
+        for stored, value in ((resume, SECRET), (turn, TURN_SECRET)):
+            self.assertEqual(stored["Value"], value)
+            self.assertEqual(stored["Type"], "SecureString")
+            self.assertNotIn("KeyId", stored, "the AWS-managed key alias/aws/ssm")
+            self.assertEqual(stored["fileMode"], "0o600")
+            self.assertEqual(stored["Tags"], [{"Key": "App", "Value": "meshcall"},
+                                              {"Key": "Stack", "Value": "test-stack"}])
+        self.assert_no_secret_in_argv(SECRET, TURN_SECRET, output=first_output)
+        self.assertEqual(os.listdir(self.env["TMPDIR"]), [], "no temporary file (a secret) left behind")
         # the web app, then config.json, then the invalidation
         sync, argv = self.one("s3", "sync")
         self.assertEqual(argv[2:4], [os.path.join(ROOT, "web") + "/", f"s3://{SITE}/"])
@@ -232,9 +291,12 @@ class Scripts(unittest.TestCase):
         self.assertEqual(self.find("s3api", "create-bucket"), [], "the artifacts bucket exists already")
         _, argv = self.one("cloudformation", "deploy")
         self.assertEqual(self.overrides(argv), {"CodeBucket": ARTIFACTS, "CodeKey": key, "Architecture": "x86_64"},
-                         "an update keeps ResumeSecret and the other settings (UsePreviousValue)")
+                         "an update keeps the other settings (UsePreviousValue)")
         self.assertEqual(self.calls("openssl"), [], "no new secret on update")
-        self.assertIn("keeping the stack's ResumeSecret", r.stdout)
+        self.assertEqual(self.find("ssm", "put-parameter"), [], "both secrets kept")
+        self.assertIn(f"keeping the resume secret {RESUME_PARAMETER}", r.stdout)
+        self.assertEqual(self.parameter(RESUME_PARAMETER)["Value"], SECRET)
+        self.assertEqual(self.parameter(TURN_PARAMETER)["Value"], TURN_SECRET)
         self.assertEqual(json.loads(self.s3(SITE, "config.json")), {"wsUrl": WS_URL, "socketMaxAgeMs": SOCKET_MAX_AGE_MS, "iceTransportPolicy": "relay"},
                          "ForceRelay is read back from the stack")
 
@@ -258,6 +320,11 @@ class Scripts(unittest.TestCase):
         self.assertEqual(len(empty_artifacts), 1)
         self.assertIn("--recursive", calls[empty_site[0]]["argv"])
         self.assertTrue(empty_site[0] < delete < wait < empty_artifacts[0] < drop)
+        secrets_gone, argv = self.one("ssm", "delete-parameters")
+        self.assertEqual(argv[argv.index("--names") + 1:argv.index("--names") + 3], [RESUME_PARAMETER, TURN_PARAMETER])
+        self.assertTrue(wait < secrets_gone, "secrets deleted after the stack")
+        self.assertIsNone(self.parameter(RESUME_PARAMETER))
+        self.assertIsNone(self.parameter(TURN_PARAMETER))
         self.assertEqual(os.listdir(os.path.join(self.state, "buckets")), [], "no bucket left")
         self.assertFalse(os.path.exists(os.path.join(self.state, "stack")), "no stack left")
 
@@ -275,15 +342,61 @@ class Scripts(unittest.TestCase):
         for hint in ("pip install cargo-lambda ziglang", "cargo install cargo-lambda",
                      "rustup target add aarch64-unknown-linux-gnu", "--zip"):
             self.assertIn(hint, r.stderr)
-        r = self.run_script(DEPLOY, "--stack", "test-stack", "--region", REGION, ok=False)
+        r = self.run_script(DEPLOY, "--stack", "test-stack", "--region", REGION, "--arch", "arm64", ok=False)
         self.assertIn("rustup target add aarch64-unknown-linux-gnu", r.stderr)
         self.assertEqual(self.find("cloudformation", "deploy"), [])
-        # with the target installed, arm64 builds with --arm64
+        # with the target installed, arm64 builds with --arm64 (not yet exercised for real)
         target = os.path.join(self.tmp, "target")
-        self.run_script(DEPLOY, "--stack", "test-stack", "--region", REGION,
+        self.run_script(DEPLOY, "--stack", "test-stack", "--region", REGION, "--arch", "arm64",
                         env={"FAKE_RUSTUP_ARM64": "1", "CARGO_TARGET_DIR": target})
         [build] = [c for c in self.calls("cargo") if c["argv"][:2] == ["lambda", "build"]]
         self.assertEqual(build["argv"][-1], "--arm64")
+
+    def test_x86_64_is_the_default_build(self):
+        target = os.path.join(self.tmp, "target")
+        self.run_script(DEPLOY, "--stack", "test-stack", "--region", REGION, env={"CARGO_TARGET_DIR": target})
+        [build] = [c for c in self.calls("cargo") if c["argv"][:2] == ["lambda", "build"]]
+        self.assertEqual(build["argv"][-1], "--x86-64")
+        _, argv = self.one("cloudformation", "deploy")
+        self.assertEqual(self.overrides(argv)["Architecture"], "x86_64")
+        r = self.run_script(DEPLOY, "--help")
+        self.assertIn("not yet exercised", r.stdout)
+
+    def test_turn_secret_from_a_file_or_stdin_and_required_with_turn_urls(self):
+        # TurnUrls without a secret: refused before anything is built or deployed
+        r = self.run_script(DEPLOY, "--stack", "test-stack", "--region", REGION,
+                            "--param", "TurnUrls=turn:turn.example.com:3478", ok=False)
+        self.assertIn("TurnUrls needs the TURN server's shared secret", r.stderr)
+        self.assertEqual(self.calls("cargo"), [])
+        self.assertEqual(self.find("cloudformation", "deploy"), [])
+        # from a file
+        path = os.path.join(self.tmp, "turn-secret")
+        with open(path, "w") as f:
+            f.write(TURN_SECRET + "\n")
+        r = self.run_script(DEPLOY, "--stack", "test-stack", "--region", REGION, "--zip", self.zip,
+                            "--param", "TurnUrls=turn:turn.example.com:3478", "--turn-secret-file", path)
+        self.assertEqual(self.parameter(TURN_PARAMETER)["Value"], TURN_SECRET)
+        self.assertNotIn("Overwrite", self.parameter(TURN_PARAMETER))
+        # a new one on stdin overwrites it (and, as AWS requires, without tags)
+        new = "rotated-" + TURN_SECRET
+        self.clear_calls()
+        r2 = subprocess.run([DEPLOY, "--stack", "test-stack", "--region", REGION, "--zip", self.zip,
+                             "--turn-secret-file", "-"], input=new + "\n", cwd=self.tmp, env=self.env,
+                            capture_output=True, text=True, timeout=60)
+        self.assertEqual(r2.returncode, 0, r2.stderr)
+        stored = self.parameter(TURN_PARAMETER)
+        self.assertEqual(stored["Value"], new)
+        self.assertIs(stored["Overwrite"], True)
+        self.assertNotIn("Tags", stored)
+        self.assert_no_secret_in_argv(SECRET, TURN_SECRET, new, output=(r.stdout, r.stderr, r2.stdout, r2.stderr))
+
+    def test_the_argv_check_can_fail(self):
+        """The check above sees a secret passed the way it must never be (--value)."""
+        subprocess.run(["aws", "ssm", "put-parameter", "--name", RESUME_PARAMETER, "--value", SECRET],
+                       env=self.env, capture_output=True)
+        with self.assertRaises(AssertionError):
+            self.assert_no_secret_in_argv(SECRET)
+        self.assertIsNone(self.parameter(RESUME_PARAMETER), "the fake takes no value from argv")
 
     def test_us_east_1_and_versioned_buckets(self):
         """us-east-1 takes no LocationConstraint; destroy also deletes old object versions."""
@@ -346,6 +459,154 @@ exec "{os.path.join(HERE, 'fakebin', 'aws')}" "$@"
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("describe-stack-events", r.stderr)
         self.assertEqual(self.find("s3api", "delete-bucket"), [])
+
+
+def meshcall_binary():
+    """The self-hosted server (scripts/test-aws-deploy builds it), standing in for the
+    deployed API in the smoke test's test."""
+    path = os.environ.get("MESHCALL_SERVER_BIN") or os.path.join(
+        os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "debug", "meshcall")
+    return path if os.access(path, os.X_OK) else None
+
+
+class Smoke(Scripts):
+    """deploy/aws/smoke against stand-ins: the fake `aws` for the stack, and the real
+    self-hosted `meshcall` server on 127.0.0.1 for the deployed WebSocket API (it accepts
+    only the stack's app URL as Origin, as the function does). What this cannot show, and
+    only a run on a real account does: API Gateway's close codes (1003 for a binary frame,
+    the code after DeleteConnection, the $disconnect status of a killed TCP connection)."""
+
+    def setUp(self):
+        super().setUp()
+        try:
+            import websockets.asyncio.client  # noqa: F401
+        except ImportError:
+            self.fail("the smoke clients need websockets in this python (scripts/test-aws-deploy installs it)")
+        binary = meshcall_binary()
+        if binary is None and os.environ.get("MESHCALL_SERVER_BIN"):
+            self.fail(f"MESHCALL_SERVER_BIN={os.environ['MESHCALL_SERVER_BIN']} is not an executable")
+        if binary is None:
+            self.skipTest("no target/debug/meshcall: build it with cargo build -p meshcall "
+                          "(scripts/test-aws-deploy does)")
+        self.binary = binary
+
+    def serve(self, allowed_origin):
+        """Starts meshcall on a free port; its ws:// URL."""
+        log_path = os.path.join(self.tmp, "meshcall.log")
+        log = open(log_path, "w")
+        self.addCleanup(log.close)
+        server = subprocess.Popen([self.binary, "--listen", "127.0.0.1:0", "--allowed-origin", allowed_origin,
+                                   "--resume-grace", "30s"], stdout=log, stderr=subprocess.STDOUT,
+                                  env=dict(self.env, RUST_LOG="info", NO_COLOR="1"))
+
+        def stop():
+            server.terminate()
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        self.addCleanup(stop)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with open(log_path, encoding="utf-8", errors="replace") as f:
+                m = re.search(r"listening.*?addr=(127\.0\.0\.1:\d+)", f.read())
+            if m:
+                return f"ws://{m.group(1)}/ws"
+            self.assertIsNone(server.poll(), "meshcall exited")
+            time.sleep(0.05)
+        self.fail("meshcall did not say where it listens")
+
+    def smoke(self, url, *args, env=None, ok=True):
+        e = dict(MESHCALL_SMOKE_WS_URL=url, MESHCALL_SMOKE_PYTHON=sys.executable,
+                 MESHCALL_SMOKE_LOG_WAIT="0", **(env or {}))
+        return self.run_script(SMOKE, "--region", REGION, "--zip", self.zip, *args, env=e, ok=ok)
+
+    def assert_destroyed(self, stack):
+        calls = self.calls()
+        [deploy] = [c["argv"] for c in calls if c["argv"][:2] == ["cloudformation", "deploy"]]
+        self.assertEqual(self.opt(deploy, "--stack-name"), stack)
+        [delete] = [c["argv"] for c in calls if c["argv"][:2] == ["cloudformation", "delete-stack"]]
+        self.assertEqual(self.opt(delete, "--stack-name"), stack)
+        self.assertEqual(len(self.find("ssm", "delete-parameters")), 1)
+        self.assertFalse(os.path.exists(os.path.join(self.state, "stack")), "the stack is gone")
+        self.assertEqual(os.listdir(os.path.join(self.state, "buckets")), [], "no bucket left")
+        self.assertEqual(os.listdir(os.path.join(self.state, "ssm")), [], "no secret left")
+
+    def test_smoke_help(self):
+        r = self.run_script(SMOKE, "--help")
+        for w in ("Usage: deploy/aws/smoke", "throwaway", "1003", "DeleteConnection", "MESHCALL_SMOKE_WS_URL"):
+            self.assertIn(w, r.stdout)
+        self.assertEqual(self.calls(), [])
+
+    def test_the_flow_against_the_self_hosted_server(self):
+        url = self.serve(APP_URL)
+        with open(os.path.join(self.state, "log-messages.json"), "w") as f:
+            json.dump(['{"level":"INFO","message":"disconnected","status":1006}',
+                       "INFO meshcall_lambda: disconnected status=1000"], f)
+        out = os.path.join(self.tmp, "codes.json")
+        r = self.smoke(url, "--out", out, "--stack", "smoke-test-1")
+        with open(out, encoding="utf-8") as f:
+            report = json.load(f)
+        self.assertTrue(report["ok"], report["failures"])
+        self.assertEqual(report["url"], url)
+        self.assertEqual(report["origin"], APP_URL, "the stack's app URL is the Origin")
+        self.assertEqual(report["expect"], "standin")
+        codes = report["closeCodes"]
+        self.assertEqual(codes["killedTcpClientSide"], 1006)
+        self.assertEqual(codes["takeover"], 1013, "the self-hosted server's takeover (AWS: DeleteConnection)")
+        self.assertEqual(codes["cleanClose"], {"A": 1000, "B3": 1000})
+        self.assertIn("binaryFrame", codes, "recorded, whatever the stand-in does")
+        steps = [s["step"] for s in report["steps"]]
+        for want in ("A joined", "B joined; A told", "signals relayed both ways",
+                     "B's TCP connection killed (RST, no close frame)", "B resumed on B2",
+                     "B2 closed by the takeover", "signal delivered to B3", "B left; A told", "binary frame sent"):
+            self.assertIn(want, steps)
+        self.assertEqual(report["disconnectLog"]["statuses"], [1006, 1000])
+        # the log read covers the function's log group
+        _, argv = self.one("logs", "filter-log-events")
+        self.assertEqual(self.opt(argv, "--log-group-name"), "/aws/lambda/smoke-test-1-signalling")
+        self.assert_destroyed("smoke-test-1")
+        self.assertIn("smoke test passed", r.stdout)
+
+    def test_a_failure_still_destroys_the_stack(self):
+        """The server refuses the Origin (as the function does for any but the app's): the
+        clients fail, the smoke fails, and the stack is destroyed all the same."""
+        url = self.serve("https://other.example")
+        out = os.path.join(self.tmp, "codes.json")
+        r = self.smoke(url, "--out", out, env={"MESHCALL_SMOKE_CONNECT_WAIT": "0"}, ok=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("smoke checks failed", r.stderr)
+        with open(out, encoding="utf-8") as f:
+            report = json.load(f)
+        self.assertFalse(report["ok"])
+        self.assertIn("A could not connect", report["failures"][0])
+        [deploy] = [c["argv"] for c in self.calls() if c["argv"][:2] == ["cloudformation", "deploy"]]
+        self.assertRegex(self.opt(deploy, "--stack-name"), r"^meshcall-smoke-\d{14}-[0-9a-f]{4}$", "a unique name")
+        self.assert_destroyed(self.opt(deploy, "--stack-name"))
+
+    def test_a_failed_deploy_still_destroys_and_an_existing_stack_is_refused(self):
+        os.makedirs(os.path.join(self.state, "stack"))
+        with open(os.path.join(self.state, "stack", "status"), "w") as f:
+            f.write("CREATE_COMPLETE\n")
+        r = self.smoke("ws://127.0.0.1:9/ws", "--stack", "test-stack", ok=False)
+        self.assertIn("exists already", r.stderr)
+        self.assertEqual(self.find("cloudformation", "deploy"), [])
+        self.assertEqual(self.find("cloudformation", "delete-stack"), [], "never someone else's stack")
+        shutil.rmtree(os.path.join(self.state, "stack"))
+        self.clear_calls()
+        r = self.smoke("ws://127.0.0.1:9/ws", "--stack", "test-stack", env={"FAKE_AWS_FAIL_DEPLOY": "1"}, ok=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("Failed to create/update the stack", r.stderr)
+        self.assertEqual(self.find("logs", "filter-log-events"), [], "no clients after a failed deploy")
+        self.assertEqual(len(self.find("cloudformation", "delete-stack")), 1)
+        self.assertFalse(os.path.exists(os.path.join(self.state, "stack")), "the stack is gone")
+        self.assertEqual(os.listdir(os.path.join(self.state, "ssm")), [], "no secret left")
+
+
+# Smoke reuses Scripts' set-up and helpers, not its tests.
+for _name in [n for n in vars(Scripts) if n.startswith("test_")]:
+    setattr(Smoke, _name, None)
 
 
 if __name__ == "__main__":

@@ -27,29 +27,40 @@ ROUTES = {
     "$connect", "$disconnect", "$default", "joinRoom", "sendMsgToRoom",
     "signal", "leaveRoom", "ping", "resume",
 }
-# What the bootstrap reads (crates/lambda/src/settings.rs, RUST_LOG by tracing).
+# What the bootstrap reads (crates/lambda/src/settings.rs, RUST_LOG by tracing). The
+# secrets are never among them: only the names of their SSM parameters are.
 ENV = {
     "MESHCALL_TABLE", "MESHCALL_CALLBACK_URL", "MESHCALL_MAX_ROOM_SIZE",
-    "MESHCALL_MAX_MESSAGE_BYTES", "MESHCALL_STUN", "MESHCALL_TURN", "MESHCALL_TURN_SECRET",
-    "MESHCALL_TURN_TTL", "MESHCALL_ALLOWED_ORIGINS", "MESHCALL_RESUME_GRACE",
-    "MESHCALL_RESUME_SECRET", "RUST_LOG",
+    "MESHCALL_MAX_MESSAGE_BYTES", "MESHCALL_STUN", "MESHCALL_TURN",
+    "MESHCALL_TURN_SECRET_PARAMETER", "MESHCALL_TURN_TTL", "MESHCALL_ALLOWED_ORIGINS",
+    "MESHCALL_RESUME_GRACE", "MESHCALL_RESUME_SECRET_PARAMETER", "MESHCALL_EXPIRY_QUEUE_URL",
+    "RUST_LOG",
 }
+# The SSM SecureString parameters deploy/aws/deploy writes (lib.sh's secret_parameter).
+RESUME_PARAMETER = "/meshcall/${AWS::StackName}/resume-secret"
+TURN_PARAMETER = "/meshcall/${AWS::StackName}/turn-secret"
+PARAMETER_ARN = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter%s"
 TABLE_ACTIONS = {
     "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
     "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem",
 }
 TABLE_ARN = {"Fn::GetAtt": ["Table", "Arn"]}
-INDEX_ARNS = [{"Fn::Sub": "${Table.Arn}/index/byRoom"}, {"Fn::Sub": "${Table.Arn}/index/bySuspension"}]
+INDEX_ARNS = [{"Fn::Sub": "${Table.Arn}/index/bySweep"}]
+QUEUE_ARN = {"Fn::GetAtt": ["ExpiryQueue", "Arn"]}
 CONNECTIONS = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/${StageName}/%s/@connections/*"
 CACHING_OPTIMIZED = "658327ea-f89d-4fab-a63d-7e88639e58f6"
 CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
 OUTPUTS = {"WebSocketUrl", "AppUrl", "SiteBucket", "DistributionId", "TableName", "FunctionName"}
 PARAMETER_DEFAULTS = {
-    "StageName": "prod", "Architecture": "arm64", "MemorySize": 128, "LogRetentionInDays": 14,
+    "StageName": "prod", "Architecture": "x86_64", "MemorySize": 128, "LogRetentionInDays": 14,
     "LogLevel": "info", "MaxRoomSize": 8, "MaxMessageBytes": 131072,
-    "StunUrls": "stun:stun.l.google.com:19302", "TurnUrls": "", "TurnSecret": "",
+    "StunUrls": "stun:stun.l.google.com:19302", "TurnUrls": "",
     "TurnTtl": "24h", "AllowedOrigins": "", "ResumeGrace": "30s", "ForceRelay": "false",
+    "ThrottlingRateLimit": 200, "ThrottlingBurstLimit": 1000,
+    "ReservedConcurrency": 0, "MonthlyBudget": 0, "BudgetEmail": "",
 }
+# docs/aws.md: a participant sends about 6 signals to each peer while a call starts.
+SIGNALS_PER_PEER = 6
 
 
 def load():
@@ -106,14 +117,24 @@ def check_routes(t):
         assert r["Properties"]["ApiId"] == {"Ref": api_name}, name
         assert r["Properties"]["Target"] == {"Fn::Sub": f"integrations/${{{integ_name}}}"}, name
         assert r["Properties"].get("AuthorizationType", "NONE") == "NONE", name
-    deployment_name, deployment = the(t, "AWS::ApiGatewayV2::Deployment")
-    assert set(as_list(deployment.get("DependsOn", []))) >= set(routes), "deployment before routes"
     _, stage = the(t, "AWS::ApiGatewayV2::Stage")
     props = stage["Properties"]
-    assert props["DeploymentId"] == {"Ref": deployment_name}
+    assert props["ApiId"] == {"Ref": api_name}
     assert props["StageName"] == {"Ref": "StageName"}
     assert props["DefaultRouteSettings"]["ThrottlingRateLimit"] == {"Ref": "ThrottlingRateLimit"}
     assert props["DefaultRouteSettings"]["ThrottlingBurstLimit"] == {"Ref": "ThrottlingBurstLimit"}
+
+
+def check_auto_deploy(t):
+    """Route changes reach the stage on every update without renaming a Deployment: the
+    stage deploys itself (AutoDeploy), no Deployment resource pins an old snapshot, and the
+    stage's first deployment comes after every route."""
+    assert not resources(t, "AWS::ApiGatewayV2::Deployment"), "a Deployment resource pins a snapshot"
+    _, stage = the(t, "AWS::ApiGatewayV2::Stage")
+    assert stage["Properties"].get("AutoDeploy") is True, "no AutoDeploy"
+    assert "DeploymentId" not in stage["Properties"], "AutoDeploy takes no DeploymentId"
+    routes = resources(t, "AWS::ApiGatewayV2::Route")
+    assert set(as_list(stage.get("DependsOn", []))) >= set(routes), "stage before the routes"
 
 
 def check_route_key_lines(text):
@@ -129,6 +150,10 @@ def check_function(t):
     assert p["Handler"] == "bootstrap"
     assert p["Architectures"] == [{"Ref": "Architecture"}]
     assert set(t["Parameters"]["Architecture"]["AllowedValues"]) == {"arm64", "x86_64"}
+    # 0 reserves nothing (reserving 0 would stop the function); any other value caps it.
+    cond, value, otherwise = p["ReservedConcurrentExecutions"]["Fn::If"]
+    assert t["Conditions"][cond] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ReservedConcurrency"}, "0"]}]}
+    assert value == {"Ref": "ReservedConcurrency"} and otherwise == {"Ref": "AWS::NoValue"}
     assert p["Code"] == {"S3Bucket": {"Ref": "CodeBucket"}, "S3Key": {"Ref": "CodeKey"}}
     assert p["MemorySize"] == {"Ref": "MemorySize"}
     assert p["Timeout"] == 10
@@ -155,10 +180,16 @@ def check_environment(t):
         "Fn::Sub": "https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${StageName}"}
     for var, param in [("MESHCALL_MAX_ROOM_SIZE", "MaxRoomSize"), ("MESHCALL_MAX_MESSAGE_BYTES", "MaxMessageBytes"),
                        ("MESHCALL_STUN", "StunUrls"), ("MESHCALL_TURN", "TurnUrls"),
-                       ("MESHCALL_TURN_SECRET", "TurnSecret"), ("MESHCALL_TURN_TTL", "TurnTtl"),
-                       ("MESHCALL_RESUME_GRACE", "ResumeGrace"), ("MESHCALL_RESUME_SECRET", "ResumeSecret"),
+                       ("MESHCALL_TURN_TTL", "TurnTtl"), ("MESHCALL_RESUME_GRACE", "ResumeGrace"),
                        ("RUST_LOG", "LogLevel")]:
         assert env[var] == {"Ref": param}, f"{var} = {env[var]}"
+    assert env["MESHCALL_EXPIRY_QUEUE_URL"] == {"Ref": "ExpiryQueue"}
+    # Secrets: only the names of SSM parameters; the TURN one only with TURN servers.
+    assert env["MESHCALL_RESUME_SECRET_PARAMETER"] == {"Fn::Sub": RESUME_PARAMETER}
+    cond, name, otherwise = env["MESHCALL_TURN_SECRET_PARAMETER"]["Fn::If"]
+    assert t["Conditions"][cond] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "TurnUrls"}, ""]}]}
+    assert name == {"Fn::Sub": TURN_PARAMETER} and otherwise == {"Ref": "AWS::NoValue"}
+    assert not any(v.endswith(("_SECRET", "_PASSWORD", "_KEY")) for v in env), sorted(env)
     # The CloudFront origin always, the AllowedOrigins parameter only when it is not empty.
     cond, with_extra, without = env["MESHCALL_ALLOWED_ORIGINS"]["Fn::If"]
     cloudfront = {"Fn::Sub": "https://${Distribution.DomainName}"}
@@ -172,10 +203,9 @@ def check_parameters(t):
     for name, default in PARAMETER_DEFAULTS.items():
         assert name in params, f"no parameter {name}"
         assert str(params[name].get("Default")) == str(default), f"{name} default {params[name].get('Default')}"
-    assert params["ResumeSecret"].get("NoEcho") is True
-    assert params["ResumeSecret"].get("MinLength", 0) >= 32
-    assert "Default" not in params["ResumeSecret"], "a default resume secret would be public"
-    assert params["TurnSecret"].get("NoEcho") is True
+    # Secrets are never template parameters: CloudFormation keeps parameter values in the
+    # stack (NoEcho hides them from describe-stacks, not from the API's history).
+    assert not [p for p in params if "secret" in p.lower()], "a secret parameter"
     assert int(params["MaxMessageBytes"]["MaxValue"]) == 131072
     assert set(params["ForceRelay"]["AllowedValues"]) == {"false", "true"}
     for name in ("CodeBucket", "CodeKey", "ThrottlingRateLimit", "ThrottlingBurstLimit"):
@@ -185,7 +215,7 @@ def check_parameters(t):
 def check_iam(t):
     found = list(statements(t))
     assert found, "no IAM statements"
-    dynamo, connections, logs = set(), [], []
+    dynamo, connections, logs, sqs, ssm = set(), [], [], set(), []
     for where, s in found:
         actions = as_list(s["Action"])
         assert s["Effect"] == "Allow", where
@@ -203,6 +233,11 @@ def check_iam(t):
                     assert res == [TABLE_ARN], f"{where}: {a} on {res}"
             elif a == "execute-api:ManageConnections":
                 connections += res
+            elif a.startswith("sqs:"):
+                assert res == [QUEUE_ARN], f"{where}: {a} on {res}"
+                sqs.add(a)
+            elif a == "ssm:GetParameter":
+                ssm += res
             elif a.startswith("logs:"):
                 logs.append(a)
                 log_name, _ = the(t, "AWS::Logs::LogGroup")
@@ -211,8 +246,11 @@ def check_iam(t):
                 raise AssertionError(f"{where}: unexpected action {a}")
     assert dynamo == TABLE_ACTIONS | {"dynamodb:Query"}, f"dynamodb actions {sorted(dynamo)}"
     assert sorted(json.dumps(c) for c in connections) == sorted(
-        json.dumps({"Fn::Sub": CONNECTIONS % m}) for m in ("POST", "DELETE")), connections
+        json.dumps({"Fn::Sub": CONNECTIONS % m}) for m in ("POST", "GET", "DELETE")), connections
     assert sorted(logs) == ["logs:CreateLogStream", "logs:PutLogEvents"], logs
+    assert sqs == {"sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}, sqs
+    assert sorted(json.dumps(r) for r in ssm) == sorted(
+        json.dumps({"Fn::Sub": PARAMETER_ARN % n}) for n in (RESUME_PARAMETER, TURN_PARAMETER)), ssm
     for name, role in resources(t, "AWS::IAM::Role").items():
         assert not role["Properties"].get("ManagedPolicyArns"), f"{name}: managed policies"
         trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
@@ -226,16 +264,12 @@ def check_table(t):
     assert p["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
     assert p["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
     types = {a["AttributeName"]: a["AttributeType"] for a in p["AttributeDefinitions"]}
-    assert types == {"pk": "S", "roomId": "S", "joinedAt": "N", "sweep": "S", "suspendedUntil": "N"}, types
+    assert types == {"pk": "S", "sweep": "S", "sweepAt": "N"}, types
     gsis = {g["IndexName"]: g for g in p["GlobalSecondaryIndexes"]}
-    assert set(gsis) == {"byRoom", "bySuspension"}, sorted(gsis)
-    assert gsis["byRoom"]["KeySchema"] == [
-        {"AttributeName": "roomId", "KeyType": "HASH"}, {"AttributeName": "joinedAt", "KeyType": "RANGE"}]
-    assert gsis["byRoom"]["Projection"]["ProjectionType"] == "INCLUDE"
-    assert sorted(gsis["byRoom"]["Projection"]["NonKeyAttributes"]) == ["expiresAt", "socketId"]
-    assert gsis["bySuspension"]["KeySchema"] == [
-        {"AttributeName": "sweep", "KeyType": "HASH"}, {"AttributeName": "suspendedUntil", "KeyType": "RANGE"}]
-    assert gsis["bySuspension"]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    assert set(gsis) == {"bySweep"}, sorted(gsis)
+    assert gsis["bySweep"]["KeySchema"] == [
+        {"AttributeName": "sweep", "KeyType": "HASH"}, {"AttributeName": "sweepAt", "KeyType": "RANGE"}]
+    assert gsis["bySweep"]["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["socketId"]}
 
 
 def check_sweep(t):
@@ -252,6 +286,65 @@ def check_sweep(t):
     assert perms == [{"Action": "lambda:InvokeFunction", "FunctionName": {"Ref": fn_name},
                       "Principal": "events.amazonaws.com",
                       "SourceArn": {"Fn::GetAtt": [rule_name, "Arn"]}}], perms
+
+
+def check_expiry_queue(t):
+    """The SQS queue of delayed expiries, polled by Lambda in batches of 10 that report
+    their failed items; a visibility timeout of at least 6 function timeouts; failures end
+    in a dead-letter queue."""
+    fn_name, fn = the(t, "AWS::Lambda::Function")
+    queues = resources(t, "AWS::SQS::Queue")
+    assert "ExpiryQueue" in queues, sorted(queues)
+    q = queues["ExpiryQueue"]["Properties"]
+    assert int(q["VisibilityTimeout"]) >= 6 * int(fn["Properties"]["Timeout"]), q.get("VisibilityTimeout")
+    assert "DelaySeconds" not in q, "the delay is per message"
+    assert q.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in q, "unencrypted queue"
+    redrive = q["RedrivePolicy"]
+    dlq = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    assert dlq in queues and dlq != "ExpiryQueue", redrive
+    assert 1 < int(redrive["maxReceiveCount"]) <= 10, redrive
+    _, esm = the(t, "AWS::Lambda::EventSourceMapping")
+    e = esm["Properties"]
+    assert e["FunctionName"] == {"Ref": fn_name}
+    assert e["EventSourceArn"] == QUEUE_ARN
+    assert e["BatchSize"] == 10
+    assert e["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert e.get("Enabled", True) is True
+    assert e.get("MaximumBatchingWindowInSeconds", 0) == 0, "a batching window delays every expiry"
+
+
+def check_budget(t):
+    """A monthly cost budget mailing BudgetEmail, only when MonthlyBudget is not 0, and a
+    rule that a budget has someone to mail."""
+    name, budget = the(t, "AWS::Budgets::Budget")
+    assert t["Conditions"][budget["Condition"]] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "MonthlyBudget"}, "0"]}]}, budget.get("Condition")
+    b = budget["Properties"]["Budget"]
+    assert b["BudgetType"] == "COST" and b["TimeUnit"] == "MONTHLY", b
+    assert b["BudgetLimit"] == {"Amount": {"Ref": "MonthlyBudget"}, "Unit": "USD"}, b["BudgetLimit"]
+    notes = budget["Properties"]["NotificationsWithSubscribers"]
+    assert {n["Notification"]["NotificationType"] for n in notes} == {"ACTUAL", "FORECASTED"}, notes
+    for n in notes:
+        assert n["Subscribers"] == [{"SubscriptionType": "EMAIL", "Address": {"Ref": "BudgetEmail"}}], n
+        assert 0 < n["Notification"]["Threshold"] <= 100 and n["Notification"]["ThresholdType"] == "PERCENTAGE"
+    rules = [r for r in t.get("Rules", {}).values()
+             if r.get("RuleCondition") == {"Fn::Not": [{"Fn::Equals": [{"Ref": "MonthlyBudget"}, "0"]}]}]
+    assert [r["Assertions"][0]["Assert"] for r in rules] == [
+        {"Fn::Not": [{"Fn::Equals": [{"Ref": "BudgetEmail"}, ""]}]}], rules
+
+
+def check_throttling(t):
+    """The stage's default throttling lets full rooms start: a burst holds at least two join
+    storms of a full room at the default size (every member signals every other about 6
+    times within a second or two) and the rate refills one within 2 seconds."""
+    params = t["Parameters"]
+    n = int(params["MaxRoomSize"]["Default"])
+    storm = SIGNALS_PER_PEER * n * (n - 1)
+    burst, rate = int(params["ThrottlingBurstLimit"]["Default"]), int(params["ThrottlingRateLimit"]["Default"])
+    assert burst >= 2 * storm, f"burst {burst} < two storms of {storm}"
+    assert rate * 2 >= storm, f"rate {rate}/s refills a storm of {storm} in more than 2 s"
+    # ...and no more than needed: the docs' worst-case cost is computed at these values.
+    assert burst <= 5 * storm and rate <= storm, f"rate {rate}, burst {burst}: larger than rooms need"
 
 
 def check_site(t):
@@ -330,8 +423,9 @@ def check_outputs(t):
     assert out["ForceRelay"]["Value"] == {"Ref": "ForceRelay"}
 
 
-CHECKS = [check_routes, check_function, check_environment, check_parameters, check_iam,
-          check_table, check_sweep, check_site, check_tags, check_outputs]
+CHECKS = [check_routes, check_auto_deploy, check_function, check_environment, check_parameters, check_iam,
+          check_table, check_sweep, check_expiry_queue, check_budget, check_throttling, check_site,
+          check_tags, check_outputs]
 
 
 class TemplateTest(unittest.TestCase):
@@ -408,14 +502,21 @@ MUTATIONS = [
      lambda t: _res(t, "AWS::ApiGatewayV2::Api").update(RouteSelectionExpression="$request.body.type")),
     (check_routes, "a non-proxy integration",
      lambda t: _res(t, "AWS::ApiGatewayV2::Integration").update(IntegrationType="AWS")),
-    (check_routes, "deployment not after the routes",
-     lambda t: the(t, "AWS::ApiGatewayV2::Deployment")[1]["DependsOn"].remove("PingRoute")),
+    (check_auto_deploy, "no AutoDeploy", lambda t: _res(t, "AWS::ApiGatewayV2::Stage").pop("AutoDeploy")),
+    (check_auto_deploy, "a pinned Deployment", lambda t: t["Resources"].update(Deployment={
+        "Type": "AWS::ApiGatewayV2::Deployment", "Properties": {"ApiId": {"Ref": "Api"}}})),
+    (check_auto_deploy, "stage before a route",
+     lambda t: the(t, "AWS::ApiGatewayV2::Stage")[1]["DependsOn"].remove("PingRoute")),
     (check_routes, "no stage throttling",
      lambda t: _res(t, "AWS::ApiGatewayV2::Stage").pop("DefaultRouteSettings")),
     (check_function, "another runtime", lambda t: _res(t, "AWS::Lambda::Function").update(Runtime="provided.al2")),
     (check_function, "fixed architecture",
      lambda t: _res(t, "AWS::Lambda::Function").update(Architectures=["x86_64"])),
     (check_function, "another timeout", lambda t: _res(t, "AWS::Lambda::Function").update(Timeout=30)),
+    (check_function, "no reserved concurrency",
+     lambda t: _res(t, "AWS::Lambda::Function").pop("ReservedConcurrentExecutions")),
+    (check_function, "reserved concurrency 0 stops it", lambda t: _res(t, "AWS::Lambda::Function").update(
+        ReservedConcurrentExecutions={"Ref": "ReservedConcurrency"})),
     (check_function, "default log group", lambda t: _res(t, "AWS::Lambda::Function").pop("LoggingConfig")),
     (check_function, "log group for another name",
      lambda t: _res(t, "AWS::Logs::LogGroup").update(LogGroupName={"Fn::Sub": "/aws/lambda/x"})),
@@ -427,21 +528,40 @@ MUTATIONS = [
     (check_environment, "origins without CloudFront",
      lambda t: _env(t).update(MESHCALL_ALLOWED_ORIGINS={"Ref": "AllowedOrigins"})),
     (check_environment, "a hard-coded secret", lambda t: _env(t).update(MESHCALL_RESUME_SECRET="x" * 32)),
+    (check_environment, "a plain secret beside the parameter names",
+     lambda t: _env(t).update(MESHCALL_TURN_SECRET={"Ref": "TurnUrls"})),
+    (check_environment, "another resume parameter",
+     lambda t: _env(t).update(MESHCALL_RESUME_SECRET_PARAMETER={"Fn::Sub": "/meshcall/resume-secret"})),
+    (check_environment, "TURN parameter without TURN",
+     lambda t: _env(t).update(MESHCALL_TURN_SECRET_PARAMETER={"Fn::Sub": TURN_PARAMETER})),
+    (check_environment, "no expiry queue", lambda t: _env(t).pop("MESHCALL_EXPIRY_QUEUE_URL")),
     (check_parameters, "another default", lambda t: t["Parameters"]["MaxRoomSize"].update(Default=20)),
-    (check_parameters, "echoed secret", lambda t: t["Parameters"]["ResumeSecret"].pop("NoEcho")),
-    (check_parameters, "short secret", lambda t: t["Parameters"]["ResumeSecret"].update(MinLength=8)),
+    (check_parameters, "arm64 by default", lambda t: t["Parameters"]["Architecture"].update(Default="arm64")),
+    (check_parameters, "a secret parameter", lambda t: t["Parameters"].update(
+        ResumeSecret={"Type": "String", "NoEcho": True, "MinLength": 32})),
+    (check_parameters, "a budget by default", lambda t: t["Parameters"]["MonthlyBudget"].update(Default=10)),
     (check_parameters, "bigger messages", lambda t: t["Parameters"]["MaxMessageBytes"].update(MaxValue=1 << 20)),
     (check_iam, "Scan granted", lambda t: _stmt(t, "TableItems")["Action"].append("dynamodb:Scan")),
     (check_iam, "wildcard action", lambda t: _stmt(t, "TableItems")["Action"].append("dynamodb:*")),
     (check_iam, "Resource *", lambda t: _stmt(t, "Logs").update(Resource="*")),
     (check_iam, "items on the indexes", lambda t: _stmt(t, "TableItems").update(
         Resource=[TABLE_ARN, {"Fn::Sub": "${Table.Arn}/index/*"}])),
-    (check_iam, "Query on the table", lambda t: _stmt(t, "TableIndexes")["Resource"].append(TABLE_ARN)),
+    (check_iam, "Query on the table", lambda t: _stmt(t, "TableIndexes").update(Resource=[INDEX_ARNS[0], TABLE_ARN])),
     (check_iam, "an action missing", lambda t: _stmt(t, "TableItems")["Action"].remove("dynamodb:ConditionCheckItem")),
     (check_iam, "connections of any API", lambda t: _stmt(t, "Connections").update(
         Resource={"Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:*/@connections/*"})),
-    (check_iam, "GET connections", lambda t: _stmt(t, "Connections")["Resource"].append(
-        {"Fn::Sub": CONNECTIONS % "GET"})),
+    (check_iam, "no GET connections", lambda t: _stmt(t, "Connections")["Resource"].pop(1)),
+    (check_iam, "PATCH connections", lambda t: _stmt(t, "Connections")["Resource"].append(
+        {"Fn::Sub": CONNECTIONS % "PATCH"})),
+    (check_iam, "Query on an old index", lambda t: _stmt(t, "TableIndexes").update(
+        Resource=[{"Fn::Sub": "${Table.Arn}/index/byRoom"}])),
+    (check_iam, "no receive", lambda t: _stmt(t, "ExpiryReceive")["Action"].remove("sqs:DeleteMessage")),
+    (check_iam, "send anywhere", lambda t: _stmt(t, "ExpirySend").update(Resource="*")),
+    (check_iam, "purge", lambda t: _stmt(t, "ExpiryReceive")["Action"].append("sqs:PurgeQueue")),
+    (check_iam, "every parameter", lambda t: _stmt(t, "Secrets").update(Resource=[
+        {"Fn::Sub": PARAMETER_ARN % "/meshcall/*"}])),
+    (check_iam, "no TURN parameter", lambda t: _stmt(t, "Secrets")["Resource"].pop()),
+    (check_iam, "GetParametersByPath", lambda t: _stmt(t, "Secrets").update(Action="ssm:GetParametersByPath")),
     (check_iam, "managed basic execution", lambda t: _res(t, "AWS::IAM::Role").update(ManagedPolicyArns=[
         "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"])),
     (check_iam, "another service", lambda t: _stmt(t, "Logs")["Action"].append("s3:GetObject")),
@@ -449,16 +569,42 @@ MUTATIONS = [
     (check_table, "no TTL", lambda t: _res(t, "AWS::DynamoDB::Table").pop("TimeToLiveSpecification")),
     (check_table, "TTL elsewhere", lambda t: _res(t, "AWS::DynamoDB::Table")["TimeToLiveSpecification"].update(
         AttributeName="ttl")),
-    (check_table, "no bySuspension", lambda t: _res(t, "AWS::DynamoDB::Table")["GlobalSecondaryIndexes"].pop()),
-    (check_table, "byRoom sort key", lambda t: _gsi(t, "byRoom")["KeySchema"].pop()),
-    (check_table, "byRoom projects all", lambda t: _gsi(t, "byRoom").update(Projection={"ProjectionType": "ALL"})),
-    (check_table, "bySuspension projects all",
-     lambda t: _gsi(t, "bySuspension").update(Projection={"ProjectionType": "ALL"})),
-    (check_table, "joinedAt a string", lambda t: _res(t, "AWS::DynamoDB::Table")["AttributeDefinitions"][2].update(
+    (check_table, "no bySweep", lambda t: _res(t, "AWS::DynamoDB::Table")["GlobalSecondaryIndexes"].pop()),
+    (check_table, "byRoom back", lambda t: _res(t, "AWS::DynamoDB::Table")["GlobalSecondaryIndexes"].append(
+        {"IndexName": "byRoom", "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+         "Projection": {"ProjectionType": "KEYS_ONLY"}})),
+    (check_table, "bySweep sort key", lambda t: _gsi(t, "bySweep")["KeySchema"].pop()),
+    (check_table, "bySweep projects all", lambda t: _gsi(t, "bySweep").update(Projection={"ProjectionType": "ALL"})),
+    (check_table, "bySweep keys only",
+     lambda t: _gsi(t, "bySweep").update(Projection={"ProjectionType": "KEYS_ONLY"})),
+    (check_table, "sweepAt a string", lambda t: _res(t, "AWS::DynamoDB::Table")["AttributeDefinitions"][2].update(
         AttributeType="S")),
     (check_sweep, "another rate", lambda t: _res(t, "AWS::Events::Rule").update(ScheduleExpression="rate(5 minutes)")),
     (check_sweep, "a custom input", lambda t: _res(t, "AWS::Events::Rule")["Targets"][0].update(Input="{}")),
     (check_sweep, "no permission", lambda t: t["Resources"].pop("SweepInvokePermission")),
+    (check_expiry_queue, "no queue", lambda t: t["Resources"].pop("ExpiryQueue")),
+    (check_expiry_queue, "short visibility", lambda t: t["Resources"]["ExpiryQueue"]["Properties"].update(
+        VisibilityTimeout=30)),
+    (check_expiry_queue, "no dead letters", lambda t: t["Resources"]["ExpiryQueue"]["Properties"].pop(
+        "RedrivePolicy")),
+    (check_expiry_queue, "whole-batch retries",
+     lambda t: _res(t, "AWS::Lambda::EventSourceMapping").pop("FunctionResponseTypes")),
+    (check_expiry_queue, "batches of 100", lambda t: _res(t, "AWS::Lambda::EventSourceMapping").update(
+        BatchSize=100)),
+    (check_expiry_queue, "a batching window", lambda t: _res(t, "AWS::Lambda::EventSourceMapping").update(
+        MaximumBatchingWindowInSeconds=20)),
+    (check_expiry_queue, "no mapping", lambda t: t["Resources"].pop("ExpiryEvents")),
+    (check_budget, "no budget", lambda t: t["Resources"].pop("MonthlyCostBudget")),
+    (check_budget, "always a budget", lambda t: t["Resources"]["MonthlyCostBudget"].pop("Condition")),
+    (check_budget, "a fixed amount", lambda t: _res(t, "AWS::Budgets::Budget")["Budget"].update(
+        BudgetLimit={"Amount": 100, "Unit": "USD"})),
+    (check_budget, "nobody mailed", lambda t: _res(t, "AWS::Budgets::Budget")["NotificationsWithSubscribers"][0]
+     .update(Subscribers=[])),
+    (check_budget, "no email rule", lambda t: t["Rules"].pop("BudgetNeedsEmail")),
+    (check_throttling, "a burst smaller than a room", lambda t: t["Parameters"]["ThrottlingBurstLimit"].update(
+        Default=300)),
+    (check_throttling, "a slow refill", lambda t: t["Parameters"]["ThrottlingRateLimit"].update(Default=50)),
+    (check_throttling, "far above rooms", lambda t: t["Parameters"]["ThrottlingRateLimit"].update(Default=5000)),
     (check_site, "public bucket", lambda t: _res(t, "AWS::S3::Bucket")["PublicAccessBlockConfiguration"].update(
         RestrictPublicBuckets=False)),
     (check_site, "versioned bucket", lambda t: _res(t, "AWS::S3::Bucket").update(

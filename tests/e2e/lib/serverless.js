@@ -9,8 +9,11 @@
 //   gateway     $MESHCALL_GATEWAY_BIN (default $CARGO_TARGET_DIR/debug/meshcall-gateway)
 //               --listen 127.0.0.1:0 --create-table --table e2e-<n> --bootstrap
 //               $MESHCALL_BOOTSTRAP_BIN (default $CARGO_TARGET_DIR/debug/bootstrap), with
-//               AWS_ENDPOINT_URL at moto; its first stdout line is `listening on
-//               http://127.0.0.1:PORT`; ready once every instance has polled for work
+//               AWS_ENDPOINT_URL at moto (--create-table also makes the SQS expiry queue
+//               and the SSM secret parameters there); its first stdout line is `listening
+//               on http://127.0.0.1:PORT`; ready once every warm instance has polled for
+//               work. It runs with its strict defaults (concurrent invocations, 10 s
+//               function timeout, sweep every minute, more instances on demand).
 //
 // Both are lib/child.js Children: SIGKILLed if the test process exits early; stop()
 // sends SIGTERM (the gateway stops its bootstrap processes) and SIGKILL after 5 s. Their
@@ -119,8 +122,8 @@ export class Gateway {
 
   /**
    * Poll GET /_gateway/idle until nothing is queued or running and no $disconnect is
-   * pending; false if that did not happen within timeoutMs (the sweep runs every second,
-   * so a busy answer now and then is normal).
+   * pending; false if that did not happen within timeoutMs (the sweep and the expiry
+   * queue invoke the function too, so a busy answer now and then is normal).
    */
   async idle(timeoutMs = 10_000) {
     const end = Date.now() + timeoutMs;
@@ -145,10 +148,13 @@ export class Gateway {
 
 /**
  * @typedef {object} GatewayStats
- * @property {Record<string, number>} invocations  by route key; `sweep` for the scheduled event
+ * @property {Record<string, number>} invocations  by route key; `sweep` for the scheduled event, `sqs` for expiry queue batches
  * @property {number} invocationsTotal
  * @property {number} invocationsFailed
- * @property {{ frames: number, bytes: number }} received  frames from the clients
+ * @property {{ frames: number, bytes: number, binary: number }} received  text frames from the clients (each one an invocation), and binary frames (each one closed the connection with 1003)
+ * @property {number} disconnectsLost  $disconnect events lost on purpose (--lose-disconnects)
+ * @property {number} instances  bootstrap processes started (warm and on demand)
+ * @property {{ received: number, deleted: number, failed: number }} expiryQueue  SQS messages delivered to the function, deleted, reported in batchItemFailures
  * @property {{ delivered: number, gone: number, tooLarge: number, bytes: number }} posts  PostToConnection
  * @property {{ deleted: number, gone: number }} deletes  DeleteConnection
  * @property {number} gets  GetConnection
@@ -157,8 +163,8 @@ export class Gateway {
 let tables = 0;
 
 /**
- * Start meshcall-gateway against moto, on a fresh table, and wait until its bootstrap
- * processes poll for work.
+ * Start meshcall-gateway against moto, on a fresh table, and wait until its warm bootstrap
+ * processes poll for work (it adds more while every one is busy).
  * @param {Moto} moto
  * @param {{ args?: string[], instances?: number, timeoutMs?: number }} [opts]
  * @returns {Promise<Gateway>}

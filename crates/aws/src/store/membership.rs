@@ -10,10 +10,13 @@ use meshcall_core::{
     protocol::{ConnectionId, RoomId},
 };
 
-use super::DynamoStore;
+use super::{DynamoStore, read::key_string};
 use crate::{
-    table::{epoch_millis, epoch_secs, n, participant_key, room_key, s, set_of, socket_key},
-    transaction::{ATTEMPTS, Contended, Outcome, Write, pause, transact},
+    table::{
+        CHECK, epoch_millis, epoch_secs, member_set, n, participant_key, room_key, s, set_of,
+        socket_key,
+    },
+    transaction::{Outcome, Step, Write, retry, transact},
 };
 
 /// At most this many stale ids are cleared from a room set per transaction (100 actions,
@@ -21,30 +24,43 @@ use crate::{
 const STALE_PER_PASS: usize = 99;
 
 impl DynamoStore {
-    /// `join`: reads the socket and its participant (one `BatchGetItem`), writes one
-    /// transaction, then reads the room consistently for the joiner's `others`.
-    pub(super) async fn enter(
+    /// `join`: one `BatchGetItem` reads the socket, its participant and the room item. A
+    /// room that is full by its set costs one `BatchGetItem` more (its members, to find
+    /// seats held by participants that vanished without leaving) and no write: a crowd at
+    /// a full room's door reads, it does not contend for the room item. Otherwise one
+    /// transaction, then the room read again consistently for the joiner's `others`.
+    pub(super) async fn join(
         &self,
         socket: &ConnectionId,
         room: &RoomId,
         cap: usize,
         now: SystemTime,
     ) -> Result<Joined, JoinError> {
-        let mut swept = false;
-        for attempt in 0..ATTEMPTS {
-            let Some(me) = self.attached(socket, now).await? else {
+        let rkey = room_key(room);
+        retry(|_| async {
+            let (me, items) = self.owner(socket, vec![rkey.clone()], now).await?;
+            let Some(me) = me.filter(|p| p.attached_to(socket)) else {
                 return Err(JoinError::NotConnected);
             };
-            let id = me.id;
-            let old = me.room;
+            let room_item = items.get(&key_string(&rkey));
+            let (id, old) = (me.id, me.room);
             if old.as_ref() == Some(room) {
-                let others = self.room_read(room, Some(&id), now).await?.members();
-                return Ok(Joined {
+                let others = self.room_read_from(room, room_item, Some(&id), now).await?;
+                return Ok(Step::Done(Joined {
                     id,
                     left: None,
                     already_member: true,
-                    others,
-                });
+                    others: others.members(),
+                }));
+            }
+            if member_set(room_item)?.len() >= cap {
+                // Full, unless some seats are held by participants that vanished without
+                // leaving: free those and read again.
+                let stale = self.room_read_from(room, room_item, None, now).await?.stale;
+                if stale.is_empty() {
+                    return Err(JoinError::RoomFull);
+                }
+                return Ok(Step::Again(self.clear_stale(room, stale, now).await?));
             }
             let values = [
                 (":me", s(id.as_str())),
@@ -54,25 +70,30 @@ impl DynamoStore {
                 (":joined", n(epoch_millis(now))),
                 (":exp", n(self.expires_at(now))),
                 (":cap", n(i64::try_from(cap).unwrap_or(i64::MAX))),
+                (":check", s(CHECK)),
+                (":checkAt", n(epoch_millis(now + self.check_every))),
             ];
             let in_old_room = match &old {
-                Some(_) => "#socket = :socket AND #room = :old",
-                None => "#socket = :socket AND attribute_not_exists(#room)",
+                Some(_) => "#socket = :socket AND #room = :old AND attribute_not_exists(#until)",
+                None => {
+                    "#socket = :socket AND attribute_not_exists(#room) \
+                     AND attribute_not_exists(#until)"
+                }
             };
             let mut writes = vec![
-                // First, so a cancellation's first reason says whether the room was full.
-                Write::update(room_key(room), "SET #exp = :exp ADD #members :meSet")
+                Write::update(rkey.clone(), "SET #exp = :exp ADD #members :meSet")
                     .when("attribute_not_exists(#members) OR size(#members) < :cap")
                     .values(values.clone()),
                 Write::update(
                     participant_key(&id),
-                    "SET #room = :room, #joined = :joined, #exp = :exp",
+                    "SET #room = :room, #joined = :joined, #exp = :exp, \
+                     #sweep = :check, #sweepAt = :checkAt",
                 )
                 .when(in_old_room)
                 .values(values.clone())
                 .values(old.iter().map(|r| (":old", s(r.as_str())))),
                 Write::update(socket_key(socket), "SET #room = :room, #exp = :exp")
-                    .when("#part = :me")
+                    .when("#part = :me AND attribute_not_exists(#until)")
                     .values(values.clone()),
             ];
             if let Some(old) = &old {
@@ -80,38 +101,32 @@ impl DynamoStore {
                     Write::update(room_key(old), "DELETE #members :meSet").values(values.clone()),
                 );
             }
+            // A cancellation (the room filled up in between, a conflict) reads again: the
+            // next read says whether the room is full now.
             let outcome = transact(&self.client, &self.table, writes).await?;
-            if outcome == Outcome::Committed {
-                let others = self.room_read(room, Some(&id), now).await?.members();
-                return Ok(Joined {
-                    id,
-                    left: old,
-                    already_member: false,
-                    others,
-                });
+            if outcome != Outcome::Committed {
+                return Ok(Step::Again(outcome));
             }
-            if outcome.failed_at(0) {
-                // Full, unless some members vanished without leaving: clear those once and
-                // try again.
-                if swept || self.sweep(room, now).await? == 0 {
-                    return Err(JoinError::RoomFull);
-                }
-                swept = true;
-                continue;
-            }
-            pause(attempt, &outcome).await;
-        }
-        Err(JoinError::Store(StoreError::new(Contended)))
+            let others = self.room_read(room, Some(&id), now).await?.members();
+            Ok(Step::Done(Joined {
+                id,
+                left: old,
+                already_member: false,
+                others,
+            }))
+        })
+        .await
     }
 
-    /// Takes from the room's set the ids whose participant is gone, expired or elsewhere,
-    /// each checked again in the same transaction. Returns how many were taken out.
-    async fn sweep(&self, room: &RoomId, now: SystemTime) -> Result<usize, StoreError> {
-        let mut stale = self.room_read(room, None, now).await?.stale;
+    /// Takes `stale` ids (participants gone, expired or elsewhere) out of the room's set,
+    /// each checked again in the same transaction.
+    async fn clear_stale(
+        &self,
+        room: &RoomId,
+        mut stale: Vec<ConnectionId>,
+        now: SystemTime,
+    ) -> Result<Outcome, StoreError> {
         stale.truncate(STALE_PER_PASS);
-        if stale.is_empty() {
-            return Ok(0);
-        }
         let values = [
             (":room", s(room.as_str())),
             (":now", n(epoch_secs(now))),
@@ -135,25 +150,23 @@ impl DynamoStore {
         let outcome = transact(&self.client, &self.table, writes).await?;
         if outcome == Outcome::Committed {
             tracing::warn!(room_id = %room, count = stale.len(), "cleared members that vanished without leaving");
-            Ok(stale.len())
-        } else {
-            Ok(0)
         }
+        Ok(outcome)
     }
 
     /// `leave`: one `BatchGetItem`, one transaction.
-    pub(super) async fn exit(
+    pub(super) async fn leave(
         &self,
         socket: &ConnectionId,
         now: SystemTime,
     ) -> Result<Option<(ConnectionId, RoomId)>, StoreError> {
-        for attempt in 0..ATTEMPTS {
+        retry(|_| async {
             let Some(me) = self.attached(socket, now).await? else {
-                return Ok(None);
+                return Ok(Step::Done(None));
             };
             let id = me.id;
             let Some(room) = me.room else {
-                return Ok(None);
+                return Ok(Step::Done(None));
             };
             let values = [
                 (":me", s(id.as_str())),
@@ -162,20 +175,20 @@ impl DynamoStore {
                 (":room", s(room.as_str())),
             ];
             let writes = vec![
-                Write::update(participant_key(&id), "REMOVE #room, #joined")
-                    .when("#socket = :socket AND #room = :room")
-                    .values(values.clone()),
+                Write::update(
+                    participant_key(&id),
+                    "REMOVE #room, #joined, #sweep, #sweepAt",
+                )
+                .when("#socket = :socket AND #room = :room AND attribute_not_exists(#until)")
+                .values(values.clone()),
                 Write::update(socket_key(socket), "REMOVE #room")
                     .when("#part = :me")
                     .values(values.clone()),
                 Write::update(room_key(&room), "DELETE #members :meSet").values(values),
             ];
             let outcome = transact(&self.client, &self.table, writes).await?;
-            if outcome == Outcome::Committed {
-                return Ok(Some((id, room)));
-            }
-            pause(attempt, &outcome).await;
-        }
-        Err(StoreError::new(Contended))
+            Ok::<_, StoreError>(Step::after(outcome, || Some((id, room))))
+        })
+        .await
     }
 }

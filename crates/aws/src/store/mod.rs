@@ -1,30 +1,32 @@
 //! [`DynamoStore`]: the [`ConnectionStore`] port on one DynamoDB table, for the Lambda
-//! deployment. The layout is in the crate root's docs.
+//! deployment. The layout is in the crate root's docs. Each port method is a method of the
+//! same name in one of the submodules:
 //!
-//! - `read`: the reads (consistent `GetItem` and `BatchGetItem`, the `byRoom` Query, and
-//!   [`DynamoStore::due`], the `bySuspension` Query).
+//! - `read`: the reads every operation builds on (consistent `GetItem` and `BatchGetItem`),
+//!   and `lookup`, `participant`, `members`.
 //! - `membership`: `join` and `leave`, with the room cap.
-//! - `session`: sockets and participants coming and going: connect, remove, suspend,
-//!   resume, expire.
+//! - `session`: sockets and participants coming and going: `add_connection`,
+//!   `remove_connection`, `suspend`, `resume`, `expire`.
+//! - `sweep`: `due` (the one Query, on `bySweep`) and `checked`.
+//!
+//! The store never reads a clock: every method takes `now` from its caller.
 
 mod membership;
 mod read;
 mod session;
+mod sweep;
 
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
 use meshcall_core::{
-    ConnectionStore, Departure, JoinError, Joined, Member, Presence, ResumeError, Resumed,
-    StoreError,
+    ConnectionStore, Departure, Due, JoinError, Joined, Member, Presence, ResumeError, Resumed,
+    StoreError, Suspension,
     protocol::{ConnectionId, RoomId},
 };
 
-use crate::{
-    calls::{CallCounter, Calls},
-    table::{ParticipantRow, SocketRow, participant_key, socket_key},
-};
+use crate::calls::{CallCounter, Calls};
 
 /// Membership in a DynamoDB table. Clones of the SDK client are cheap; build one store per
 /// process (per Lambda instance) and share it.
@@ -35,6 +37,7 @@ pub struct DynamoStore {
     calls: CallCounter,
     page_size: Option<i32>,
     ttl: Duration,
+    check_every: Duration,
 }
 
 impl DynamoStore {
@@ -42,6 +45,10 @@ impl DynamoStore {
     /// than API Gateway's 2-hour connection limit, so only rows whose `$disconnect` never
     /// ran expire.
     pub const DEFAULT_TTL: Duration = Duration::from_hours(3);
+
+    /// How long after a join or resume (or its last check) a member's socket is due for a
+    /// liveness check by the sweep ([`ConnectionStore::due`]).
+    pub const DEFAULT_CHECK_EVERY: Duration = Duration::from_mins(5);
 
     /// A store on `table`, with a client built from `sdk` (endpoint, region, credentials).
     pub fn new(sdk: &SdkConfig, table: impl Into<String>) -> Self {
@@ -55,6 +62,7 @@ impl DynamoStore {
             calls,
             page_size: None,
             ttl: Self::DEFAULT_TTL,
+            check_every: Self::DEFAULT_CHECK_EVERY,
         }
     }
 
@@ -65,7 +73,15 @@ impl DynamoStore {
         self
     }
 
-    /// Caps each `byRoom` Query page at `items` (DynamoDB's own cap is 1 MB), so tests can
+    /// Sets how long after a join or resume a member is first due for a liveness check
+    /// (default [`Self::DEFAULT_CHECK_EVERY`]); [`ConnectionStore::checked`] sets the next.
+    #[must_use]
+    pub fn with_check_every(mut self, every: Duration) -> Self {
+        self.check_every = every;
+        self
+    }
+
+    /// Caps each `bySweep` Query page at `items` (DynamoDB's own cap is 1 MB), so tests can
     /// show that every page is read.
     #[must_use]
     pub fn with_page_size(mut self, items: u16) -> Self {
@@ -73,7 +89,8 @@ impl DynamoStore {
         self
     }
 
-    /// Requests sent so far, by operation: every attempt, SDK retries included.
+    /// Requests sent so far, by operation and by kind of read: every attempt, SDK retries
+    /// included.
     pub fn calls(&self) -> Calls {
         self.calls.snapshot()
     }
@@ -100,22 +117,24 @@ impl ConnectionStore for DynamoStore {
         socket: &ConnectionId,
         now: SystemTime,
     ) -> Result<(), StoreError> {
-        self.connect(socket, now).await
+        self.add_connection(socket, now).await
     }
 
     async fn remove_connection(
         &self,
         socket: &ConnectionId,
+        now: SystemTime,
     ) -> Result<Option<Departure>, StoreError> {
-        self.remove(socket, SystemTime::now()).await
+        self.remove_connection(socket, now).await
     }
 
     async fn suspend(
         &self,
         socket: &ConnectionId,
         until: SystemTime,
-    ) -> Result<Option<ConnectionId>, StoreError> {
-        self.detach(socket, until, SystemTime::now()).await
+        now: SystemTime,
+    ) -> Result<Option<Suspension>, StoreError> {
+        self.suspend(socket, until, now).await
     }
 
     async fn resume(
@@ -124,7 +143,7 @@ impl ConnectionStore for DynamoStore {
         socket: &ConnectionId,
         now: SystemTime,
     ) -> Result<Resumed, ResumeError> {
-        self.reattach(participant, socket, now).await
+        self.resume(participant, socket, now).await
     }
 
     async fn expire(
@@ -132,7 +151,7 @@ impl ConnectionStore for DynamoStore {
         participant: &ConnectionId,
         now: SystemTime,
     ) -> Result<Option<Departure>, StoreError> {
-        self.end_grace(participant, now).await
+        self.expire(participant, now).await
     }
 
     async fn join(
@@ -142,39 +161,48 @@ impl ConnectionStore for DynamoStore {
         cap: usize,
         now: SystemTime,
     ) -> Result<Joined, JoinError> {
-        self.enter(socket, room, cap, now).await
+        self.join(socket, room, cap, now).await
     }
 
     async fn leave(
         &self,
         socket: &ConnectionId,
+        now: SystemTime,
     ) -> Result<Option<(ConnectionId, RoomId)>, StoreError> {
-        self.exit(socket, SystemTime::now()).await
+        self.leave(socket, now).await
     }
 
-    /// One `GetItem`: the socket item carries its participant's room.
-    async fn lookup(&self, socket: &ConnectionId) -> Result<Option<Presence>, StoreError> {
-        let item = self.get(socket_key(socket)).await?;
-        Ok(
-            SocketRow::decode(item.as_ref(), SystemTime::now())?.map(|row| Presence {
-                id: row.participant,
-                room: row.room,
-            }),
-        )
+    async fn lookup(
+        &self,
+        socket: &ConnectionId,
+        now: SystemTime,
+    ) -> Result<Option<Presence>, StoreError> {
+        self.lookup(socket, now).await
     }
 
-    /// One `GetItem`.
     async fn participant(
         &self,
         id: &ConnectionId,
+        now: SystemTime,
     ) -> Result<Option<(Option<RoomId>, Member)>, StoreError> {
-        let item = self.get(participant_key(id)).await?;
-        Ok(ParticipantRow::decode(item.as_ref(), SystemTime::now())?
-            .map(|p| (p.room.clone(), p.into_member())))
+        self.participant(id, now).await
     }
 
-    /// One Query per page of the `byRoom` index.
-    async fn members(&self, room: &RoomId) -> Result<Vec<Member>, StoreError> {
-        self.query_members(room, SystemTime::now()).await
+    async fn members(&self, room: &RoomId, now: SystemTime) -> Result<Vec<Member>, StoreError> {
+        self.members(room, now).await
+    }
+
+    async fn due(&self, now: SystemTime) -> Result<Due, StoreError> {
+        self.due(now).await
+    }
+
+    async fn checked(
+        &self,
+        participant: &ConnectionId,
+        socket: &ConnectionId,
+        next: SystemTime,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        self.checked(participant, socket, next, now).await
     }
 }

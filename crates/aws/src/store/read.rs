@@ -1,26 +1,31 @@
-//! The store's reads. All but [`members`](DynamoStore::query_members) and
-//! [`due`](DynamoStore::due) are strongly consistent: they decide writes, or tell a joiner
-//! who is already there. Every read skips items whose `expiresAt` has passed.
+//! The store's reads, all strongly consistent on the base table (no index: index reads are
+//! eventually consistent, and every read here either decides a write or tells someone who
+//! is in a room). Every read skips items whose `expiresAt` has passed. The sweep's Query is
+//! in `sweep`.
 
 use std::{collections::HashMap, time::SystemTime};
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use meshcall_core::{
-    Member, StoreError,
+    Member, Presence, StoreError,
     protocol::{ConnectionId, RoomId},
 };
 
 use super::DynamoStore;
 use crate::{
     table::{
-        BY_ROOM, BY_SUSPENSION, DUE, Item, PK, ParticipantRow, SocketRow, epoch_millis, member_set,
-        n, names_in, participant_id, participant_key, room_key, s, socket_key,
+        Item, PK, ParticipantRow, SocketRow, member_set, participant_key, room_key, socket_key,
     },
-    transaction::{ATTEMPTS, Contended, backoff},
+    transaction::{PAUSE_BUDGET, backoff},
 };
 
 /// `BatchGetItem` takes at most 100 keys.
 const BATCH_KEYS: usize = 100;
+
+/// `BatchGetItem` left keys unprocessed (throttling) for longer than the pause budget.
+#[derive(Debug, thiserror::Error)]
+#[error("BatchGetItem kept leaving {0} keys unprocessed")]
+struct Unprocessed(usize);
 
 /// A room as its item's member set says, each member checked against its participant item.
 #[derive(Debug, Default)]
@@ -42,7 +47,8 @@ impl RoomRead {
     }
 }
 
-fn key_string(key: &AttributeValue) -> String {
+/// The key string of an item key (`p#<id>`).
+pub(super) fn key_string(key: &AttributeValue) -> String {
     key.as_s().cloned().unwrap_or_default()
 }
 
@@ -61,8 +67,8 @@ impl DynamoStore {
         Ok(out.item)
     }
 
-    /// Strongly consistent `BatchGetItem` calls (100 keys each), following unprocessed keys. Items
-    /// by key.
+    /// Strongly consistent `BatchGetItem` calls (100 keys each), retrying unprocessed keys
+    /// after a backoff. Items by key string.
     pub(super) async fn batch_get(
         &self,
         keys: Vec<AttributeValue>,
@@ -72,11 +78,8 @@ impl DynamoStore {
             .into_iter()
             .map(|k| HashMap::from([(PK.to_owned(), k)]))
             .collect();
-        let mut attempt = 0;
+        let (mut retries, mut paused) = (0, std::time::Duration::ZERO);
         while !pending.is_empty() {
-            if attempt == ATTEMPTS {
-                return Err(StoreError::new(Contended));
-            }
             let rest = pending.split_off(pending.len().min(BATCH_KEYS));
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(std::mem::replace(&mut pending, rest)))
@@ -105,59 +108,80 @@ impl DynamoStore {
                 .flat_map(|(_, k)| k.keys)
                 .collect();
             if !unprocessed.is_empty() {
-                tokio::time::sleep(backoff(attempt)).await;
-                attempt += 1;
+                if paused >= PAUSE_BUDGET {
+                    return Err(StoreError::new(Unprocessed(unprocessed.len())));
+                }
+                let pause = backoff(retries);
+                tokio::time::sleep(pause).await;
+                (retries, paused) = (retries + 1, paused + pause);
                 pending.extend(unprocessed);
             }
         }
         Ok(found)
     }
 
-    /// The participant attached to `socket`. One `BatchGetItem` reads both items when the
-    /// participant has the socket's id (it never resumed), a `GetItem` more otherwise.
+    /// The participant whose socket is `socket`: attached to it, or suspended from it
+    /// (callers tell which by [`ParticipantRow::attached_to`]). One `BatchGetItem` reads
+    /// the socket item, the participant item of the same id (the participant, unless it
+    /// resumed from another socket: then one `GetItem` more), and the items at `also`,
+    /// which it returns by key string (read even when the socket is not there).
+    pub(super) async fn owner(
+        &self,
+        socket: &ConnectionId,
+        also: Vec<AttributeValue>,
+        now: SystemTime,
+    ) -> Result<(Option<ParticipantRow>, HashMap<String, Item>), StoreError> {
+        let (skey, pkey) = (socket_key(socket), participant_key(socket));
+        let mut keys = vec![skey.clone(), pkey.clone()];
+        keys.extend(also);
+        let mut items = self.batch_get(keys).await?;
+        let socket_item = items.remove(&key_string(&skey));
+        let same_id = items.remove(&key_string(&pkey));
+        let Some(row) = SocketRow::decode(socket_item.as_ref(), now)? else {
+            return Ok((None, items));
+        };
+        let participant_item = if row.participant == *socket {
+            same_id
+        } else {
+            self.get(participant_key(&row.participant)).await?
+        };
+        let me = ParticipantRow::decode(participant_item.as_ref(), now)?
+            .filter(|p| p.id == row.participant && p.socket == *socket);
+        Ok((me, items))
+    }
+
+    /// The participant attached to `socket` (not one suspended from it).
     pub(super) async fn attached(
         &self,
         socket: &ConnectionId,
         now: SystemTime,
     ) -> Result<Option<ParticipantRow>, StoreError> {
-        Ok(self.attached_and(socket, None, now).await?.0)
+        let (me, _) = self.owner(socket, Vec::new(), now).await?;
+        Ok(me.filter(|p| p.attached_to(socket)))
     }
 
-    /// [`attached`](Self::attached), reading the item at `also` in the same `BatchGetItem`
-    /// (`None` for no such item, or when the socket is not there: then it is not read).
-    pub(super) async fn attached_and(
-        &self,
-        socket: &ConnectionId,
-        also: Option<AttributeValue>,
-        now: SystemTime,
-    ) -> Result<(Option<ParticipantRow>, Option<Item>), StoreError> {
-        let (skey, pkey) = (socket_key(socket), participant_key(socket));
-        let keys = [skey.clone(), pkey.clone()].into_iter().chain(also.clone());
-        let mut items = self.batch_get(keys.collect()).await?;
-        let Some(socket_row) = SocketRow::decode(items.get(&key_string(&skey)), now)? else {
-            return Ok((None, None));
-        };
-        let also = also.and_then(|k| items.get(&key_string(&k)).cloned());
-        let participant_item = if socket_row.participant == *socket {
-            items.remove(&key_string(&pkey))
-        } else {
-            self.get(participant_key(&socket_row.participant)).await?
-        };
-        let me = ParticipantRow::decode(participant_item.as_ref(), now)?
-            .filter(|p| p.id == socket_row.participant && p.socket.as_ref() == Some(socket));
-        Ok((me, also))
-    }
-
-    /// Who is in `room` other than `except`, strongly consistent: the room item's member
-    /// set (`GetItem`), each member's participant item (`BatchGetItem`, skipped when there
-    /// is no one else).
+    /// Who is in `room` other than `except`, strongly consistent: the ids in the room
+    /// item's set (`GetItem`), each one's participant item (`BatchGetItem`, skipped when
+    /// there is no one else).
     pub(super) async fn room_read(
         &self,
         room: &RoomId,
         except: Option<&ConnectionId>,
         now: SystemTime,
     ) -> Result<RoomRead, StoreError> {
-        let mut ids = member_set(self.get(room_key(room)).await?.as_ref())?;
+        let item = self.get(room_key(room)).await?;
+        self.room_read_from(room, item.as_ref(), except, now).await
+    }
+
+    /// [`room_read`](Self::room_read) from a room item the caller read already.
+    pub(super) async fn room_read_from(
+        &self,
+        room: &RoomId,
+        room_item: Option<&Item>,
+        except: Option<&ConnectionId>,
+        now: SystemTime,
+    ) -> Result<RoomRead, StoreError> {
+        let mut ids = member_set(room_item)?;
         ids.retain(|id| Some(id) != except);
         if ids.is_empty() {
             return Ok(RoomRead::default());
@@ -178,82 +202,39 @@ impl DynamoStore {
         Ok(read)
     }
 
-    /// Every member of `room`: Query on the `byRoom` index, page after page until
-    /// `LastEvaluatedKey` is gone. Index reads are eventually consistent.
-    pub(super) async fn query_members(
+    /// `lookup`: one `GetItem` of the socket item, which carries its participant's room and
+    /// whether it is suspended from this socket (then the socket speaks for no one).
+    pub(super) async fn lookup(
+        &self,
+        socket: &ConnectionId,
+        now: SystemTime,
+    ) -> Result<Option<Presence>, StoreError> {
+        let item = self.get(socket_key(socket)).await?;
+        Ok(SocketRow::decode(item.as_ref(), now)?
+            .filter(|row| !row.suspended)
+            .map(|row| Presence {
+                id: row.participant,
+                room: row.room,
+            }))
+    }
+
+    /// `participant`: one `GetItem`.
+    pub(super) async fn participant(
+        &self,
+        id: &ConnectionId,
+        now: SystemTime,
+    ) -> Result<Option<(Option<RoomId>, Member)>, StoreError> {
+        let item = self.get(participant_key(id)).await?;
+        Ok(ParticipantRow::decode(item.as_ref(), now)?.map(|p| (p.room.clone(), p.into_member())))
+    }
+
+    /// `members`: the room item's set (`GetItem`) and its members' items (`BatchGetItem`,
+    /// 100 keys a call), both strongly consistent; in join order.
+    pub(super) async fn members(
         &self,
         room: &RoomId,
         now: SystemTime,
     ) -> Result<Vec<Member>, StoreError> {
-        let items = self
-            .query_all(BY_ROOM, "#room = :room", vec![(":room", s(room.as_str()))])
-            .await?;
-        let mut members = Vec::with_capacity(items.len());
-        for item in &items {
-            if let Some(p) = ParticipantRow::decode(Some(item), now)? {
-                members.push(p.into_member());
-            }
-        }
-        Ok(members)
-    }
-
-    /// Suspended participants whose resume grace ended by `now`, for a scheduled sweep to
-    /// pass to [`Signalling::expire`](meshcall_core::Signalling::expire): one Query per page
-    /// of the sparse `bySuspension` index (only suspended participants are in it), never a
-    /// Scan. Eventually consistent; `expire` checks each one again.
-    ///
-    /// # Errors
-    /// [`StoreError`] if the Query fails.
-    pub async fn due(&self, now: SystemTime) -> Result<Vec<ConnectionId>, StoreError> {
-        let items = self
-            .query_all(
-                BY_SUSPENSION,
-                "#sweep = :due AND #until <= :now",
-                vec![(":due", s(DUE)), (":now", n(epoch_millis(now)))],
-            )
-            .await?;
-        let mut due = Vec::with_capacity(items.len());
-        for item in &items {
-            match participant_id(item) {
-                Some(id) => due.push(id),
-                None => {
-                    tracing::warn!(key = ?item.get(PK), "bySuspension holds a non-participant");
-                }
-            }
-        }
-        Ok(due)
-    }
-
-    /// Every item a Query on `index` finds, following `LastEvaluatedKey` to the last page.
-    async fn query_all(
-        &self,
-        index: &str,
-        condition: &str,
-        values: Vec<(&str, AttributeValue)>,
-    ) -> Result<Vec<Item>, StoreError> {
-        let values: HashMap<String, AttributeValue> =
-            values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(index)
-                .key_condition_expression(condition)
-                .set_expression_attribute_names(Some(names_in(&[condition])))
-                .set_expression_attribute_values(Some(values.clone()))
-                .set_limit(self.page_size)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::new)?;
-            items.extend(out.items.unwrap_or_default());
-            start = out.last_evaluated_key.filter(|k| !k.is_empty());
-            if start.is_none() {
-                return Ok(items);
-            }
-        }
+        Ok(self.room_read(room, None, now).await?.members())
     }
 }

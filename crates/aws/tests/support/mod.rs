@@ -134,7 +134,7 @@ pub(crate) async fn store(test: &str) -> Option<DynamoStore> {
 
 /// The ids of `r`'s members, in the order `members` gives them (join order).
 pub(crate) async fn member_ids(store: &DynamoStore, r: &str) -> Vec<String> {
-    let members = store.members(&room(r)).await.unwrap();
+    let members = store.members(&room(r), SystemTime::now()).await.unwrap();
     members.into_iter().map(|m| m.id.to_string()).collect()
 }
 
@@ -157,11 +157,12 @@ pub(crate) struct Push {
     pub(crate) gone: bool,
 }
 
-/// A [`Pusher`] that records every push; connections marked gone answer
+/// A [`Pusher`] that records every push and probe; connections marked gone answer
 /// [`Delivery::Gone`], as API Gateway's 410 would.
 #[derive(Debug, Default)]
 pub(crate) struct RecordingPusher {
     pushes: Mutex<Vec<Push>>,
+    probes: Mutex<Vec<ConnectionId>>,
     gone: Mutex<HashSet<ConnectionId>>,
 }
 
@@ -172,6 +173,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl RecordingPusher {
     pub(crate) fn mark_gone(&self, conn: &ConnectionId) {
         lock(&self.gone).insert(conn.clone());
+    }
+
+    /// The connections probed so far, in order.
+    pub(crate) fn probed(&self) -> Vec<ConnectionId> {
+        lock(&self.probes).clone()
     }
 
     /// Forgets every push so far.
@@ -220,6 +226,15 @@ impl Pusher for RecordingPusher {
             gone,
         });
         Ok(if gone {
+            Delivery::Gone
+        } else {
+            Delivery::Delivered
+        })
+    }
+
+    async fn probe(&self, to: &ConnectionId) -> Result<Delivery, PushError> {
+        lock(&self.probes).push(to.clone());
+        Ok(if lock(&self.gone).contains(to) {
             Delivery::Gone
         } else {
             Delivery::Delivered

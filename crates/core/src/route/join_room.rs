@@ -16,7 +16,13 @@ pub(super) async fn run<S: ConnectionStore, P: Pusher>(
     now: SystemTime,
 ) -> Result<(), RouteError> {
     let cap = sig.config.max_room_size;
-    let joined = match sig.store.join(socket, &room, cap, now).await {
+    let mut result = sig.store.join(socket, &room, cap, now).await;
+    // A full room may be held by ghosts, members whose `$disconnect` never came: probe
+    // them, and try once more if that freed a seat.
+    if matches!(result, Err(JoinError::RoomFull)) && sig.clear_ghosts(&room, now).await? {
+        result = sig.store.join(socket, &room, cap, now).await;
+    }
+    let joined = match result {
         Ok(joined) => joined,
         Err(JoinError::RoomFull) => {
             return Err(client_error(
@@ -34,13 +40,14 @@ pub(super) async fn run<S: ConnectionStore, P: Pusher>(
     let id = &joined.id;
     tracing::debug!(conn_id = %id, room_id = %room, others = joined.others.len(), "joined");
     if let Some(old) = &joined.left {
-        sig.announce_departure(id, old).await?;
+        sig.announce_departure(id, old, now).await?;
     }
     let reply = sig.joined(id, &room, &joined.others, false, now);
-    let delivered = sig.send_to(socket, &reply).await;
-    // A joiner found gone has already been removed and its room told: announcing it now
-    // would leave the others a phantom peer.
-    if delivered && !joined.already_member {
+    let delivered = sig.send_to(socket, &reply, now).await;
+    // A joiner found gone is, with resume off, already removed and its room told:
+    // announcing it now would leave the others a phantom peer. With resume on it is only
+    // suspended in its new seat, and may resume into it: the room must know it is there.
+    if (delivered || sig.config.resume.is_some()) && !joined.already_member {
         let news = ServerMessage::NewParticipant {
             participant_connection_id: id,
         };
@@ -48,6 +55,7 @@ pub(super) async fn run<S: ConnectionStore, P: Pusher>(
             &joined.others,
             None,
             &Outbound::new(Kind::NewParticipant, news.to_json()),
+            now,
         )
         .await;
     }

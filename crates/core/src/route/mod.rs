@@ -11,7 +11,12 @@ mod resume;
 mod send_msg_to_room;
 mod signal;
 
-use std::{borrow::Cow, time::SystemTime};
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, SystemTime},
+};
 
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use meshcall_protocol::{ClientMessage, ConnectionId, ErrorCode, RoomId, ServerMessage};
@@ -19,8 +24,26 @@ use meshcall_protocol::{ClientMessage, ConnectionId, ErrorCode, RoomId, ServerMe
 use crate::{
     config::Config,
     pusher::{Delivery, Kind, Outbound, Pusher},
-    store::{ConnectionStore, Departure, Member, StoreError},
+    store::{ConnectionStore, Departure, Member, StoreError, Suspension},
 };
+
+/// Called with every suspension the core makes, for gateways without timers to schedule the
+/// participant's [`Signalling::expire`] (the Lambda sends a delayed queue message).
+pub type SuspensionHook = Arc<dyn Fn(&Suspension) + Send + Sync>;
+
+/// A full room's members are probed for ghosts at most this often per room and process.
+const PROBE_FULL_ROOM_EVERY: Duration = Duration::from_secs(5);
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Suspended participants whose grace had ended, removed and announced.
+    pub expired: usize,
+    /// Members whose socket was probed.
+    pub probed: usize,
+    /// Probed sockets the gateway no longer knew (their participants were dropped as gone).
+    pub gone: usize,
+}
 
 /// Which route handled an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -115,11 +138,23 @@ fn client_error(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Route
 }
 
 /// The signalling service: routes over a [`ConnectionStore`] and a [`Pusher`].
-#[derive(Debug)]
 pub struct Signalling<S, P> {
     store: S,
     pusher: P,
     config: Config,
+    on_suspend: Option<SuspensionHook>,
+    /// When each full room was last probed for ghosts by this process.
+    probed_rooms: Mutex<HashMap<RoomId, SystemTime>>,
+}
+
+impl<S: std::fmt::Debug, P: std::fmt::Debug> std::fmt::Debug for Signalling<S, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signalling")
+            .field("store", &self.store)
+            .field("pusher", &self.pusher)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
@@ -129,7 +164,17 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
             store,
             pusher,
             config,
+            on_suspend: None,
+            probed_rooms: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Calls `hook` with every suspension made from now on: a dropped socket's, and those
+    /// of sockets a push found gone.
+    #[must_use]
+    pub fn on_suspend(mut self, hook: SuspensionHook) -> Self {
+        self.on_suspend = Some(hook);
+        self
     }
 
     /// The store.
@@ -156,18 +201,24 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
     }
 
     /// `$disconnect`: the socket closed cleanly (or was closed by the gateway). Its
-    /// participant is removed and its room told. Safe to call twice.
+    /// participant (attached to it, or suspended from it) is removed and its room told.
+    /// Safe to call twice.
     ///
     /// # Errors
     /// [`StoreError`] if the store fails.
-    pub async fn disconnect(&self, socket: &ConnectionId) -> Result<(), StoreError> {
-        disconnect::run(self, socket).await
+    pub async fn disconnect(
+        &self,
+        socket: &ConnectionId,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        disconnect::run(self, socket, now).await
     }
 
     /// The socket dropped without a clean close. With resume on, its participant keeps its
     /// place, unseen by the others, until the grace ends; returns the participant and when
-    /// the gateway should call [`expire`](Self::expire) for it. Otherwise (or for a
-    /// participant in no room) this is `$disconnect`.
+    /// the gateway should call [`expire`](Self::expire) for it. A drop reported twice (a
+    /// push found the socket gone, then `$disconnect` came) changes nothing the second time.
+    /// Otherwise (or for a participant in no room) this is `$disconnect`.
     ///
     /// # Errors
     /// [`StoreError`] if the store fails.
@@ -175,15 +226,121 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
         &self,
         socket: &ConnectionId,
         now: SystemTime,
-    ) -> Result<Option<(ConnectionId, SystemTime)>, StoreError> {
+    ) -> Result<Option<Suspension>, StoreError> {
         let Some(resume) = &self.config.resume else {
-            self.disconnect(socket).await?;
+            self.disconnect(socket, now).await?;
             return Ok(None);
         };
-        let until = now + resume.grace;
-        let suspended = self.store.suspend(socket, until).await?;
+        self.keep_for_resume(socket, resume.grace, now).await
+    }
+
+    /// Suspends the socket's participant for `grace` (the store removes one in no room).
+    async fn keep_for_resume(
+        &self,
+        socket: &ConnectionId,
+        grace: Duration,
+        now: SystemTime,
+    ) -> Result<Option<Suspension>, StoreError> {
+        let suspended = self.store.suspend(socket, now + grace, now).await?;
         tracing::debug!(socket = %socket, suspended = suspended.is_some(), "socket dropped");
-        Ok(suspended.map(|id| (id, until)))
+        if let (Some(s), Some(hook)) = (&suspended, &self.on_suspend) {
+            hook(s);
+        }
+        Ok(suspended)
+    }
+
+    /// The periodic sweep: expires every suspended participant whose grace ended, and
+    /// probes the sockets of members due for a liveness check, dropping those the gateway
+    /// no longer knows (as a push answered 410 would) and scheduling the next check of the
+    /// others after `check_every`.
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store cannot say what is due.
+    pub async fn sweep(&self, now: SystemTime, check_every: Duration) -> Result<Swept, StoreError> {
+        let due = self.store.due(now).await?;
+        let mut swept = Swept::default();
+        for participant in &due.expired {
+            match self.expire(participant, now).await {
+                Ok(()) => swept.expired += 1,
+                Err(e) => tracing::error!(conn_id = %participant, error = %e, "expire failed"),
+            }
+        }
+        let gone = self.probe_all(&due.unchecked).await;
+        swept.probed = due.unchecked.len();
+        swept.gone = gone.len();
+        for member in &due.unchecked {
+            let Some(socket) = &member.socket else {
+                continue;
+            };
+            if gone.contains(socket) {
+                continue;
+            }
+            if let Err(e) = self
+                .store
+                .checked(&member.id, socket, now + check_every, now)
+                .await
+            {
+                tracing::error!(conn_id = %member.id, error = %e, "store failed recording a check");
+            }
+        }
+        self.settle(gone, now).await;
+        Ok(swept)
+    }
+
+    /// Probes the members' sockets, at most `fanout_concurrency` at a time; returns those
+    /// the gateway no longer knows.
+    async fn probe_all(&self, members: &[Member]) -> Vec<ConnectionId> {
+        let limit = self.config.fanout_concurrency.max(1);
+        let mut pending = members.iter().filter_map(|m| m.socket.as_ref());
+        let mut in_flight = FuturesUnordered::new();
+        let mut gone = Vec::new();
+        loop {
+            while in_flight.len() < limit {
+                let Some(socket) = pending.next() else { break };
+                in_flight.push(async move { (socket, self.pusher.probe(socket).await) });
+            }
+            match in_flight.next().await {
+                Some((socket, Ok(Delivery::Gone))) => gone.push(socket.clone()),
+                Some((_, Ok(Delivery::Delivered))) => {}
+                Some((socket, Err(e))) => {
+                    tracing::warn!(conn_id = %socket, error = %e, "probe failed");
+                }
+                None => return gone,
+            }
+        }
+    }
+
+    /// A join found `room` full: probe its members for ghosts (sockets the gateway no
+    /// longer knows, whose `$disconnect` never came) and drop those, at most once per
+    /// [`PROBE_FULL_ROOM_EVERY`] per room. Returns whether any seat was freed at once.
+    async fn clear_ghosts(&self, room: &RoomId, now: SystemTime) -> Result<bool, StoreError> {
+        {
+            let mut probed = self
+                .probed_rooms
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let recent = probed.get(room).is_some_and(|at| {
+                now.duration_since(*at)
+                    .is_ok_and(|ago| ago < PROBE_FULL_ROOM_EVERY)
+            });
+            if recent {
+                return Ok(false);
+            }
+            probed.retain(|_, at| {
+                now.duration_since(*at)
+                    .is_ok_and(|ago| ago < PROBE_FULL_ROOM_EVERY)
+            });
+            probed.insert(room.clone(), now);
+        }
+        let members = self.store.members(room, now).await?;
+        let gone = self.probe_all(&members).await;
+        if gone.is_empty() {
+            return Ok(false);
+        }
+        tracing::warn!(room_id = %room, ghosts = gone.len(), "a full room held members the gateway no longer knows");
+        let freed = self.config.resume.is_none();
+        self.settle(gone, now).await;
+        Ok(freed)
     }
 
     /// A suspended participant's grace ended: if it has not resumed, remove it and tell
@@ -202,7 +359,7 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
         }) = self.store.expire(participant, now).await?
         {
             tracing::debug!(conn_id = %id, room_id = %room, "resume grace ended");
-            self.announce_departure(&id, &room).await?;
+            self.announce_departure(&id, &room, now).await?;
         }
         Ok(())
     }
@@ -220,13 +377,16 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
             ),
             Ok(ClientMessage::SendMsgToRoom { room_id, message }) => (
                 Route::SendMsgToRoom,
-                send_msg_to_room::run(self, socket, &room_id, &message).await,
+                send_msg_to_room::run(self, socket, &room_id, &message, now).await,
             ),
-            Ok(ClientMessage::Signal { to, data }) => {
-                (Route::Signal, signal::run(self, socket, &to, data).await)
+            Ok(ClientMessage::Signal { to, data }) => (
+                Route::Signal,
+                signal::run(self, socket, &to, data, now).await,
+            ),
+            Ok(ClientMessage::LeaveRoom) => {
+                (Route::LeaveRoom, leave_room::run(self, socket, now).await)
             }
-            Ok(ClientMessage::LeaveRoom) => (Route::LeaveRoom, leave_room::run(self, socket).await),
-            Ok(ClientMessage::Ping) => (Route::Ping, ping::run(self, socket).await),
+            Ok(ClientMessage::Ping) => (Route::Ping, ping::run(self, socket, now).await),
             Ok(ClientMessage::Resume { token }) => {
                 let result = resume::run(self, socket, &token, now).await;
                 (Route::Resume, result.map(|r| replaced = r))
@@ -240,13 +400,18 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
                 about,
             }) => {
                 tracing::debug!(route = route.as_str(), code = code.as_str(), "refused");
-                default::refuse_about(self, socket, code, &message, about.as_ref()).await;
+                default::refuse_about(self, socket, code, &message, about.as_ref(), now).await;
                 Some(code)
             }
             Err(RouteError::Store(e)) => {
                 tracing::error!(route = route.as_str(), error = %e, source = ?std::error::Error::source(&e), "store failed");
-                self.refuse(socket, ErrorCode::Internal, "the service failed; try again")
-                    .await;
+                self.refuse(
+                    socket,
+                    ErrorCode::Internal,
+                    "the service failed; try again",
+                    now,
+                )
+                .await;
                 Some(ErrorCode::Internal)
             }
         };
@@ -259,17 +424,25 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
 
     /// Sends an `error` frame to `conn`. Gateways use it for what they refuse themselves
     /// (binary frames, oversize frames, rate limit), the routes for everything else.
-    pub async fn refuse(&self, conn: &ConnectionId, code: ErrorCode, message: &str) {
-        default::refuse(self, conn, code, message).await;
+    pub async fn refuse(
+        &self,
+        conn: &ConnectionId,
+        code: ErrorCode,
+        message: &str,
+        now: SystemTime,
+    ) {
+        default::refuse(self, conn, code, message, now).await;
     }
 
-    /// Sends one frame to one socket; a gone socket is cleaned up. Returns `false` if the
-    /// socket was gone.
-    async fn send_to(&self, socket: &ConnectionId, frame: &Outbound) -> bool {
+    /// Sends one frame to one socket; a gone socket is dealt with as [`settle`] says.
+    /// Returns `false` if the socket was gone.
+    ///
+    /// [`settle`]: Self::settle
+    async fn send_to(&self, socket: &ConnectionId, frame: &Outbound, now: SystemTime) -> bool {
         match self.push_one(socket, frame).await {
             None => true,
             Some(gone) => {
-                self.settle(vec![gone]).await;
+                self.settle(vec![gone], now).await;
                 false
             }
         }
@@ -283,17 +456,29 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
         members: &[Member],
         except: Option<&ConnectionId>,
         frame: &Outbound,
+        now: SystemTime,
     ) {
         let gone = self.push_all(members, except, frame).await;
-        self.settle(gone).await;
+        self.settle(gone, now).await;
     }
 
-    /// Removes the participants of sockets found gone and tells their rooms.
-    async fn settle(&self, mut gone: Vec<ConnectionId>) {
+    /// Deals with sockets the gateway no longer knows. Gone is not left: with resume on,
+    /// each one's participant is suspended (its client may be reconnecting right now, and
+    /// its `$disconnect` may not have run yet); without it, or for a participant in no
+    /// room, it is removed and its room told.
+    async fn settle(&self, mut gone: Vec<ConnectionId>, now: SystemTime) {
+        if let Some(resume) = &self.config.resume {
+            for socket in gone {
+                if let Err(e) = self.keep_for_resume(&socket, resume.grace, now).await {
+                    tracing::error!(error = %e, "store failed suspending a gone connection");
+                }
+            }
+            return;
+        }
         // Telling a room that someone is gone may find more gone members: a worklist, so
         // each socket is removed once and the recursion stays flat.
         while let Some(socket) = gone.pop() {
-            let (id, room) = match self.store.remove_connection(&socket).await {
+            let (id, room) = match self.store.remove_connection(&socket, now).await {
                 Ok(Some(Departure {
                     id,
                     room: Some(room),
@@ -305,7 +490,7 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
                 }
             };
             tracing::warn!(conn_id = %id, room_id = %room, "dropped a gone connection");
-            match self.push_departure(&id, &room).await {
+            match self.push_departure(&id, &room, now).await {
                 Ok(more) => gone.extend(more),
                 Err(e) => tracing::error!(error = %e, "store failed listing a room"),
             }
@@ -353,9 +538,14 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
     }
 
     /// Tells the members of `room` that participant `id` left it.
-    async fn announce_departure(&self, id: &ConnectionId, room: &RoomId) -> Result<(), StoreError> {
-        let gone = self.push_departure(id, room).await?;
-        self.settle(gone).await;
+    async fn announce_departure(
+        &self,
+        id: &ConnectionId,
+        room: &RoomId,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        let gone = self.push_departure(id, room, now).await?;
+        self.settle(gone, now).await;
         Ok(())
     }
 
@@ -365,8 +555,9 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
         &self,
         id: &ConnectionId,
         room: &RoomId,
+        now: SystemTime,
     ) -> Result<Vec<ConnectionId>, StoreError> {
-        let members = self.store.members(room).await?;
+        let members = self.store.members(room, now).await?;
         Ok(self
             .push_all(&members, Some(id), &participant_left(id))
             .await)

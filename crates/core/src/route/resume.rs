@@ -34,6 +34,6 @@ pub(super) async fn run<S: ConnectionStore, P: Pusher>(
     };
     tracing::debug!(conn_id = %id, room_id = %resumed.room, "resumed");
     let reply = sig.joined(&id, &resumed.room, &resumed.others, true, now);
-    sig.send_to(socket, &reply).await;
+    sig.send_to(socket, &reply, now).await;
     Ok(resumed.replaced)
 }

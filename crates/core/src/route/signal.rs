@@ -4,6 +4,8 @@
 //! suspended (its socket dropped, it may resume) misses the frame; it restarts negotiation
 //! when it comes back.
 
+use std::time::SystemTime;
+
 use meshcall_protocol::{ConnectionId, ErrorCode, ServerMessage};
 use serde_json::value::RawValue;
 
@@ -15,8 +17,9 @@ pub(super) async fn run<S: ConnectionStore, P: Pusher>(
     socket: &ConnectionId,
     to: &ConnectionId,
     data: &RawValue,
+    now: SystemTime,
 ) -> Result<(), RouteError> {
-    let sender = sig.store.lookup(socket).await?;
+    let sender = sig.store.lookup(socket, now).await?;
     // A socket's participant has the socket's id unless it resumed from another socket.
     let own_id = sender.as_ref().map_or(socket, |p| &p.id);
     if to == own_id || to == socket {
@@ -31,7 +34,7 @@ pub(super) async fn run<S: ConnectionStore, P: Pusher>(
             "join a room before signalling",
         ));
     };
-    let target = match sig.store.participant(to).await? {
+    let target = match sig.store.participant(to, now).await? {
         Some((Some(their_room), member)) if their_room == room => member,
         _ => {
             return Err(RouteError::Client {
@@ -48,7 +51,7 @@ pub(super) async fn run<S: ConnectionStore, P: Pusher>(
             data,
         }
         .to_json();
-        sig.send_to(target_socket, &Outbound::new(Kind::Signal, frame))
+        sig.send_to(target_socket, &Outbound::new(Kind::Signal, frame), now)
             .await;
     }
     Ok(())

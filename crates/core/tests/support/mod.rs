@@ -11,14 +11,14 @@
 use std::{
     collections::HashSet,
     future::Future,
-    sync::{Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::{Duration, SystemTime},
 };
 
 use futures_util::FutureExt;
 use meshcall_core::{
     Config, ConnectionStore, Delivery, MemoryStore, Outbound, Outcome, PushError, Pusher,
-    Signalling,
+    Signalling, Suspension,
     protocol::{ConnectionId, RoomId},
 };
 use serde_json::Value;
@@ -68,6 +68,7 @@ pub(crate) struct RecordingPusher {
     pushes: Mutex<Vec<Push>>,
     gone: Mutex<HashSet<ConnectionId>>,
     failing: Mutex<HashSet<ConnectionId>>,
+    probes: Mutex<Vec<ConnectionId>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -89,6 +90,16 @@ impl RecordingPusher {
     /// there).
     pub(crate) fn mark_failing(&self, conn: &ConnectionId) {
         lock(&self.failing).insert(conn.clone());
+    }
+
+    /// Sockets probed so far, in order, without clearing them.
+    pub(crate) fn probes(&self) -> Vec<ConnectionId> {
+        lock(&self.probes).clone()
+    }
+
+    /// Sockets probed so far, in order; the record is cleared.
+    pub(crate) fn take_probes(&self) -> Vec<ConnectionId> {
+        std::mem::take(&mut *lock(&self.probes))
     }
 
     /// Every push so far, in order, without clearing them.
@@ -153,12 +164,25 @@ impl Pusher for RecordingPusher {
             Fate::Failed => Err(PushError::new("test transport refused the push")),
         }
     }
+
+    async fn probe(&self, to: &ConnectionId) -> Result<Delivery, PushError> {
+        lock(&self.probes).push(to.clone());
+        if lock(&self.gone).contains(to) {
+            Ok(Delivery::Gone)
+        } else if lock(&self.failing).contains(to) {
+            Err(PushError::new("test transport refused the probe"))
+        } else {
+            Ok(Delivery::Delivered)
+        }
+    }
 }
 
 /// [`Signalling`] over a [`MemoryStore`] and a [`RecordingPusher`], driven synchronously.
+/// Its `on_suspend` hook records every suspension.
 #[derive(Debug)]
 pub(crate) struct World {
     pub(crate) sig: Signalling<MemoryStore, RecordingPusher>,
+    suspensions: Arc<Mutex<Vec<Suspension>>>,
 }
 
 impl World {
@@ -174,9 +198,16 @@ impl World {
     }
 
     pub(crate) fn with_config(config: Config) -> Self {
-        Self {
-            sig: Signalling::new(MemoryStore::new(), RecordingPusher::new(), config),
-        }
+        let suspensions = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&suspensions);
+        let sig = Signalling::new(MemoryStore::new(), RecordingPusher::new(), config)
+            .on_suspend(Arc::new(move |s: &Suspension| lock(&seen).push(s.clone())));
+        Self { sig, suspensions }
+    }
+
+    /// Every suspension the `on_suspend` hook was called with since the last call, in order.
+    pub(crate) fn take_suspensions(&self) -> Vec<Suspension> {
+        std::mem::take(&mut *lock(&self.suspensions))
     }
 
     pub(crate) fn pusher(&self) -> &RecordingPusher {
@@ -209,11 +240,11 @@ impl World {
 
     /// `$disconnect`.
     pub(crate) fn disconnect(&self, conn: &ConnectionId) {
-        ready(self.sig.disconnect(conn)).unwrap();
+        ready(self.sig.disconnect(conn, now())).unwrap();
     }
 
     pub(crate) fn members(&self, name: &str) -> Vec<ConnectionId> {
-        ready(self.store().members(&room(name)))
+        ready(self.store().members(&room(name), now()))
             .unwrap()
             .into_iter()
             .map(|m| m.id)

@@ -141,6 +141,8 @@ pub async fn http_untimed(
     body: &[u8],
 ) -> HttpResponse {
     let mut stream = TcpStream::connect(addr).await.unwrap();
+    // One write, without Nagle: the request is never held back by this side.
+    stream.set_nodelay(true).unwrap();
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -152,8 +154,9 @@ pub async fn http_untimed(
         let _ = write!(request, "{name}: {value}\r\n");
     }
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes).await.unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
     parse_response(&raw)

@@ -115,8 +115,10 @@ impl TestServer {
     }
 
     /// Starts `meshcall-gateway` on a fresh table with the same flags, and waits for the
-    /// line that gives its address. Its log (and its Lambda instances') goes to
-    /// `target/suite-logs/<table>.log`.
+    /// line that gives its address. It runs strict, as AWS does, with its defaults: one
+    /// connection's messages invoked concurrently, the template's function timeout, the
+    /// sweep once a minute, graces ended through the SQS expiry queue it creates with the
+    /// table. Its log (and its Lambda instances') goes to `target/suite-logs/<table>.log`.
     async fn gateway(binary: &str, flags: &[&str]) -> Self {
         static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -137,7 +139,6 @@ impl TestServer {
                 "--table",
                 &table,
             ])
-            .args(["--sweep-every", "100ms"])
             .args(flags)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
