@@ -40,7 +40,7 @@ after(async () => {
 
 /** meshcall with TURN only, using `secret` (the right one or not). @param {string} secret */
 async function meshcall(secret) {
-  const server = await startServer({ args: ['--turn', turn.url, '--turn-secret', secret, '--force-relay'] });
+  const server = await startServer({ args: ['--stun', 'none', '--turn', turn.url, '--turn-secret', secret, '--force-relay'] });
   servers.push(server);
   const cfg = await (await fetch(`${server.origin}/config.json`)).json();
   assert.equal(cfg.iceTransportPolicy, 'relay', `/config.json with --force-relay: ${JSON.stringify(cfg)}`);

@@ -7,6 +7,9 @@ use meshcall_protocol::{IceServer, limits};
 
 use crate::{resume::Resume, turn::Turn};
 
+/// How many pushes one fan-out keeps in flight at once, by default.
+pub const FANOUT_CONCURRENCY: usize = 16;
+
 /// A token bucket's shape: `per_second` tokens are added each second, up to `burst`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -49,7 +52,7 @@ impl Default for Config {
             },
             ice_servers: Vec::new(),
             turn: None,
-            fanout_concurrency: 16,
+            fanout_concurrency: FANOUT_CONCURRENCY,
             resume: None,
         }
     }

@@ -12,6 +12,8 @@
 //! - [`rate`]: [`TokenBucket`], the per-connection rate limit a gateway applies.
 //! - [`resume`]: [`ResumeKey`], the signed tokens that let a dropped participant back in.
 //! - [`turn`]: [`Turn`], short-lived TURN credentials minted per join.
+//! - `settings` (with the `clap` feature): `SignallingArgs`, the settings every runtime
+//!   shares, as clap arguments to flatten, and their one conversion into a [`Config`].
 //!
 //! # Contract
 //!
@@ -26,6 +28,8 @@ pub mod pusher;
 pub mod rate;
 pub mod resume;
 pub mod route;
+#[cfg(feature = "clap")]
+pub mod settings;
 pub mod store;
 pub mod turn;
 

@@ -11,7 +11,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{any, get},
 };
-use meshcall::web;
+use meshcall::{limits::socket_max_age, security, web};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{connections::Connections, manage, runtime::Invoker, settings::Settings, socket};
@@ -54,7 +54,15 @@ pub fn router(state: AppState) -> Router {
     if stage != "ws" {
         router = router.route(&format!("/{stage}"), get(socket::upgrade));
     }
-    router.fallback(web::asset).with_state(state)
+    // The web app's security headers, as the self-hosted server sends them (its wsUrl is
+    // on the page's own host, which the policy allows).
+    router
+        .fallback(web::asset)
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            security::Security::default(),
+            security::headers,
+        ))
 }
 
 /// `GET /config.json`: the app signals at this gateway's `/ws`, on the host the page came
@@ -80,16 +88,6 @@ async fn config(State(state): State<AppState>, headers: HeaderMap) -> Response {
         Json(config),
     )
         .into_response()
-}
-
-/// When the app should move to a fresh socket: before the connection limit (if any) ends
-/// this one, by 5 minutes or a quarter of the limit, whichever is less. The AWS deploy
-/// script writes the same for API Gateway's 2 hours.
-fn socket_max_age(limit: std::time::Duration) -> Option<std::time::Duration> {
-    if limit.is_zero() {
-        return None;
-    }
-    Some(limit.saturating_sub((limit / 4).min(std::time::Duration::from_mins(5))))
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

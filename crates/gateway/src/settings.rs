@@ -1,19 +1,26 @@
 //! [`Settings`]: the gateway's flags. Gateway flags are also `MESHCALL_GATEWAY_*`
 //! variables; the function's settings keep the self-hosted server's flag names and
 //! `MESHCALL_*` variables and are handed to every bootstrap process as those variables.
+//! Those the runtimes share are [`SignallingArgs`], flattened in, so the gateway, the server
+//! and the function read them alike; the gateway hands every one of them on
+//! ([`SignallingArgs::env`]).
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 pub use meshcall::settings::LogFormat;
-use meshcall::settings::positive;
-use meshcall_core::protocol::limits;
+use meshcall_core::settings::{SignallingArgs, positive};
 
 /// meshcall-gateway: a local stand-in for API Gateway WebSocket. Serves the web app, accepts
 /// WebSocket connections, and runs meshcall's Lambda bootstrap behind a local Lambda runtime API, with
 /// the `@connections` management API on the same port.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "meshcall-gateway", version)]
+#[command(mut_arg("turn", |a| a.requires("turn_secret")))]
+#[command(mut_arg("max_message_bytes", |a| a
+    .env("MESHCALL_GATEWAY_MAX_MESSAGE_BYTES")
+    .help("Largest message the function accepts (its `MESHCALL_MAX_MESSAGE_BYTES`); a larger one, \
+           within API Gateway's own limit, is refused by the function with `messageTooLarge`")))]
 #[allow(clippy::struct_excessive_bools)]
 pub struct Settings {
     /// Address and port to listen on (port 0 picks a free port; stdout says which).
@@ -89,15 +96,6 @@ pub struct Settings {
     #[arg(long, env = "MESHCALL_GATEWAY_LOSE_DISCONNECTS", default_value_t = 0.0, value_parser = fraction)]
     pub lose_disconnects: f64,
 
-    /// Largest message the function accepts (`MESHCALL_MAX_MESSAGE_BYTES`); a larger one,
-    /// within API Gateway's own limit, is refused by the function with `messageTooLarge`.
-    #[arg(
-        long,
-        env = "MESHCALL_GATEWAY_MAX_MESSAGE_BYTES",
-        default_value_t = limits::MAX_MESSAGE_BYTES
-    )]
-    pub max_message_bytes: usize,
-
     /// Largest WebSocket message API Gateway itself accepts (128 KiB, fixed on AWS); a
     /// larger one closes the connection with 1009. Smaller values are for tests.
     #[arg(
@@ -136,49 +134,20 @@ pub struct Settings {
     #[arg(long, env = "MESHCALL_GATEWAY_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
-    /// Most participants in one room (the function's `MESHCALL_MAX_ROOM_SIZE`).
-    #[arg(long, env = "MESHCALL_MAX_ROOM_SIZE", value_parser = positive)]
-    pub max_room_size: Option<usize>,
-
-    /// STUN server URL for `joined` (repeat, or separate with commas; `MESHCALL_STUN`).
-    #[arg(long = "stun", env = "MESHCALL_STUN", value_delimiter = ',')]
-    pub stun: Vec<String>,
-
-    /// TURN server URL for `joined` (repeat, or separate with commas; `MESHCALL_TURN`).
-    #[arg(
-        long = "turn",
-        env = "MESHCALL_TURN",
-        value_delimiter = ',',
-        requires = "turn_secret"
-    )]
-    pub turn: Vec<String>,
+    /// The function's signalling settings, which every runtime shares (room size, message
+    /// size, STUN, TURN, origins, resume grace, fan-out); all handed to it as `MESHCALL_*`.
+    /// Its message size is `--max-message-bytes` (`MESHCALL_GATEWAY_MAX_MESSAGE_BYTES`).
+    #[command(flatten)]
+    pub signalling: SignallingArgs,
 
     /// The TURN server's shared secret (`MESHCALL_TURN_SECRET`). The function reads it from
     /// the SSM parameter `--create-table` writes, never from its environment.
     #[arg(long, env = "MESHCALL_TURN_SECRET", hide_env_values = true)]
     pub turn_secret: Option<String>,
 
-    /// How long minted TURN credentials stay valid (`MESHCALL_TURN_TTL`).
-    #[arg(long, env = "MESHCALL_TURN_TTL", value_parser = duration_text)]
-    pub turn_ttl: Option<String>,
-
     /// Put `iceTransportPolicy: "relay"` in `/config.json`. Needs `--turn`.
     #[arg(long, env = "MESHCALL_FORCE_RELAY", requires = "turn")]
     pub force_relay: bool,
-
-    /// Allowed `Origin` of WebSocket clients (repeat, or separate with commas;
-    /// `MESHCALL_ALLOWED_ORIGINS`). The function refuses others at `$connect`.
-    #[arg(
-        long = "allowed-origin",
-        env = "MESHCALL_ALLOWED_ORIGINS",
-        value_delimiter = ','
-    )]
-    pub allowed_origins: Vec<String>,
-
-    /// How long a dropped participant keeps its place for a `resume`
-    /// (`MESHCALL_RESUME_GRACE`).
-    #[arg(long, env = "MESHCALL_RESUME_GRACE", value_parser = duration_text)]
-    pub resume_grace: Option<String>,
 
     /// How often the sweep asks `@connections` whether a room member's socket still exists
     /// (the function's `MESHCALL_CHECK_EVERY`; its default is 5 minutes).
@@ -250,32 +219,12 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// The function's settings as environment variables, only those given (the function
-    /// has its own defaults), plus `MESHCALL_MAX_MESSAGE_BYTES`, always. Secrets are not
-    /// among them: the function reads them from SSM (`crate::aws`).
+    /// The function's settings as environment variables: every shared one
+    /// ([`SignallingArgs::env`], so the function reads what this command line says, defaults
+    /// included), and `MESHCALL_CHECK_EVERY` if given (the function has its own default).
+    /// Secrets are not among them: the function reads them from SSM (`crate::aws`).
     pub fn function_env(&self) -> Vec<(&'static str, String)> {
-        let mut env = vec![(
-            "MESHCALL_MAX_MESSAGE_BYTES",
-            self.max_message_bytes.to_string(),
-        )];
-        if let Some(n) = self.max_room_size {
-            env.push(("MESHCALL_MAX_ROOM_SIZE", n.to_string()));
-        }
-        if !self.stun.is_empty() {
-            env.push(("MESHCALL_STUN", self.stun.join(",")));
-        }
-        if !self.turn.is_empty() {
-            env.push(("MESHCALL_TURN", self.turn.join(",")));
-        }
-        if let Some(ttl) = &self.turn_ttl {
-            env.push(("MESHCALL_TURN_TTL", ttl.clone()));
-        }
-        if !self.allowed_origins.is_empty() {
-            env.push(("MESHCALL_ALLOWED_ORIGINS", self.allowed_origins.join(",")));
-        }
-        if let Some(grace) = &self.resume_grace {
-            env.push(("MESHCALL_RESUME_GRACE", grace.clone()));
-        }
+        let mut env = self.signalling.env();
         if let Some(every) = &self.check_every {
             env.push(("MESHCALL_CHECK_EVERY", every.clone()));
         }
@@ -311,14 +260,16 @@ mod tests {
         assert_eq!(s.table, "meshcall");
         assert_eq!(s.stage, "local");
         assert_eq!(s.sweep_every, Duration::from_mins(1));
-        assert_eq!(s.max_message_bytes, 128 * 1024);
+        assert_eq!(s.signalling.max_message_bytes, 128 * 1024);
         assert_eq!(s.idle_timeout, Duration::from_mins(10));
         assert_eq!(s.max_connection_duration, Duration::from_hours(2));
         assert_eq!(s.function_timeout, Duration::from_secs(10));
-        assert_eq!(
-            s.function_env(),
-            [("MESHCALL_MAX_MESSAGE_BYTES", "131072".to_owned())]
-        );
+        // The function gets every shared setting, defaults included.
+        assert_eq!(s.function_env(), SignallingArgs::default().env());
+        let env: std::collections::HashMap<_, _> = s.function_env().into_iter().collect();
+        assert_eq!(env["MESHCALL_MAX_MESSAGE_BYTES"], "131072");
+        assert_eq!(env["MESHCALL_MAX_ROOM_SIZE"], "8");
+        assert_eq!(env["MESHCALL_RESUME_GRACE"], "30s");
         assert!(s.ignored().is_empty());
     }
 
@@ -362,7 +313,8 @@ mod tests {
         assert_eq!(env["MESHCALL_ALLOWED_ORIGINS"], "http://a,http://b");
         assert_eq!(env["MESHCALL_RESUME_GRACE"], "5s");
         assert_eq!(env["MESHCALL_MAX_MESSAGE_BYTES"], "1000");
-        assert_eq!(env.len(), 7);
+        assert_eq!(env["MESHCALL_FANOUT_CONCURRENCY"], "16");
+        assert_eq!(env.len(), 8);
         assert_eq!(s.ignored(), ["--rate-burst"]);
         assert!(s.force_relay);
     }
@@ -371,6 +323,8 @@ mod tests {
     fn bad_values_are_refused() {
         for args in [
             &["--max-room-size", "0"][..],
+            &["--fanout-concurrency", "0"],
+            &["--max-message-bytes", "0"],
             &["--turn-ttl", "soon"],
             &["--stage", "a/b"],
             &["--stage", "healthz"],

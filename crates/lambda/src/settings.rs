@@ -1,6 +1,8 @@
 //! [`Settings`]: the function's configuration, from environment variables only (a Lambda
 //! has no command line). The names are the self-hosted server's (`MESHCALL_*`), so one set
-//! of settings describes both; the deployment template sets them from its parameters.
+//! of settings describes both; the deployment template sets them from its parameters. The
+//! signalling settings every runtime shares are [`SignallingArgs`], flattened in and
+//! converted into the core's [`Config`] by the same code as the server's.
 //!
 //! Secrets are not settings: the environment names the SSM Parameter Store `SecureString`
 //! parameters that hold them (`MESHCALL_RESUME_SECRET_PARAMETER`,
@@ -10,8 +12,10 @@
 use std::time::Duration;
 
 use clap::Parser;
-use meshcall_core::{Config, Resume, ResumeKey, Turn};
-use meshcall_protocol::{IceServer, limits};
+use meshcall_core::{
+    Config, ResumeKey,
+    settings::{self, SignallingArgs},
+};
 
 /// How log lines are written (CloudWatch Logs keeps each line).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,38 +39,15 @@ pub struct Settings {
     #[arg(long, env = "MESHCALL_CALLBACK_URL", default_value = "")]
     pub callback_url: String,
 
-    /// Most participants in one room.
-    #[arg(long, env = "MESHCALL_MAX_ROOM_SIZE", default_value_t = limits::MAX_ROOM_SIZE)]
-    pub max_room_size: usize,
-
-    /// Largest message a client may send, in bytes (API Gateway's own limit is 131072).
-    #[arg(long, env = "MESHCALL_MAX_MESSAGE_BYTES", default_value_t = limits::MAX_MESSAGE_BYTES)]
-    pub max_message_bytes: usize,
-
-    /// STUN server URLs for `joined` (comma-separated).
-    #[arg(long, env = "MESHCALL_STUN", value_delimiter = ',')]
-    pub stun: Vec<String>,
-
-    /// TURN server URLs for `joined`, with credentials minted per join (comma-separated).
-    #[arg(long, env = "MESHCALL_TURN", value_delimiter = ',')]
-    pub turn: Vec<String>,
+    /// The signalling settings every runtime shares (room size, message size, STUN, TURN,
+    /// origins, resume grace, fan-out).
+    #[command(flatten)]
+    pub signalling: SignallingArgs,
 
     /// The SSM Parameter Store `SecureString` parameter holding the TURN server's shared
     /// secret.
     #[arg(long, env = "MESHCALL_TURN_SECRET_PARAMETER")]
     pub turn_secret_parameter: Option<String>,
-
-    /// How long minted TURN credentials stay valid.
-    #[arg(long, env = "MESHCALL_TURN_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
-    pub turn_ttl: Duration,
-
-    /// Allowed `Origin`s of WebSocket clients (comma-separated); none means any.
-    #[arg(long, env = "MESHCALL_ALLOWED_ORIGINS", value_delimiter = ',')]
-    pub allowed_origins: Vec<String>,
-
-    /// How long a dropped participant keeps its place for a `resume`; 0 turns resume off.
-    #[arg(long, env = "MESHCALL_RESUME_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub resume_grace: Duration,
 
     /// The SSM Parameter Store `SecureString` parameter holding the secret that signs resume
     /// tokens (every instance must share it).
@@ -80,12 +61,8 @@ pub struct Settings {
 
     /// How often the sweep asks API Gateway whether a room member's socket still exists
     /// (a lost `$disconnect` leaves a ghost).
-    #[arg(long, env = "MESHCALL_CHECK_EVERY", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MESHCALL_CHECK_EVERY", default_value = "5m", value_parser = settings::duration)]
     pub check_every: Duration,
-
-    /// Pushes one fan-out keeps in flight at once.
-    #[arg(long, env = "MESHCALL_FANOUT_CONCURRENCY", default_value_t = 16)]
-    pub fanout_concurrency: usize,
 
     /// Log format.
     #[arg(long, env = "MESHCALL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
@@ -121,6 +98,9 @@ pub enum SettingsError {
     /// TURN URLs without the secret to mint credentials.
     #[error("MESHCALL_TURN needs MESHCALL_TURN_SECRET_PARAMETER")]
     NoTurnSecret,
+    /// A shared setting that cannot work.
+    #[error(transparent)]
+    Shared(settings::SettingsError),
 }
 
 impl Settings {
@@ -132,67 +112,31 @@ impl Settings {
         Self::try_parse_from(["bootstrap"])
     }
 
-    /// The core's configuration, with the `secrets` read at init.
+    /// The core's configuration, with the `secrets` read at init: the shared settings'
+    /// one conversion ([`SignallingArgs::config`]), with the resume key derived from the
+    /// shared resume secret (of 32 characters or more).
     ///
     /// # Errors
     /// [`SettingsError`] for settings that contradict each other.
     pub fn core_config(&self, secrets: &Secrets) -> Result<Config, SettingsError> {
-        let resume = if self.resume_grace.is_zero() {
-            None
-        } else {
-            let secret = secrets
-                .resume
-                .as_deref()
-                .filter(|s| s.len() >= 32)
-                .ok_or(SettingsError::NoResumeSecret)?;
-            Some(Resume {
-                key: ResumeKey::from_secret(secret),
-                grace: self.resume_grace,
+        let key = secrets
+            .resume
+            .as_deref()
+            .filter(|s| s.len() >= 32)
+            .map(ResumeKey::from_secret);
+        self.signalling
+            .config(secrets.turn.as_deref(), key)
+            .map_err(|e| match e {
+                settings::SettingsError::NoResumeKey => SettingsError::NoResumeSecret,
+                settings::SettingsError::NoTurnSecret => SettingsError::NoTurnSecret,
+                e @ settings::SettingsError::Zero(_) => SettingsError::Shared(e),
             })
-        };
-        let (stun, turn_urls) = (non_empty(&self.stun), non_empty(&self.turn));
-        let secret = secrets.turn.as_deref().filter(|s| !s.is_empty());
-        let turn = match (turn_urls.is_empty(), secret) {
-            (true, _) => None,
-            (false, None) => return Err(SettingsError::NoTurnSecret),
-            (false, Some(secret)) => Some(Turn {
-                urls: turn_urls,
-                secret: secret.to_owned(),
-                ttl: self.turn_ttl,
-            }),
-        };
-        Ok(Config {
-            max_room_size: self.max_room_size.max(1),
-            max_message_bytes: self.max_message_bytes,
-            ice_servers: if stun.is_empty() {
-                Vec::new()
-            } else {
-                vec![IceServer {
-                    urls: stun,
-                    username: None,
-                    credential: None,
-                }]
-            },
-            turn,
-            fanout_concurrency: self.fanout_concurrency.max(1),
-            resume,
-            ..Config::default()
-        })
     }
 
     /// The allowed origins, empty entries dropped (an empty template parameter).
     pub fn origins(&self) -> Vec<String> {
-        self.allowed_origins
-            .iter()
-            .map(|o| o.trim().to_owned())
-            .filter(|o| !o.is_empty())
-            .collect()
+        self.signalling.origins()
     }
-}
-
-/// A list setting without its empty entries (an empty template parameter arrives as `""`).
-fn non_empty(values: &[String]) -> Vec<String> {
-    values.iter().filter(|v| !v.is_empty()).cloned().collect()
 }
 
 #[cfg(test)]
@@ -269,19 +213,56 @@ mod tests {
     }
 
     #[test]
-    fn origins_drop_empty_entries_and_zero_counts_become_one() {
+    fn origins_drop_empty_entries_and_zero_counts_are_refused() {
         let s = settings(&[
             "--resume-grace",
             "0s",
             "--allowed-origins",
             " https://a.example ,,",
-            "--max-room-size",
-            "0",
-            "--fanout-concurrency",
-            "0",
         ]);
         assert_eq!(s.origins(), ["https://a.example"]);
-        let config = s.core_config(&Secrets::default()).unwrap();
-        assert_eq!((config.max_room_size, config.fanout_concurrency), (1, 1));
+        // A zero was once clamped to 1 here while the server refused it; now both refuse it,
+        // at init (the variable's value parser), naming the variable.
+        for name in [
+            "--max-room-size",
+            "--fanout-concurrency",
+            "--max-message-bytes",
+        ] {
+            let argv = ["bootstrap", "--table", "t", name, "0"];
+            let refused = Settings::try_parse_from(argv).unwrap_err().to_string();
+            assert!(refused.contains(name), "{refused}");
+        }
+        let mut zero = s.clone();
+        zero.signalling.max_room_size = 0;
+        assert!(matches!(
+            zero.core_config(&Secrets::default()),
+            Err(SettingsError::Shared(_))
+        ));
+    }
+
+    #[test]
+    fn shared_settings_are_flattened_under_their_variables() {
+        let s = settings(&[
+            "--max-room-size",
+            "3",
+            "--fanout-concurrency",
+            "4",
+            "--turn-ttl",
+            "1h",
+            "--resume-grace",
+            "5s",
+        ]);
+        let config = s.core_config(&resume_secret(&"x".repeat(32))).unwrap();
+        assert_eq!((config.max_room_size, config.fanout_concurrency), (3, 4));
+        assert_eq!(config.resume.map(|r| r.grace), Some(Duration::from_secs(5)));
+        let command = <Settings as clap::CommandFactory>::command();
+        for (name, _) in s.signalling.env() {
+            assert!(
+                command
+                    .get_arguments()
+                    .any(|a| a.get_env() == Some(name.as_ref())),
+                "{name}"
+            );
+        }
     }
 }

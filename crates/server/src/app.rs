@@ -1,19 +1,22 @@
 //! The axum router and the state every handler shares. Build it with [`router`]; tests and
 //! `main` serve it on a listener they bound themselves.
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use axum::{
     Router,
-    extract::{State, WebSocketUpgrade},
-    http::{HeaderMap, StatusCode, header},
+    extract::{ConnectInfo, FromRequestParts, State, WebSocketUpgrade},
+    http::{HeaderMap, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
     routing::get,
 };
 use meshcall_core::{MemoryStore, ResumeKey, Signalling};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{metrics::Metrics, pusher::ChannelPusher, settings::Settings, socket, web};
+use crate::{
+    limits::Limits, metrics::Metrics, pusher::ChannelPusher, security, settings::Settings, socket,
+    web,
+};
 
 /// The core as the server runs it: memory store, channel pusher.
 pub type Core = Signalling<MemoryStore, ChannelPusher>;
@@ -31,6 +34,10 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Tracks socket tasks so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// The abuse limits' counters.
+    pub limits: Arc<Limits>,
+    /// Which optional security headers to send (HSTS: see [`AppState::with_hsts`]).
+    pub security: security::Security,
 }
 
 impl AppState {
@@ -43,19 +50,34 @@ impl AppState {
             // Tokens die with the process, as does the membership they point to.
             settings.core_config(ResumeKey::new(rand::random())),
         );
+        let limits = Arc::new(Limits::new(settings.limits.clone(), metrics.clone()));
         Self {
             core: Arc::new(core),
             metrics,
             settings: Arc::new(settings.clone()),
             shutdown,
             tracker,
+            limits,
+            security: security::Security::default(),
         }
+    }
+
+    /// Sends `Strict-Transport-Security` on every response when `on`: for HTTPS with a
+    /// certificate browsers trust (`--tls-cert` or ACME), never plain HTTP or a
+    /// self-signed certificate.
+    #[must_use]
+    pub fn with_hsts(mut self, on: bool) -> Self {
+        self.security.hsts = on;
+        self
     }
 }
 
 /// Every route: the app (`/`, `/r/<room>`, `/config.json`, its files), `/ws` (signalling),
-/// `/healthz`, `/metrics`.
+/// `/healthz`, `/metrics`; every response with the security headers. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`, or the per-address limits see
+/// no address (and are not applied).
 pub fn router(state: AppState) -> Router {
+    let security = state.security;
     Router::new()
         .route("/", get(web::index))
         .route("/r/{room}", get(web::index))
@@ -65,10 +87,31 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(web::asset)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            security,
+            security::headers,
+        ))
+}
+
+/// The peer's socket address, when the server was served with connect info.
+pub struct Peer(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+        ))
+    }
 }
 
 async fn ws(
     State(state): State<AppState>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -79,6 +122,21 @@ async fn ws(
         tracing::debug!("refused a WebSocket from a disallowed origin");
         return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
     }
+    let Some(peer) = peer else {
+        tracing::error!("no client address (serve with connect info): refusing the WebSocket");
+        return (StatusCode::INTERNAL_SERVER_ERROR, "no client address\n").into_response();
+    };
+    let admission = match state.limits.admit(peer.ip(), &headers, Instant::now()) {
+        Ok(admission) => admission,
+        Err(refusal) => {
+            return (
+                refusal.status(),
+                [(header::RETRY_AFTER, refusal.retry_after())],
+                refusal.body(),
+            )
+                .into_response();
+        }
+    };
     let s = &state.settings;
     upgrade
         .read_buffer_size(s.read_buffer_bytes)
@@ -87,7 +145,7 @@ async fn ws(
         .max_frame_size(s.max_message_bytes)
         .on_upgrade(move |ws| {
             let tracker = state.tracker.clone();
-            tracker.track_future(socket::serve(state, ws))
+            tracker.track_future(socket::serve(state, ws, admission))
         })
 }
 
@@ -110,6 +168,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    state.metrics.set_sources(state.limits.sources());
     let body = state.metrics.render(state.core.store().stats());
     (
         [(

@@ -10,61 +10,120 @@
 //! - [`pusher`]: [`ChannelPusher`](pusher::ChannelPusher), the core's `Pusher` over one
 //!   bounded queue per socket.
 //! - [`metrics`]: the Prometheus registry behind `/metrics`.
+//! - [`limits`]: the abuse limits (connections, joins per address, connection age), the
+//!   client address (`--trust-proxy`), and the default STUN server.
+//! - [`security`]: the security headers (CSP, HSTS, ...) on every response.
 //! - [`web`]: the web app, embedded in the binary.
 //! - [`process`]: logging and the Ctrl-C/SIGTERM token, for `main` (and the gateway's).
+//! - [`tls`]: HTTPS on the same port (self-signed, certificate files reloaded on SIGHUP,
+//!   or ACME), and the optional plain-HTTP redirect.
 //!
 //! The routes themselves live in `meshcall-core`; this crate is the gateway that behaves like
 //! API Gateway WebSocket (connection ids, route selection on `action`, size limit, idle
 //! timeout) so that what works here works on AWS.
 
 pub mod app;
+pub mod limits;
 pub mod metrics;
 pub mod process;
 pub mod pusher;
+pub mod security;
 pub mod settings;
 pub mod socket;
+pub mod tls;
 pub mod web;
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
+use axum::{
+    Router,
+    extract::connect_info::Connected,
+    serve::{IncomingStream, Listener, ListenerExt as _},
+};
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use settings::Settings;
 
 /// Serves meshcall on `listener` until `shutdown` is cancelled, then closes every WebSocket
-/// with 1001 (going away) and waits up to `drain` for their tasks to finish.
+/// with 1001 (going away) and waits up to `drain` for their tasks to finish. With a TLS
+/// mode in `settings.tls` it serves HTTPS (and, with `--redirect-http`, plain HTTP
+/// redirects on that second address).
 ///
 /// # Errors
-/// If the listener fails.
+/// If the certificate cannot be set up, the redirect address bound, or the listener fails.
 pub async fn run(
     listener: TcpListener,
     settings: &Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
-    let state = app::AppState::new(settings, shutdown.clone(), tracker.clone());
+    // HSTS only with a certificate browsers trust (files or ACME): a self-signed one would
+    // pin users to a warning they cannot click through.
+    let state = app::AppState::new(settings, shutdown.clone(), tracker.clone())
+        .with_hsts(settings.tls.real_certificate());
     let router = app::router(state);
     let addr = listener.local_addr().context("reading the bound address")?;
-    tracing::info!(%addr, "meshcall listening");
-    // TCP_NODELAY on every accepted socket: a frame is written whole and at once, and
-    // Nagle's algorithm would hold a small one (a `newParticipant`) until the client's
-    // delayed ACK, about 40 ms later.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    let tls = tls::Tls::start(&settings.tls, addr, &shutdown)
         .await
-        .context("serving HTTP")?;
+        .context("setting up HTTPS")?;
+    let redirect = match (&tls, settings.tls.redirect_http) {
+        (_, None) => None,
+        (None, Some(_)) => anyhow::bail!("--redirect-http needs a TLS mode"),
+        (Some(_), Some(at)) => {
+            let plain = tls::redirect::bind(at).await?;
+            Some(tokio::spawn(tls::redirect::serve(
+                plain,
+                addr.port(),
+                shutdown.clone(),
+            )))
+        }
+    };
+    match tls {
+        None => {
+            tracing::info!(%addr, "meshcall listening");
+            // TCP_NODELAY on every accepted socket: a frame is written whole and at once,
+            // and Nagle's algorithm would hold a small one (a `newParticipant`) until the
+            // client's delayed ACK, about 40 ms later.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::warn!(error = %e, "could not set TCP_NODELAY");
+                }
+            });
+            serve(listener, router, &shutdown).await?;
+        }
+        Some(tls) => {
+            tracing::info!(%addr, "meshcall listening (https)");
+            // The TLS listener sets TCP_NODELAY itself, before the handshake; the empty tap
+            // is axum's way to give handlers `ConnectInfo<SocketAddr>` from any listener.
+            let listener = tls.listener(listener)?.tap_io(|_| {});
+            serve(listener, router, &shutdown).await?;
+        }
+    }
+    if let Some(redirect) = redirect {
+        redirect.await.context("the HTTP redirect task")??;
+    }
     tracker.close();
     drain(&tracker, settings.shutdown_timeout).await;
     tracing::info!("meshcall stopped");
     Ok(())
+}
+
+/// `axum::serve` on any listener whose peers have socket addresses (plain TCP or TLS), with
+/// the client's address available to handlers as `ConnectInfo<SocketAddr>`.
+async fn serve<L>(listener: L, router: Router, shutdown: &CancellationToken) -> anyhow::Result<()>
+where
+    L: Listener<Addr = SocketAddr>,
+    SocketAddr: for<'a> Connected<IncomingStream<'a, L>>,
+{
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    .await
+    .context("serving HTTP")
 }
 
 async fn drain(tracker: &TaskTracker, limit: Duration) {

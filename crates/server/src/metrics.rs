@@ -1,6 +1,6 @@
 //! The Prometheus registry behind `GET /metrics`: connections, rooms and members (read from
 //! the store at scrape time), frames delivered by kind, errors by code, and how long a join
-//! takes to reach the other members' queues.
+//! takes to reach the other members' queues; abuse limits hit, by limit.
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -11,6 +11,8 @@ use prometheus_client::{
 use meshcall_core::{Kind, memory::Stats};
 use meshcall_protocol::ErrorCode;
 
+use crate::limits::Limit;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
@@ -19,6 +21,11 @@ struct KindLabel {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct CodeLabel {
     code: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct LimitLabel {
+    limit: &'static str,
 }
 
 /// Every metric the server exports.
@@ -32,6 +39,8 @@ pub struct Metrics {
     delivered: Family<KindLabel, Counter>,
     errors: Family<CodeLabel, Counter>,
     join_notify: Histogram,
+    limit_hits: Family<LimitLabel, Counter>,
+    sources: Gauge,
 }
 
 impl Default for Metrics {
@@ -51,6 +60,8 @@ impl Metrics {
         let suspended = Gauge::default();
         let delivered = Family::<KindLabel, Counter>::default();
         let errors = Family::<CodeLabel, Counter>::default();
+        let limit_hits = Family::<LimitLabel, Counter>::default();
+        let sources = Gauge::default();
         // 50 µs .. ~0.8 s
         let join_notify = Histogram::new(
             prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 15),
@@ -86,6 +97,22 @@ impl Metrics {
             "Time from receiving joinRoom to queueing joined and every newParticipant",
             join_notify.clone(),
         );
+        registry.register(
+            "limit_hits",
+            "Connections refused (connections, connections_per_ip), joins refused \
+             (joins_per_ip) and connections closed (connection_age) by an abuse limit",
+            limit_hits.clone(),
+        );
+        registry.register(
+            "client_sources",
+            "Client addresses (IPv6: /64s) the per-address limits hold state for",
+            sources.clone(),
+        );
+        for limit in Limit::ALL {
+            let _ = limit_hits.get_or_create(&LimitLabel {
+                limit: limit.as_str(),
+            });
+        }
         for kind in Kind::ALL {
             let _ = delivered.get_or_create(&KindLabel {
                 kind: kind.as_str(),
@@ -105,7 +132,23 @@ impl Metrics {
             delivered,
             errors,
             join_notify,
+            limit_hits,
+            sources,
         }
+    }
+
+    /// Counts one hit of an abuse limit.
+    pub fn limit_hit(&self, limit: Limit) {
+        self.limit_hits
+            .get_or_create(&LimitLabel {
+                limit: limit.as_str(),
+            })
+            .inc();
+    }
+
+    /// Sets how many client addresses the per-address limits track (read at scrape time).
+    pub fn set_sources(&self, n: usize) {
+        self.sources.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Counts one frame queued to a connection.

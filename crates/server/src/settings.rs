@@ -1,11 +1,14 @@
 //! [`Settings`]: the server's flags. Every flag is also an environment variable named
-//! `MESHCALL_<FLAG>`; `meshcall --help` lists them all.
+//! `MESHCALL_<FLAG>`; `meshcall --help` lists them all. The signalling settings every
+//! runtime shares are [`SignallingArgs`], flattened in (and reachable as fields of
+//! [`Settings`] through `Deref`); the rest are the server's own.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, ops::Deref, time::Duration};
 
 use clap::{Parser, ValueEnum};
-use meshcall_core::{Config, RateLimit, Resume, ResumeKey, Turn};
-use meshcall_protocol::{IceServer, limits};
+pub use meshcall_core::settings::positive;
+use meshcall_core::{Config, RateLimit, ResumeKey, settings::SignallingArgs};
+use meshcall_protocol::limits;
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -20,19 +23,18 @@ pub enum LogFormat {
 /// one port, in memory.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "meshcall", version)]
+#[command(mut_arg("turn", |a| a.requires("turn_secret")))]
+#[command(mut_arg("stun", |a| a.default_value(crate::limits::DEFAULT_STUN)
+    .help("STUN server URL handed to browsers in `joined` (repeat, or separate with commas); `none` for none")))]
 pub struct Settings {
     /// Address and port to listen on (port 0 picks a free port; the log says which).
     #[arg(long, env = "MESHCALL_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Most participants in one room.
-    #[arg(long, env = "MESHCALL_MAX_ROOM_SIZE", default_value_t = limits::MAX_ROOM_SIZE,
-          value_parser = positive)]
-    pub max_room_size: usize,
-
-    /// Largest WebSocket message a client may send, in bytes (API Gateway: 131072).
-    #[arg(long, env = "MESHCALL_MAX_MESSAGE_BYTES", default_value_t = limits::MAX_MESSAGE_BYTES)]
-    pub max_message_bytes: usize,
+    /// The signalling settings every runtime shares (room size, message size, STUN, TURN,
+    /// origins, resume grace, fan-out).
+    #[command(flatten)]
+    pub signalling: SignallingArgs,
 
     /// Close a connection that sends nothing (not even a WebSocket ping) for this long.
     #[arg(long, env = "MESHCALL_IDLE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
@@ -46,46 +48,16 @@ pub struct Settings {
     #[arg(long, env = "MESHCALL_RATE_BURST", default_value_t = limits::RATE_BURST)]
     pub rate_burst: u32,
 
-    /// STUN server URL handed to browsers in `joined` (repeat, or separate with commas).
-    #[arg(long = "stun", env = "MESHCALL_STUN", value_delimiter = ',')]
-    pub stun: Vec<String>,
-
-    /// TURN server URL (`turn:host:3478?transport=udp`, `turns:…`) for `joined`, with
-    /// credentials minted per join from `--turn-secret` (repeat, or separate with commas).
-    #[arg(
-        long = "turn",
-        env = "MESHCALL_TURN",
-        value_delimiter = ',',
-        requires = "turn_secret"
-    )]
-    pub turn: Vec<String>,
-
-    /// The TURN server's shared secret (coturn `static-auth-secret` with `use-auth-secret`).
-    #[arg(long, env = "MESHCALL_TURN_SECRET", hide_env_values = true)]
+    /// The TURN server's shared secret (coturn `static-auth-secret` with `use-auth-secret`),
+    /// which `--turn` needs.
+    #[arg(long, env = "MESHCALL_TURN_SECRET", hide_env_values = true,
+          value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub turn_secret: Option<String>,
-
-    /// How long minted TURN credentials stay valid.
-    #[arg(long, env = "MESHCALL_TURN_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
-    pub turn_ttl: Duration,
 
     /// Send all media through the TURN servers (the app sets `iceTransportPolicy: "relay"`),
     /// so peers never see each other's addresses. Needs `--turn`.
     #[arg(long, env = "MESHCALL_FORCE_RELAY", requires = "turn")]
     pub force_relay: bool,
-
-    /// Allowed `Origin` of WebSocket clients (repeat, or separate with commas); none means
-    /// any origin. Others get 403.
-    #[arg(
-        long = "allowed-origin",
-        env = "MESHCALL_ALLOWED_ORIGINS",
-        value_delimiter = ','
-    )]
-    pub allowed_origins: Vec<String>,
-
-    /// How long a participant whose connection dropped (no close frame) keeps its place
-    /// for a `resume`; 0 turns resume off.
-    #[arg(long, env = "MESHCALL_RESUME_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub resume_grace: Duration,
 
     /// Frames queued for one connection before it counts as too slow and is dropped.
     #[arg(long, env = "MESHCALL_QUEUE_CAPACITY", default_value_t = 256,
@@ -107,17 +79,15 @@ pub struct Settings {
     /// Log format on stderr (`RUST_LOG` sets the level, default info).
     #[arg(long, env = "MESHCALL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-}
 
-/// Parses a whole number of at least 1 (a clap value parser; the gateway uses it too).
-///
-/// # Errors
-/// A message naming the text, for anything else.
-pub fn positive(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("{s:?} is not a whole number of at least 1")),
-    }
+    /// HTTPS: `--tls-self-signed`, `--tls-cert`/`--tls-key`, `--acme-*`, `--redirect-http`.
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
+
+    /// Abuse limits: `--max-connections[-per-ip]`, `--max-joins-per-minute-per-ip`,
+    /// `--max-connection-age`, `--trust-proxy`.
+    #[command(flatten)]
+    pub limits: crate::limits::LimitArgs,
 }
 
 impl Default for Settings {
@@ -126,40 +96,34 @@ impl Default for Settings {
     }
 }
 
+/// `settings.max_room_size` and the other shared settings read as the server's own.
+impl Deref for Settings {
+    type Target = SignallingArgs;
+
+    fn deref(&self) -> &SignallingArgs {
+        &self.signalling
+    }
+}
+
 impl Settings {
     /// The core's configuration from these settings; `resume_key` signs resume tokens.
+    ///
+    /// # Panics
+    /// For settings the command line refuses: TURN URLs without `--turn-secret`, or a zero
+    /// count (only settings built in code can have them).
     pub fn core_config(&self, resume_key: ResumeKey) -> Config {
-        let ice_servers = if self.stun.is_empty() {
-            Vec::new()
-        } else {
-            vec![IceServer {
-                urls: self.stun.clone(),
-                username: None,
-                credential: None,
-            }]
-        };
+        let mut shared = self
+            .signalling
+            .config(self.turn_secret.as_deref(), Some(resume_key))
+            .unwrap_or_else(|e| panic!("settings clap refuses: {e}"));
+        crate::limits::drop_stun_none(&mut shared.ice_servers);
         Config {
-            max_room_size: self.max_room_size,
-            max_message_bytes: self.max_message_bytes,
             idle_timeout: self.idle_timeout,
             rate: RateLimit {
                 per_second: self.rate_per_second,
                 burst: self.rate_burst,
             },
-            ice_servers,
-            turn: match (&self.turn_secret, self.turn.is_empty()) {
-                (Some(secret), false) => Some(Turn {
-                    urls: self.turn.clone(),
-                    secret: secret.clone(),
-                    ttl: self.turn_ttl,
-                }),
-                _ => None,
-            },
-            resume: (!self.resume_grace.is_zero()).then_some(Resume {
-                key: resume_key,
-                grace: self.resume_grace,
-            }),
-            ..Config::default()
+            ..shared
         }
     }
 }
@@ -176,7 +140,14 @@ mod tests {
         assert_eq!(s.max_message_bytes, 128 * 1024);
         assert_eq!(s.max_room_size, 8);
         let config = s.core_config(ResumeKey::new([0; 32]));
-        assert!(config.ice_servers.is_empty());
+        assert_eq!(config.ice_servers.len(), 1);
+        assert_eq!(config.ice_servers[0].urls, [crate::limits::DEFAULT_STUN]);
+        let none = Settings::parse_from(["meshcall", "--stun", "none"]);
+        assert!(
+            none.core_config(ResumeKey::new([0; 32]))
+                .ice_servers
+                .is_empty()
+        );
         assert_eq!(
             config.resume.map(|r| r.grace),
             Some(Duration::from_secs(30))
@@ -207,5 +178,45 @@ mod tests {
         assert!(Settings::try_parse_from(["meshcall", "--max-room-size", "0"]).is_err());
         let off = Settings::parse_from(["meshcall", "--resume-grace", "0s"]);
         assert!(off.core_config(ResumeKey::new([0; 32])).resume.is_none());
+    }
+
+    #[test]
+    fn shared_settings_keep_their_names_and_refuse_zero() {
+        for args in [
+            &["--max-room-size", "0"][..],
+            &["--fanout-concurrency", "0"],
+            &["--max-message-bytes", "0"],
+            &["--turn", "turn:t:3478"],
+            &["--turn", "turn:t:3478", "--turn-secret", ""],
+        ] {
+            let argv = std::iter::once("meshcall").chain(args.iter().copied());
+            assert!(Settings::try_parse_from(argv).is_err(), "{args:?}");
+        }
+        let s = Settings::parse_from([
+            "meshcall",
+            "--allowed-origin",
+            "http://a",
+            "--allowed-origin",
+            "http://b",
+            "--turn",
+            "turn:t:3478",
+            "--turn-secret",
+            "s",
+            "--turn-ttl",
+            "1h",
+            "--fanout-concurrency",
+            "3",
+            "--rate-burst",
+            "9",
+        ]);
+        assert_eq!(s.allowed_origins, ["http://a", "http://b"]);
+        let config = s.core_config(ResumeKey::new([0; 32]));
+        assert_eq!(config.fanout_concurrency, 3);
+        assert_eq!(config.rate.burst, 9);
+        let turn = config.turn.unwrap();
+        assert_eq!(
+            (turn.secret.as_str(), turn.ttl),
+            ("s", Duration::from_hours(1))
+        );
     }
 }

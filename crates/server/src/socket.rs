@@ -4,7 +4,11 @@
 //! - a frame from the client: limits first (binary, size, rate), then the core;
 //! - a frame in the connection's queue: written to the socket (with a send timeout);
 //! - the idle deadline: any received frame, WebSocket pings included, pushes it back;
+//! - the age limit (`--max-connection-age`): close with 1001;
 //! - server shutdown: close with 1001.
+//!
+//! A `joinRoom` also takes a token from its client address's join bucket
+//! (`--max-joins-per-minute-per-ip`); without one it is answered `rateLimited`.
 //!
 //! On the way out it always runs the core's `$disconnect`, so the room hears of every
 //! departure, clean or not.
@@ -19,12 +23,15 @@ use base64::{Engine as _, engine::general_purpose::STANDARD};
 use bytes::Bytes;
 use futures_util::SinkExt as _;
 use meshcall_core::{Kind, Outbound, Route, TokenBucket};
-use meshcall_protocol::{ConnectionId, ErrorCode, ServerMessage};
+use meshcall_protocol::{ClientMessage, ConnectionId, ErrorCode, ServerMessage};
 use rand::RngExt as _;
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
-use crate::app::AppState;
+use crate::{
+    app::AppState,
+    limits::{Admission, may_be_join},
+};
 
 /// A fresh, unguessable connection id: 96 random bits, 16 base64 characters, the shape of
 /// API Gateway's ids.
@@ -36,11 +43,12 @@ pub fn new_connection_id() -> ConnectionId {
     ConnectionId::parse(&STANDARD.encode(bytes)).expect("base64 is printable ASCII")
 }
 
-/// Serves one upgraded WebSocket until it closes.
-pub async fn serve(state: AppState, socket: WebSocket) {
+/// Serves one upgraded WebSocket until it closes; `admission` holds its place under the
+/// connection limits until then.
+pub async fn serve(state: AppState, socket: WebSocket, admission: Admission) {
     let conn = new_connection_id();
     let span = tracing::info_span!("conn", conn_id = %conn);
-    run(state, socket, conn).instrument(span).await;
+    run(state, socket, conn, &admission).instrument(span).await;
 }
 
 /// Why the loop ended, and what close frame to send, if any.
@@ -55,7 +63,7 @@ enum End {
     TooLarge,
 }
 
-async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId) {
+async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId, admission: &Admission) {
     let core = &state.core;
     let settings = &state.settings;
     let (queue, mut outbound) = mpsc::channel::<Outbound>(settings.queue_capacity);
@@ -72,6 +80,9 @@ async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId) {
     let idle = tokio::time::sleep(idle_timeout);
     tokio::pin!(idle);
     let mut bucket = TokenBucket::new(core.config().rate, Instant::now());
+    let max_age = admission.max_age();
+    let aged = tokio::time::sleep(max_age.unwrap_or(Duration::MAX));
+    tokio::pin!(aged);
 
     let end = loop {
         tokio::select! {
@@ -105,10 +116,12 @@ async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId) {
                 idle.as_mut().reset((received + idle_timeout).into());
                 match message {
                     Message::Text(text) => {
-                        if bucket.try_take(received) {
-                            handle_text(&state, &conn, &text, received).await;
-                        } else {
+                        if !bucket.try_take(received) {
                             refuse(&state, &conn, ErrorCode::RateLimited, "too many messages; slow down").await;
+                        } else if is_join(&text) && !admission.try_join(received) {
+                            refuse(&state, &conn, ErrorCode::RateLimited, "too many joins from your address; try again shortly").await;
+                        } else {
+                            handle_text(&state, &conn, &text, received).await;
                         }
                     }
                     Message::Binary(_) => {
@@ -120,6 +133,10 @@ async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId) {
                 }
             }
             () = &mut idle => break End::Close(close_code::AWAY, "idle timeout"),
+            () = &mut aged, if max_age.is_some() => {
+                admission.aged_out(Instant::now());
+                break End::Close(close_code::AWAY, "connection age limit");
+            }
         }
     };
 
@@ -193,6 +210,15 @@ fn schedule_expiry(state: &AppState, participant: ConnectionId, until: SystemTim
             () = shutdown.cancelled() => {}
         }
     });
+}
+
+/// Whether a text frame is a valid `joinRoom` (parsed again only if it may be one).
+fn is_join(text: &str) -> bool {
+    may_be_join(text)
+        && matches!(
+            ClientMessage::parse(text),
+            Ok(ClientMessage::JoinRoom { .. })
+        )
 }
 
 /// Hands one text frame, received at `received`, to the core.

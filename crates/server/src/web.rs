@@ -16,7 +16,7 @@ use axum::{
 };
 use rust_embed::RustEmbed;
 
-use crate::app::AppState;
+use crate::{app::AppState, limits::socket_max_age};
 
 #[derive(RustEmbed)]
 #[folder = "../../web/"]
@@ -30,9 +30,17 @@ pub async fn index(headers: HeaderMap) -> Response {
 
 /// `GET /config.json`: the app's settings. `wsUrl` is never set here, so the app signals at
 /// `/ws` on its own origin (static hosting on AWS puts the API Gateway URL there);
-/// `iceTransportPolicy: "relay"` appears when the server forces media through TURN.
+/// `socketMaxAgeMs` tells the app to move to a fresh socket before `--max-connection-age`
+/// closes this one; `iceTransportPolicy: "relay"` appears when the server forces media
+/// through TURN.
 pub async fn config(State(state): State<AppState>) -> Response {
     let mut config = serde_json::Map::new();
+    if let Some(age) = socket_max_age(state.settings.limits.max_connection_age) {
+        config.insert(
+            "socketMaxAgeMs".into(),
+            u64::try_from(age.as_millis()).unwrap_or(u64::MAX).into(),
+        );
+    }
     if state.settings.force_relay {
         config.insert("iceTransportPolicy".into(), "relay".into());
     }
@@ -70,15 +78,7 @@ fn serve(path: &str, request_headers: &HeaderMap) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(header::ETAG, etag.clone());
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    // Room names are in URLs: never hand them to other sites.
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    // nosniff, no-referrer, the CSP: `security::headers`, on every response.
     let fresh = request_headers.get(header::IF_NONE_MATCH).is_some_and(|v| {
         v.as_bytes()
             .split(|b| *b == b',')

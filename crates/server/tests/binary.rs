@@ -82,7 +82,7 @@ async fn sigterm_closes_sockets_with_1001_and_exits_zero() {
     let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
         .await
         .unwrap();
-    let mut client = Client { ws };
+    let mut client = Client { ws: Box::new(ws) };
     client.join("123").await;
 
     sigterm(&child);
@@ -132,7 +132,7 @@ async fn settings_come_from_environment_variables() {
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
             .await
             .unwrap();
-        Client { ws }
+        Client { ws: Box::new(ws) }
     };
     let mut first = connect().await;
     first.join("solo").await;

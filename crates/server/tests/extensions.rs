@@ -40,8 +40,19 @@ async fn three_in(server: &TestServer, room: &str) -> ([Client; 3], [String; 3])
     ([a, b, c], [a_id, b_id, c_id])
 }
 
+/// The `iceServers` a server started with no `--stun` hands out: the public STUN server on
+/// the self-hosted server; none on the local gateway (its function's `MESHCALL_STUN` comes
+/// from the AWS template's parameter, which has the same default).
+fn default_ice_servers() -> Value {
+    if support::on_gateway() {
+        json!([])
+    } else {
+        json!([{"urls": [meshcall::limits::DEFAULT_STUN]}])
+    }
+}
+
 #[tokio::test]
-async fn joined_reports_own_id_the_members_already_present_and_no_ice_servers_by_default() {
+async fn joined_reports_own_id_the_members_already_present_and_the_default_stun_server() {
     let server = TestServer::start().await;
     let mut a = server.client().await;
     let mut b = server.client().await;
@@ -56,13 +67,14 @@ async fn joined_reports_own_id_the_members_already_present_and_no_ice_servers_by
     assert_eq!(
         ja,
         json!({"type": "joined", "roomId": "room-1", "connectionId": a_id,
-               "participants": [], "iceServers": [], "resumeToken": token, "resumed": false})
+               "participants": [], "iceServers": default_ice_servers(), "resumeToken": token,
+               "resumed": false})
     );
 
     let jb = b.join("room-1").await;
     let b_id = id_of(&jb);
     assert_eq!(jb["participants"], json!([a_id]));
-    assert_eq!(jb["iceServers"], json!([]));
+    assert_eq!(jb["iceServers"], default_ice_servers());
 
     let jc = c.join("room-1").await;
     let c_id = id_of(&jc);
@@ -97,6 +109,17 @@ async fn joined_lists_the_stun_servers_given_by_the_stun_flag() {
         joined["iceServers"],
         json!([{"urls": ["stun:stun.example.org:3478", "stun:stun2.example.org:19302"]}])
     );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn stun_none_hands_out_no_ice_servers() {
+    if support::self_hosted_only("`--stun none` is the server's flag value") {
+        return;
+    }
+    let server = TestServer::with(&["--stun", "none"]).await;
+    let mut a = server.client().await;
+    assert_eq!(a.join("r").await["iceServers"], json!([]));
     server.stop().await.unwrap();
 }
 

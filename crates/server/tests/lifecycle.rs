@@ -179,7 +179,10 @@ async fn a_drop_not_resumed_is_announced_soon_after_the_grace() {
     stayer.expect_participant_left(&leaver_id).await;
     let after = dropped.elapsed();
     println!("drop -> participantLeft: {after:?} (grace {GRACE:?})");
-    assert!(after >= GRACE, "announced before the grace ended: {after:?}");
+    assert!(
+        after >= GRACE,
+        "announced before the grace ended: {after:?}"
+    );
     assert!(
         after < GRACE + std::time::Duration::from_secs(10),
         "announced late: {after:?}"

@@ -90,12 +90,19 @@ async fn every_web_file_is_served_with_its_content_type() {
 }
 
 #[tokio::test]
-async fn config_json_is_an_empty_object_on_the_self_hosted_server() {
+async fn config_json_has_no_ws_url_and_rotates_sockets_before_the_age_limit() {
+    // The default --max-connection-age is 24 h: move 5 minutes before.
     let server = TestServer::start().await;
     let (status, headers, body) = server.get("/config.json").await;
-    assert_eq!((status, body.as_str()), (200, "{}"));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"socketMaxAgeMs":86100000}"#)
+    );
     assert!(header(&headers, "content-type").is_some_and(|c| c.starts_with("application/json")));
     server.stop().await.unwrap();
+    let off = TestServer::with(&["--max-connection-age", "0s"]).await;
+    assert_eq!(off.get("/config.json").await.2, "{}");
+    off.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -123,6 +130,8 @@ async fn force_relay_tells_the_app_to_use_turn_only() {
         "--turn-secret",
         "s",
         "--force-relay",
+        "--max-connection-age",
+        "0s",
     ])
     .await;
     let (status, _, body) = server.get("/config.json").await;

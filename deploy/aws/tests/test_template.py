@@ -386,6 +386,19 @@ def check_site(t):
     assert sec["ContentTypeOptions"]["Override"] is True
     assert sec["ReferrerPolicy"]["ReferrerPolicy"] == "no-referrer"
     assert sec["StrictTransportSecurity"]["AccessControlMaxAgeSec"] >= 31536000
+    assert sec["FrameOptions"]["FrameOption"] == "DENY"
+    csp = sec["ContentSecurityPolicy"]
+    assert csp["Override"] is True
+    policy = csp["ContentSecurityPolicy"]
+    assert isinstance(policy, dict) and set(policy) == {"Fn::Sub"}, policy
+    directives = {d.strip().split(" ", 1)[0]: d.strip().split(" ", 1)[1] for d in policy["Fn::Sub"].split(";")}
+    # Exactly the app's own files and its socket: the stage's wss URL, nothing inline.
+    assert directives == {
+        "default-src": "'self'", "script-src": "'self'", "style-src": "'self'",
+        "img-src": "'self' data:", "object-src": "'none'", "base-uri": "'none'",
+        "form-action": "'self'", "frame-ancestors": "'none'",
+        "connect-src": "'self' wss://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${StageName}",
+    }, directives
     fn_name, _ = the(t, "AWS::CloudFront::Function")
     [assoc] = c["DefaultCacheBehavior"]["FunctionAssociations"]
     assert assoc == {"EventType": "viewer-request",
@@ -621,6 +634,16 @@ MUTATIONS = [
     (check_site, "no room rewrite", lambda t: _dist(t)["DefaultCacheBehavior"].pop("FunctionAssociations")),
     (check_site, "referrer sent", lambda t: _res(t, "AWS::CloudFront::ResponseHeadersPolicy")
      ["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]["ReferrerPolicy"].update(ReferrerPolicy="origin")),
+    (check_site, "no CSP", lambda t: _res(t, "AWS::CloudFront::ResponseHeadersPolicy")
+     ["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"].pop("ContentSecurityPolicy")),
+    (check_site, "inline scripts allowed", lambda t: _res(t, "AWS::CloudFront::ResponseHeadersPolicy")
+     ["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]["ContentSecurityPolicy"].update(
+         ContentSecurityPolicy={"Fn::Sub": "default-src 'self'; script-src 'self' 'unsafe-inline'"})),
+    (check_site, "sockets anywhere", lambda t: _res(t, "AWS::CloudFront::ResponseHeadersPolicy")
+     ["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]["ContentSecurityPolicy"].update(
+         ContentSecurityPolicy={"Fn::Sub": "default-src 'self'; script-src 'self'; style-src 'self'; "
+                                "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                                "frame-ancestors 'none'; connect-src 'self' wss:"})),
     (check_site, "no OAC", lambda t: _dist(t)["Origins"][0].pop("OriginAccessControlId")),
     (check_tags, "untagged table", lambda t: _res(t, "AWS::DynamoDB::Table").pop("Tags")),
     (check_tags, "no Stack tag on the API", lambda t: _res(t, "AWS::ApiGatewayV2::Api")["Tags"].pop("Stack")),

@@ -28,13 +28,14 @@ export const BASE_ARGS = [
 export const FAKE_UI = '--use-fake-ui-for-media-stream';
 
 /**
- * @param {{ fakeUi?: boolean }} [opts]  fakeUi false: permissions come from each context
+ * @param {{ fakeUi?: boolean, extraArgs?: string[] }} [opts]  fakeUi false: permissions come
+ *   from each context; extraArgs: more Chromium flags (a certificate to trust, say)
  */
-export async function launchBrowser({ fakeUi = true } = {}) {
+export async function launchBrowser({ fakeUi = true, extraArgs = [] } = {}) {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: fakeUi ? [...BASE_ARGS, FAKE_UI] : BASE_ARGS,
+    args: [...(fakeUi ? [...BASE_ARGS, FAKE_UI] : BASE_ARGS), ...extraArgs],
   });
 }
 

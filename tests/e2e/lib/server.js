@@ -32,7 +32,7 @@ export function remember(proc) {
   return () => { live.delete(proc); };
 }
 
-const LISTENING = /meshcall listening addr=127\.0\.0\.1:(\d+)/;
+const LISTENING = /meshcall listening( \(https\))? addr=127\.0\.0\.1:(\d+)/;
 
 /**
  * A running meshcall server.
@@ -42,12 +42,13 @@ export class Server {
    * @param {import('node:child_process').ChildProcess} proc
    * @param {number} port
    * @param {string[]} log  stderr lines, kept for failure reports
+   * @param {boolean} [https]  the server speaks TLS (`--tls-self-signed`, `--tls-cert`)
    */
-  constructor(proc, port, log) {
+  constructor(proc, port, log, https = false) {
     this.proc = proc;
     this.port = port;
     this.log = log;
-    this.origin = `http://127.0.0.1:${port}`;
+    this.origin = `${https ? 'https' : 'http'}://127.0.0.1:${port}`;
     this.exited = new Promise((resolve) => {
       if (proc.exitCode !== null || proc.signalCode !== null) resolve(undefined);
       else proc.once('exit', () => resolve(undefined));
@@ -118,8 +119,8 @@ export function startServer({ port = 0, args = [], timeoutMs = 10_000 } = {}) {
     let buf = '';
     let done = false;
     const timer = setTimeout(() => finish(new Error(`meshcall did not report listening within ${timeoutMs} ms:\n${log.join('\n')}`)), timeoutMs);
-    /** @param {Error | null} err @param {number} [p] */
-    function finish(err, p) {
+    /** @param {Error | null} err @param {number} [p] @param {boolean} [https] */
+    function finish(err, p, https = false) {
       if (done) return;
       done = true;
       clearTimeout(timer);
@@ -128,7 +129,7 @@ export function startServer({ port = 0, args = [], timeoutMs = 10_000 } = {}) {
         live.delete(proc);
         reject(err);
       } else {
-        resolve(new Server(proc, /** @type {number} */ (p), log));
+        resolve(new Server(proc, /** @type {number} */ (p), log, https));
       }
     }
     /** @param {Buffer} chunk */
@@ -141,7 +142,7 @@ export function startServer({ port = 0, args = [], timeoutMs = 10_000 } = {}) {
         log.push(line);
         if (log.length > 2000) log.splice(0, 1000);
         const m = LISTENING.exec(line);
-        if (m) finish(null, Number(m[1]));
+        if (m) finish(null, Number(m[2]), !!m[1]);
       }
     };
     proc.stderr?.on('data', onData);

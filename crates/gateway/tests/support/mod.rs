@@ -446,9 +446,11 @@ pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Connects a WebSocket client to `url`.
 pub async fn connect(url: &str) -> Client {
+    // Boxed: with rustls compiled in (the workspace's TLS tests enable it), the handshake
+    // future is about 20 KB.
     within(
         "the WebSocket handshake",
-        tokio_tungstenite::connect_async(url),
+        Box::pin(tokio_tungstenite::connect_async(url)),
     )
     .await
     .unwrap_or_else(|e| panic!("connecting to {url}: {e}"))

@@ -31,6 +31,8 @@ use tokio_tungstenite::{
 };
 use tokio_util::sync::CancellationToken;
 
+pub mod child;
+
 /// How long any single wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -38,6 +40,65 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct TestServer {
     pub addr: SocketAddr,
     backend: Backend,
+    /// With `MESHCALL_SUITE_TLS=1`: the server speaks HTTPS with a self-signed certificate
+    /// and clients trust exactly that certificate.
+    tls: Option<SuiteTls>,
+}
+
+/// The self-signed certificate of a server run over TLS, and a client config trusting it.
+pub struct SuiteTls {
+    _state: tempfile::TempDir,
+    pub client: std::sync::Arc<rustls::ClientConfig>,
+    pub cert_pem: String,
+}
+
+/// Whether the suite runs over TLS (`MESHCALL_SUITE_TLS=1`; `scripts/test` runs it once so).
+pub fn suite_tls() -> bool {
+    std::env::var("MESHCALL_SUITE_TLS").is_ok_and(|v| v == "1") && !on_gateway()
+}
+
+/// A rustls client config (ring) that trusts only the certificates in `pem`.
+pub fn client_trusting(pem: &str) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    assert!(!roots.is_empty(), "no certificate to trust");
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    std::sync::Arc::new(config)
+}
+
+impl SuiteTls {
+    /// Makes the self-signed certificate the server will find and reuse in a new state
+    /// directory; returns it and the flags that start the server with it.
+    fn make() -> (Self, Vec<String>) {
+        let state = tempfile::tempdir().unwrap();
+        let names = meshcall::tls::self_signed::Names::of_this_host(&[]);
+        let made = meshcall::tls::self_signed::load_or_create(
+            &state.path().join("tls"),
+            &names,
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        let flags = vec![
+            "--tls-self-signed".to_owned(),
+            "--state-dir".to_owned(),
+            state.path().to_string_lossy().into_owned(),
+        ];
+        let tls = Self {
+            _state: state,
+            client: client_trusting(&made.cert_pem),
+            cert_pem: made.cert_pem,
+        };
+        (tls, flags)
+    }
 }
 
 /// The same suite runs against two runtimes of the same core: the self-hosted server in
@@ -102,7 +163,18 @@ impl TestServer {
         if let Some(gateway) = gateway_binary() {
             return Self::gateway(&gateway, flags).await;
         }
-        let settings = settings(flags);
+        let (tls, tls_flags) = if suite_tls() {
+            let (tls, tls_flags) = SuiteTls::make();
+            (Some(tls), tls_flags)
+        } else {
+            (None, Vec::new())
+        };
+        let all: Vec<&str> = flags
+            .iter()
+            .copied()
+            .chain(tls_flags.iter().map(String::as_str))
+            .collect();
+        let settings = settings(&all);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -111,6 +183,7 @@ impl TestServer {
         Self {
             addr,
             backend: Backend::InProcess { shutdown, handle },
+            tls,
         }
     }
 
@@ -165,6 +238,7 @@ impl TestServer {
         Self {
             addr,
             backend: Backend::Gateway { child, log },
+            tls: None,
         }
     }
 
@@ -174,15 +248,48 @@ impl TestServer {
     }
 
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://{}/ws", self.addr)
+    }
+
+    /// The server's TLS certificate and a client trusting it, when the suite runs over TLS.
+    pub fn tls(&self) -> Option<&SuiteTls> {
+        self.tls.as_ref()
     }
 
     pub async fn client(&self) -> Client {
-        let (ws, _) = tokio::time::timeout(WAIT, connect_async(self.ws_url()))
+        let req = self.ws_url().into_client_request().unwrap();
+        let (ws, _) = tokio::time::timeout(WAIT, self.connect_request(req))
             .await
             .expect("connect timed out")
             .expect("connect failed");
-        Client { ws }
+        Client { ws: Box::new(ws) }
+    }
+
+    /// Opens a WebSocket for `req`, over TLS trusting the server's certificate when the
+    /// suite runs over TLS.
+    async fn connect_request(
+        &self,
+        req: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Result<
+        (
+            WebSocketStream<MaybeTlsStream<TcpStream>>,
+            tokio_tungstenite::tungstenite::handshake::client::Response,
+        ),
+        tokio_tungstenite::tungstenite::Error,
+    > {
+        match &self.tls {
+            None => connect_async(req).await,
+            Some(tls) => {
+                tokio_tungstenite::connect_async_tls_with_config(
+                    req,
+                    None,
+                    false,
+                    Some(tokio_tungstenite::Connector::Rustls(tls.client.clone())),
+                )
+                .await
+            }
+        }
     }
 
     /// Two new clients in `room`, the first told of the second:
@@ -200,22 +307,24 @@ impl TestServer {
     pub async fn client_with_origin(&self, origin: &str) -> Result<Client, u16> {
         let mut req = self.ws_url().into_client_request().unwrap();
         req.headers_mut().insert("origin", origin.parse().unwrap());
-        Self::connect(req).await
+        self.connect(req).await
     }
 
     /// Connects without an `Origin` header; returns the HTTP status of a refused upgrade.
     pub async fn try_client(&self) -> Result<Client, u16> {
-        Self::connect(self.ws_url().into_client_request().unwrap()).await
+        self.connect(self.ws_url().into_client_request().unwrap())
+            .await
     }
 
     async fn connect(
+        &self,
         req: tokio_tungstenite::tungstenite::handshake::client::Request,
     ) -> Result<Client, u16> {
-        match tokio::time::timeout(WAIT, connect_async(req))
+        match tokio::time::timeout(WAIT, self.connect_request(req))
             .await
             .expect("connect timed out")
         {
-            Ok((ws, _)) => Ok(Client { ws }),
+            Ok((ws, _)) => Ok(Client { ws: Box::new(ws) }),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
             Err(e) => panic!("unexpected connect error: {e}"),
         }
@@ -223,7 +332,10 @@ impl TestServer {
 
     /// A plain HTTP/1.1 GET; returns status, headers (lower-cased names) and body.
     pub async fn get(&self, path: &str) -> (u16, Vec<(String, String)>, String) {
-        http_get(self.addr, path).await
+        match &self.tls {
+            None => http_get(self.addr, path).await,
+            Some(tls) => https_get(self.addr, &tls.client, path).await,
+        }
     }
 
     /// Cancels the server and waits for `run` to return. A gateway gets SIGTERM, which
@@ -348,12 +460,46 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, Vec<(String, String
     http_get_with(addr, path, &[]).await
 }
 
+/// An HTTP/1.1 GET over TLS to `addr` (by IP address) with `client`'s trust.
+pub async fn https_get(
+    addr: SocketAddr,
+    client: &std::sync::Arc<rustls::ClientConfig>,
+    path: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    let connector = tokio_rustls::TlsConnector::from(client.clone());
+    let name = rustls::pki_types::ServerName::from(addr.ip());
+    let tls = tokio::time::timeout(WAIT, async {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        connector.connect(name, tcp).await.unwrap()
+    })
+    .await
+    .expect("TLS connect timed out");
+    http_get_on(tls, addr, path, &[]).await
+}
+
 /// A plain HTTP/1.1 GET with extra request headers.
 pub async fn http_get_with(
     addr: SocketAddr,
     path: &str,
     extra: &[(&str, &str)],
 ) -> (u16, Vec<(String, String)>, String) {
+    let tcp = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .expect("connect timed out")
+        .unwrap();
+    http_get_on(tcp, addr, path, extra).await
+}
+
+/// A GET on an open stream (plain or TLS); `addr` is the `Host`.
+pub async fn http_get_on<S>(
+    mut s: S,
+    addr: SocketAddr,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let extra = extra.iter().fold(String::new(), |mut out, (k, v)| {
         for part in [*k, ": ", *v, "\r\n"] {
             out.push_str(part);
@@ -361,7 +507,6 @@ pub async fn http_get_with(
         out
     });
     let fut = async {
-        let mut s = TcpStream::connect(addr).await.unwrap();
         let req =
             format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.unwrap();
@@ -415,7 +560,8 @@ pub fn metric_is(text: &str, name: &str, want: f64) -> bool {
 }
 
 pub struct Client {
-    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Boxed: a stream that may be TLS is large, and tests hold several across awaits.
+    pub ws: Box<WebSocketStream<MaybeTlsStream<TcpStream>>>,
 }
 
 impl Client {
@@ -614,13 +760,14 @@ impl Client {
     pub fn reset(self) {
         match self.ws.get_ref() {
             MaybeTlsStream::Plain(tcp) => tcp.set_zero_linger().unwrap(),
-            _ => unreachable!("tests connect over plain TCP"),
+            MaybeTlsStream::Rustls(tls) => tls.get_ref().0.set_zero_linger().unwrap(),
+            _ => unreachable!("tests connect over plain TCP or rustls"),
         }
         drop(self);
     }
 
     pub async fn close(mut self) {
-        let _ = self.ws.close(None).await;
+        let _ = (*self.ws).close(None).await;
         // Drain until the server's close reply, so the close is complete.
         let _ = tokio::time::timeout(WAIT, async { while self.ws.next().await.is_some() {} }).await;
     }
