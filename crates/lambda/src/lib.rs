@@ -31,7 +31,7 @@ pub mod settings;
 use std::{
     future::Future,
     sync::{Arc, Mutex, PoisonError},
-    time::{Duration, SystemTime},
+    time::SystemTime,
 };
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
@@ -132,7 +132,6 @@ pub struct Function<P> {
     core: Signalling<DynamoStore, P>,
     allowed_origins: Vec<String>,
     expiry: Option<ExpiryQueue>,
-    check_every: Duration,
     /// Suspensions the core made during the current event, to schedule after it.
     suspended: Arc<Mutex<Vec<Suspension>>>,
 }
@@ -153,7 +152,6 @@ impl<P: Pusher + Close> Function<P> {
             core,
             allowed_origins,
             expiry: None,
-            check_every: DynamoStore::DEFAULT_CHECK_EVERY,
             suspended,
         }
     }
@@ -162,13 +160,6 @@ impl<P: Pusher + Close> Function<P> {
     #[must_use]
     pub fn with_expiry_queue(mut self, queue: ExpiryQueue) -> Self {
         self.expiry = Some(queue);
-        self
-    }
-
-    /// How long the sweep leaves a member's socket unprobed after finding it alive.
-    #[must_use]
-    pub fn with_check_every(mut self, every: Duration) -> Self {
-        self.check_every = every;
         self
     }
 
@@ -345,7 +336,7 @@ impl<P: Pusher + Close> Function<P> {
     async fn sweep(&self, now: SystemTime) -> Result<Value, EventError> {
         let swept = self
             .core
-            .sweep(now, self.check_every)
+            .sweep(now, self.core.store().check_every())
             .await
             .map_err(EventError::Sweep)?;
         if swept.expired + swept.probed > 0 {

@@ -22,8 +22,7 @@ async fn main() -> Result<(), Error> {
     let store =
         DynamoStore::new(&sdk, settings.table.clone()).with_check_every(settings.check_every);
     let pusher = ApiGatewayPusher::new(&sdk, &settings.callback_url);
-    let mut function = Function::new(Signalling::new(store, pusher, config), settings.origins())
-        .with_check_every(settings.check_every);
+    let mut function = Function::new(Signalling::new(store, pusher, config), settings.origins());
     if let Some(url) = settings
         .expiry_queue_url
         .as_deref()

@@ -152,6 +152,22 @@ async fn join(f: &Function<Gateway>, conn: &str, room: &str, now: SystemTime) ->
     frames[0].clone()
 }
 
+/// A1, B1 and C1 in room `r`, their frames so far cleared; returns B1's `joined`.
+async fn trio(f: &Function<Gateway>, now: SystemTime) -> Value {
+    join(f, "A1", "r", now).await;
+    let joined = join(f, "B1", "r", now).await;
+    join(f, "C1", "r", now).await;
+    pushes(f).clear();
+    joined
+}
+
+/// `to`'s socket vanished (API Gateway answers 410) and A1 signals it.
+async fn signal_gone(f: &Function<Gateway>, to: &str, now: SystemTime) {
+    pushes(f).mark_gone(&id(to));
+    let signal = json!({"action": "signal", "to": to, "data": {"candidate": "x"}});
+    handle(f, message_event("A1", &signal), now).await;
+}
+
 #[test]
 fn every_fixture_is_recognised() {
     for name in ["connect", "message", "disconnect"] {
@@ -369,10 +385,7 @@ async fn the_expiry_queue_ends_a_grace_and_a_resume_makes_its_message_harmless()
         return;
     };
     let now = SystemTime::now();
-    join(&f, "A1", "r", now).await;
-    let joined = join(&f, "B1", "r", now).await;
-    join(&f, "C1", "r", now).await;
-    pushes(&f).clear();
+    let joined = trio(&f, now).await;
     handle(&f, disconnect_event("B1", 1006), now).await;
     handle(&f, disconnect_event("C1", 1006), now).await;
     // B resumes; C does not. Both messages arrive after the grace.
@@ -407,14 +420,9 @@ async fn gone_is_not_left_a_pushed_410_suspends_and_a_later_drop_report_changes_
         return;
     };
     let now = SystemTime::now();
-    join(&f, "A1", "r", now).await;
-    let joined = join(&f, "B1", "r", now).await;
-    join(&f, "C1", "r", now).await;
-    pushes(&f).clear();
+    let joined = trio(&f, now).await;
     // B's socket vanished: API Gateway answers 410 before its $disconnect runs.
-    pushes(&f).mark_gone(&id("B1"));
-    let signal = json!({"action": "signal", "to": "B1", "data": {"candidate": "x"}});
-    handle(&f, message_event("A1", &signal), now).await;
+    signal_gone(&f, "B1", now).await;
     pushes(&f).clear();
     let later = now + Duration::from_secs(2);
     handle(&f, disconnect_event("B1", 1006), later).await;
@@ -427,9 +435,7 @@ async fn gone_is_not_left_a_pushed_410_suspends_and_a_later_drop_report_changes_
     pushes(&f).assert_drained();
 
     // C's socket vanishes too, and then its client closes cleanly: that ends it.
-    pushes(&f).mark_gone(&id("C1"));
-    let signal = json!({"action": "signal", "to": "C1", "data": {"candidate": "x"}});
-    handle(&f, message_event("A1", &signal), now).await;
+    signal_gone(&f, "C1", now).await;
     pushes(&f).clear();
     handle(&f, disconnect_event("C1", 1000), now).await;
     assert_eq!(
@@ -490,17 +496,13 @@ async fn every_suspension_sends_one_message_delayed_until_its_grace_ends() {
         .unwrap();
     let f = over(store, &[]).with_expiry_queue(ExpiryQueue::new(sqs.clone(), &queue));
     let now = SystemTime::now();
-    join(&f, "A1", "r", now).await;
-    join(&f, "B1", "r", now).await;
-    join(&f, "C1", "r", now).await;
+    trio(&f, now).await;
     // B drops; C's socket is found gone by a push (a signal from A); B's drop is reported
     // twice: each report schedules the grace's end again (the same end: the grace is not
     // extended), which costs one message and is harmless (`expire` is idempotent).
     handle(&f, disconnect_event("B1", 1006), now).await;
     handle(&f, disconnect_event("B1", 1006), now).await;
-    pushes(&f).mark_gone(&id("C1"));
-    let signal = json!({"action": "signal", "to": "C1", "data": {}});
-    handle(&f, message_event("A1", &signal), now).await;
+    signal_gone(&f, "C1", now).await;
 
     let attributes = sqs
         .get_queue_attributes()
@@ -573,4 +575,19 @@ async fn secrets_are_read_from_secure_string_parameters() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("/meshcall/nowhere/turn-secret"));
+}
+
+#[tokio::test]
+async fn an_expiry_the_store_cannot_make_is_reported_for_redelivery() {
+    let Some(sdk) = support::moto().await else {
+        return;
+    };
+    let never_created = support::table_name("lambda-no-table-expiry");
+    let f = over(DynamoStore::new(&sdk, never_created), &[]);
+    let event = fixture("sqs");
+    let message_id = event["Records"][0]["messageId"].clone();
+    assert_eq!(
+        handle(&f, event, SystemTime::now()).await,
+        json!({"batchItemFailures": [{"itemIdentifier": message_id}]})
+    );
 }

@@ -81,6 +81,11 @@ impl DynamoStore {
         self
     }
 
+    /// How long a member found alive goes unprobed (set by [`Self::with_check_every`]).
+    pub fn check_every(&self) -> Duration {
+        self.check_every
+    }
+
     /// Caps each `bySweep` Query page at `items` (DynamoDB's own cap is 1 MB), so tests can
     /// show that every page is read.
     #[must_use]
