@@ -12,6 +12,7 @@
 //! - [`rate`]: [`TokenBucket`], the per-connection rate limit a gateway applies.
 //! - [`resume`]: [`ResumeKey`], the signed tokens that let a dropped participant back in.
 //! - [`turn`]: [`Turn`], short-lived TURN credentials minted per join.
+//! - [`sparse`]: [`shrink_if_sparse`], so maps of connections give memory back once emptied.
 //! - `settings` (with the `clap` feature): `SignallingArgs`, the settings every runtime
 //!   shares, as clap arguments to flatten, and their one conversion into a [`Config`].
 //!
@@ -30,6 +31,7 @@ pub mod resume;
 pub mod route;
 #[cfg(feature = "clap")]
 pub mod settings;
+pub mod sparse;
 pub mod store;
 pub mod turn;
 
@@ -39,6 +41,7 @@ pub use pusher::{Delivery, Kind, Outbound, PushError, Pusher};
 pub use rate::TokenBucket;
 pub use resume::{Resume, ResumeKey};
 pub use route::{Outcome, Route, Signalling, SuspensionHook, Swept};
+pub use sparse::shrink_if_sparse;
 pub use store::{
     ConnectionStore, Departure, Due, JoinError, Joined, Member, Presence, ResumeError, Resumed,
     StoreError, Suspension,

@@ -9,6 +9,7 @@ use std::{
 
 use meshcall_protocol::{ConnectionId, RoomId};
 
+use crate::sparse::shrink_if_sparse;
 use crate::store::{
     ConnectionStore, Departure, Due, JoinError, Joined, Member, Presence, ResumeError, Resumed,
     StoreError, Suspension,
@@ -64,6 +65,7 @@ impl State {
             list.retain(|m| m != id);
             if list.is_empty() {
                 self.rooms.remove(room);
+                shrink_if_sparse(&mut self.rooms);
             }
         }
     }
@@ -72,6 +74,8 @@ impl State {
     fn remove(&mut self, id: &ConnectionId) -> Option<Departure> {
         let p = self.participants.remove(id)?;
         self.sockets.remove(&p.socket);
+        shrink_if_sparse(&mut self.participants);
+        shrink_if_sparse(&mut self.sockets);
         if let Some(room) = &p.room {
             self.remove_from_room(id, room);
         }

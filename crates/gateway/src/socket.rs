@@ -250,7 +250,7 @@ async fn serve(
             () = state.shutdown.cancelled() => break End::Close(close_code::AWAY, "Going away"),
             frame = frames.recv() => match frame {
                 Some(frame) => {
-                    if !send_within(&mut socket, frame, SEND_TIMEOUT).await {
+                    if !send_within(&mut socket, frame, SEND_TIMEOUT, &conn.id).await {
                         break End::Dropped;
                     }
                 }

@@ -32,6 +32,7 @@ use std::{
 };
 
 use axum::http::{HeaderMap, StatusCode};
+use meshcall_core::shrink_if_sparse;
 use meshcall_protocol::IceServer;
 
 use crate::metrics::Metrics;
@@ -454,6 +455,7 @@ impl Limits {
         sources
             .map
             .retain(|_, s| s.connections > 0 || !s.joins.is_full(cap, now));
+        shrink_if_sparse(&mut sources.map);
         sources.sweep_at = (sources.map.len() * 2).max(1024);
     }
 
@@ -465,6 +467,7 @@ impl Limits {
             state.connections = state.connections.saturating_sub(1);
             if state.connections == 0 && state.joins.is_full(cap, now) {
                 sources.map.remove(&source);
+                shrink_if_sparse(&mut sources.map);
             }
         }
     }

@@ -11,7 +11,7 @@ use std::{
     sync::{Arc, Mutex, MutexGuard, PoisonError},
 };
 
-use meshcall_core::{Delivery, Outbound, PushError, Pusher};
+use meshcall_core::{Delivery, Outbound, PushError, Pusher, shrink_if_sparse};
 use meshcall_protocol::ConnectionId;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
@@ -44,7 +44,9 @@ impl ChannelPusher {
 
     /// Makes `conn` unreachable.
     pub fn unregister(&self, conn: &ConnectionId) {
-        self.lock().remove(conn);
+        let mut queues = self.lock();
+        queues.remove(conn);
+        shrink_if_sparse(&mut queues);
     }
 }
 

@@ -399,12 +399,12 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
                 message,
                 about,
             }) => {
-                tracing::debug!(route = route.as_str(), code = code.as_str(), "refused");
+                tracing::debug!(conn_id = %socket, route = route.as_str(), code = code.as_str(), "refused");
                 default::refuse_about(self, socket, code, &message, about.as_ref(), now).await;
                 Some(code)
             }
             Err(RouteError::Store(e)) => {
-                tracing::error!(route = route.as_str(), error = %e, source = ?std::error::Error::source(&e), "store failed");
+                tracing::error!(conn_id = %socket, route = route.as_str(), error = %e, source = ?std::error::Error::source(&e), "store failed");
                 self.refuse(
                     socket,
                     ErrorCode::Internal,
