@@ -28,6 +28,15 @@ pub fn signal(to: &str, data: &Value) -> String {
     json!({"action": "signal", "to": to, "data": data}).to_string()
 }
 
+/// `signal` to one peer with `data_json`, text that is already one JSON value (the caller's
+/// promise): no serialisation on the sending path.
+pub fn signal_raw(to: &str, data_json: &str) -> String {
+    format!(
+        r#"{{"action":"signal","to":{},"data":{data_json}}}"#,
+        Value::from(to)
+    )
+}
+
 /// `sendMsgToRoom`: `message` reaches the room's other members verbatim.
 pub fn send_to_room(room: &str, message: &str) -> String {
     json!({"action": "sendMsgToRoom", "roomId": room, "message": message}).to_string()
@@ -129,6 +138,8 @@ mod tests {
         assert_eq!(s["action"], "signal");
         assert_eq!(s["to"], "abc");
         assert_eq!(s["data"]["q"], 1);
+        let r: Value = serde_json::from_str(&signal_raw("abc", r#"{"q":1}"#)).unwrap_or_default();
+        assert_eq!(r, s);
         let m: Value = serde_json::from_str(&send_to_room("r1", "{\"x\":1}")).unwrap_or_default();
         assert_eq!(m["message"], "{\"x\":1}");
     }
