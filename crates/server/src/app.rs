@@ -5,17 +5,18 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use axum::{
     Router,
-    extract::{ConnectInfo, FromRequestParts, State, WebSocketUpgrade},
-    http::{HeaderMap, StatusCode, header, request::Parts},
+    extract::{ConnectInfo, FromRequestParts, Request, State, WebSocketUpgrade},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
     routing::get,
 };
+use hyper::upgrade::OnUpgrade;
 use meshcall_core::{MemoryStore, ResumeKey, Signalling};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    limits::Limits, metrics::Metrics, pusher::ChannelPusher, security, settings::Settings, socket,
-    web,
+    direct, limits::Limits, metrics::Metrics, pusher::ChannelPusher, security, settings::Settings,
+    socket, web,
 };
 
 /// The core as the server runs it: memory store, channel pusher.
@@ -109,16 +110,29 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     }
 }
 
-async fn ws(
-    State(state): State<AppState>,
-    Peer(peer): Peer,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
-) -> Response {
+async fn ws(State(state): State<AppState>, Peer(peer): Peer, req: Request) -> Response {
+    // Plain HTTP serves the socket directly (crate::direct); HTTPS through axum's WebSocket.
+    let (mut parts, body) = req.into_parts();
+    let upgrade = if state.settings.tls.enabled() {
+        match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+            Ok(upgrade) => Upgrade::Axum(upgrade),
+            Err(rejection) => return rejection.into_response(),
+        }
+    } else {
+        let mut req = Request::from_parts(parts, body);
+        match direct::handshake(&mut req) {
+            Ok((upgrade, accept)) => {
+                parts = req.into_parts().0;
+                Upgrade::Direct(upgrade, accept)
+            }
+            Err(response) => return response,
+        }
+    };
+    let headers = &parts.headers;
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
-    if !origin_allowed(&state.settings.allowed_origins, &headers) {
+    if !origin_allowed(&state.settings.allowed_origins, headers) {
         tracing::debug!("refused a WebSocket from a disallowed origin");
         return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
     }
@@ -126,7 +140,7 @@ async fn ws(
         tracing::error!("no client address (serve with connect info): refusing the WebSocket");
         return (StatusCode::INTERNAL_SERVER_ERROR, "no client address\n").into_response();
     };
-    let admission = match state.limits.admit(peer.ip(), &headers, Instant::now()) {
+    let admission = match state.limits.admit(peer.ip(), headers, Instant::now()) {
         Ok(admission) => admission,
         Err(refusal) => {
             return (
@@ -136,6 +150,12 @@ async fn ws(
             )
                 .into_response();
         }
+    };
+    let upgrade = match upgrade {
+        Upgrade::Direct(upgrade, accept) => {
+            return direct::switch(state, upgrade, accept, admission);
+        }
+        Upgrade::Axum(upgrade) => upgrade,
     };
     let s = &state.settings;
     upgrade
@@ -147,6 +167,12 @@ async fn ws(
             let tracker = state.tracker.clone();
             tracker.track_future(socket::serve(state, ws, admission))
         })
+}
+
+/// A WebSocket upgrade, checked, not yet answered.
+enum Upgrade {
+    Direct(OnUpgrade, HeaderValue),
+    Axum(WebSocketUpgrade),
 }
 
 fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {

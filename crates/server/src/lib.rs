@@ -7,8 +7,10 @@
 //! - [`app`]: the axum router ([`app::router`]) and the state it shares.
 //! - [`socket`]: one task per WebSocket: reads frames into the core, writes its queue out,
 //!   enforces size, rate and idle limits, closes on shutdown.
-//! - [`pusher`]: [`ChannelPusher`](pusher::ChannelPusher), the core's `Pusher` over one
-//!   bounded queue per socket.
+//! - [`direct`]: WebSocket connections over plain HTTP, served straight on the TCP
+//!   socket: no read buffer while idle, deliveries written by the sender's task.
+//! - [`pusher`]: [`ChannelPusher`](pusher::ChannelPusher), the core's `Pusher`: a direct
+//!   link per socket, or (HTTPS) a bounded queue.
 //! - [`metrics`]: the Prometheus registry behind `/metrics`.
 //! - [`limits`]: the abuse limits (connections, joins per address, connection age), the
 //!   client address (`--trust-proxy`), and the default STUN server.
@@ -23,6 +25,7 @@
 //! timeout) so that what works here works on AWS.
 
 pub mod app;
+pub mod direct;
 pub mod limits;
 pub mod metrics;
 pub mod process;
@@ -38,11 +41,17 @@ use std::{net::SocketAddr, time::Duration};
 use anyhow::Context as _;
 use axum::{
     Router,
-    extract::connect_info::Connected,
+    extract::{ConnectInfo, connect_info::Connected},
     serve::{IncomingStream, Listener, ListenerExt as _},
+};
+use hyper::{body::Incoming, server::conn::http1};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
 };
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tower::ServiceExt as _;
 
 pub use settings::Settings;
 
@@ -86,12 +95,7 @@ pub async fn run(
             // TCP_NODELAY on every accepted socket: a frame is written whole and at once,
             // and Nagle's algorithm would hold a small one (a `newParticipant`) until the
             // client's delayed ACK, about 40 ms later.
-            let listener = listener.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::warn!(error = %e, "could not set TCP_NODELAY");
-                }
-            });
-            serve(listener, router, &shutdown).await?;
+            serve_plain(listener, router, &shutdown).await;
         }
         Some(tls) => {
             tracing::info!(%addr, "meshcall listening (https)");
@@ -124,6 +128,61 @@ where
     .with_graceful_shutdown(shutdown.clone().cancelled_owned())
     .await
     .context("serving HTTP")
+}
+
+/// Plain HTTP/1.1 on `listener` until `shutdown`, then lets each connection finish its
+/// request in progress. hyper's HTTP/1 connection is used directly (not `axum::serve`,
+/// which detects HTTP/2 through a buffering wrapper) so that an upgraded WebSocket comes
+/// back as its bare `TcpStream` ([`direct`]).
+async fn serve_plain(listener: TcpListener, router: Router, shutdown: &CancellationToken) {
+    let connections = TaskTracker::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, say: wait instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        // TCP_NODELAY on every accepted socket: a frame is written whole and at once, and
+        // Nagle's algorithm would hold a small one (a `newParticipant`) until the client's
+        // delayed ACK, about 40 ms later.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+        }
+        let service =
+            router
+                .clone()
+                .map_request(move |mut req: axum::extract::Request<Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    req
+                });
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service))
+                .with_upgrades();
+            tokio::pin!(connection);
+            let done = tokio::select! {
+                done = connection.as_mut() => done,
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = done {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
 }
 
 async fn drain(tracker: &TaskTracker, limit: Duration) {

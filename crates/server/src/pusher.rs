@@ -1,10 +1,11 @@
-//! [`ChannelPusher`]: the core's `Pusher` for sockets in this process. Each socket task owns
-//! the receiving end of one bounded queue; the pusher holds the sending ends by connection id.
+//! [`ChannelPusher`]: the core's `Pusher` for sockets in this process, by connection id:
+//! over plain HTTP a [`Link`] the pusher writes into directly ([`crate::direct`]); over
+//! HTTPS the sending end of a bounded queue its socket task drains.
 //!
-//! A push never waits. When a connection's queue is full, the connection cannot keep up: the
-//! pusher forgets its queue (its socket task then closes it with 1013) and answers `Gone`, so
-//! the core removes it and tells its room, exactly as for a connection API Gateway reports
-//! gone. A slow receiver therefore never blocks the sender or the room.
+//! A push never waits. When a connection has too many frames waiting, it cannot keep up: the
+//! pusher forgets it (its socket task then closes it with 1013) and answers `Gone`, so the
+//! core removes it and tells its room, exactly as for a connection API Gateway reports gone.
+//! A slow receiver therefore never blocks the sender or the room.
 
 use std::{
     collections::HashMap,
@@ -15,12 +16,24 @@ use meshcall_core::{Delivery, Outbound, PushError, Pusher, shrink_if_sparse};
 use meshcall_protocol::ConnectionId;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use crate::metrics::Metrics;
+use crate::{
+    direct::{Ended, Link},
+    metrics::Metrics,
+};
 
-/// The sending ends of every socket's queue.
+/// How frames reach one socket.
+#[derive(Debug, Clone)]
+enum Outlet {
+    /// Written into its socket by the pusher (plain HTTP).
+    Direct(Arc<Link>),
+    /// Queued for its socket task (HTTPS).
+    Queue(mpsc::Sender<Outbound>),
+}
+
+/// Every socket's outlet.
 #[derive(Debug)]
 pub struct ChannelPusher {
-    queues: Mutex<HashMap<ConnectionId, mpsc::Sender<Outbound>>>,
+    queues: Mutex<HashMap<ConnectionId, Outlet>>,
     metrics: Arc<Metrics>,
 }
 
@@ -33,17 +46,34 @@ impl ChannelPusher {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<ConnectionId, mpsc::Sender<Outbound>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<ConnectionId, Outlet>> {
         self.queues.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Makes `conn` reachable through `queue`.
     pub fn register(&self, conn: ConnectionId, queue: mpsc::Sender<Outbound>) {
-        self.lock().insert(conn, queue);
+        self.lock().insert(conn, Outlet::Queue(queue));
     }
 
-    /// Makes `conn` unreachable.
+    /// Makes `conn` reachable through `link`.
+    pub fn register_link(&self, conn: ConnectionId, link: Arc<Link>) {
+        self.lock().insert(conn, Outlet::Direct(link));
+    }
+
+    /// Makes `conn` unreachable; its socket task, if still running, closes it (1013).
     pub fn unregister(&self, conn: &ConnectionId) {
+        let removed = {
+            let mut queues = self.lock();
+            let removed = queues.remove(conn);
+            shrink_if_sparse(&mut queues);
+            removed
+        };
+        if let Some(Outlet::Direct(link)) = removed {
+            link.end(Ended::Replaced);
+        }
+    }
+
+    fn forget(&self, conn: &ConnectionId) {
         let mut queues = self.lock();
         queues.remove(conn);
         shrink_if_sparse(&mut queues);
@@ -52,23 +82,32 @@ impl ChannelPusher {
 
 impl Pusher for ChannelPusher {
     async fn push(&self, to: &ConnectionId, frame: &Outbound) -> Result<Delivery, PushError> {
-        let mut queues = self.lock();
-        let Some(queue) = queues.get(to) else {
+        // The write happens outside the map's lock: deliveries to different sockets do not
+        // wait for each other's system calls.
+        let Some(outlet) = self.lock().get(to).cloned() else {
             return Ok(Delivery::Gone);
         };
-        match queue.try_send(frame.clone()) {
-            Ok(()) => {
-                drop(queues);
+        let too_slow = match outlet {
+            Outlet::Direct(link) => match link.push(frame) {
+                Ok(()) => None,
+                Err(why) => Some(why == Ended::TooSlow),
+            },
+            Outlet::Queue(queue) => match queue.try_send(frame.clone()) {
+                Ok(()) => None,
+                Err(TrySendError::Full(_)) => Some(true),
+                Err(TrySendError::Closed(_)) => Some(false),
+            },
+        };
+        match too_slow {
+            None => {
                 self.metrics.delivered(frame.kind);
                 Ok(Delivery::Delivered)
             }
-            Err(TrySendError::Full(_)) => {
-                queues.remove(to);
-                tracing::warn!(conn_id = %to, "outbound queue full; dropping the connection");
-                Ok(Delivery::Gone)
-            }
-            Err(TrySendError::Closed(_)) => {
-                queues.remove(to);
+            Some(too_slow) => {
+                if too_slow {
+                    tracing::warn!(conn_id = %to, "outbound queue full; dropping the connection");
+                }
+                self.forget(to);
                 Ok(Delivery::Gone)
             }
         }
@@ -77,7 +116,8 @@ impl Pusher for ChannelPusher {
     /// A socket exists while its task has its queue registered.
     async fn probe(&self, to: &ConnectionId) -> Result<Delivery, PushError> {
         Ok(match self.lock().get(to) {
-            Some(queue) if !queue.is_closed() => Delivery::Delivered,
+            Some(Outlet::Queue(queue)) if !queue.is_closed() => Delivery::Delivered,
+            Some(Outlet::Direct(link)) if link.is_open() => Delivery::Delivered,
             _ => Delivery::Gone,
         })
     }

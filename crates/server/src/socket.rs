@@ -18,7 +18,8 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
+pub(crate) use axum::extract::ws::close_code;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use bytes::Bytes;
 use futures_util::SinkExt as _;
@@ -53,15 +54,25 @@ pub async fn serve(state: AppState, socket: WebSocket, admission: Admission) {
 }
 
 /// Why the loop ended, and what close frame to send, if any.
-enum End {
+pub(crate) enum End {
     /// The socket broke or ended without a close frame: the participant may resume.
     Dropped,
-    /// The client closed; our reply is queued and needs a flush.
-    Answered,
+    /// The client closed, with this code (echoed in our reply) if it gave one.
+    Answered(Option<u16>),
     /// We close with this code and reason.
     Close(u16, &'static str),
     /// The client sent a frame over the size limit: tell it why, then close with 1009.
     TooLarge,
+}
+
+/// Runs the core's `$connect` for a new socket; `false` (logged) if the store refused it.
+pub(crate) async fn connect(state: &AppState, conn: &ConnectionId) -> bool {
+    if let Err(e) = state.core.connect(conn, SystemTime::now()).await {
+        tracing::error!(conn_id = %conn, error = %e, "store refused a connection");
+        return false;
+    }
+    tracing::info!(conn_id = %conn, "connected");
+    true
 }
 
 async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId, admission: &Admission) {
@@ -69,13 +80,11 @@ async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId, admissi
     let settings = &state.settings;
     let (queue, mut outbound) = mpsc::channel::<Outbound>(settings.queue_capacity);
     core.pusher().register(conn.clone(), queue);
-    if let Err(e) = core.connect(&conn, SystemTime::now()).await {
-        tracing::error!(conn_id = %conn, error = %e, "store refused a connection");
+    if !connect(&state, &conn).await {
         core.pusher().unregister(&conn);
         send_close(&mut socket, close_code::ERROR, "store unavailable", &state).await;
         return;
     }
-    tracing::info!(conn_id = %conn, "connected");
 
     let idle_timeout = settings.idle_timeout;
     let idle = tokio::time::sleep(idle_timeout);
@@ -117,20 +126,14 @@ async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId, admissi
                 idle.as_mut().reset((received + idle_timeout).into());
                 match message {
                     Message::Text(text) => {
-                        if !bucket.try_take(received) {
-                            refuse(&state, &conn, ErrorCode::RateLimited, "too many messages; slow down").await;
-                        } else if is_join(&text) && !admission.try_join(received) {
-                            refuse(&state, &conn, ErrorCode::RateLimited, "too many joins from your address; try again shortly").await;
-                        } else {
-                            handle_text(&state, &conn, &text, received).await;
-                        }
+                        handle_client_text(&state, &conn, &text, received, &mut bucket, admission).await;
                     }
                     Message::Binary(_) => {
                         refuse(&state, &conn, ErrorCode::BinaryNotSupported, "send JSON text frames").await;
                     }
                     Message::Ping(_) | Message::Pong(_) => {}
                     // tungstenite has queued the close reply; write it out.
-                    Message::Close(_) => break End::Answered,
+                    Message::Close(frame) => break End::Answered(frame.map(|f| f.code)),
                 }
             }
             () = &mut idle => break End::Close(close_code::AWAY, "idle timeout"),
@@ -141,12 +144,73 @@ async fn run(state: AppState, mut socket: WebSocket, conn: ConnectionId, admissi
         }
     };
 
-    finish(&state, socket, &conn, end).await;
+    let wire = SocketWire {
+        socket,
+        conn: conn.as_str(),
+    };
+    finish(&state, wire, &conn, end).await;
+}
+
+/// A text frame from the client: the rate limit and the join limit first, then the core.
+pub(crate) async fn handle_client_text(
+    state: &AppState,
+    conn: &ConnectionId,
+    text: &str,
+    received: Instant,
+    bucket: &mut TokenBucket,
+    admission: &Admission,
+) {
+    if !bucket.try_take(received) {
+        refuse(
+            state,
+            conn,
+            ErrorCode::RateLimited,
+            "too many messages; slow down",
+        )
+        .await;
+    } else if is_join(text) && !admission.try_join(received) {
+        let message = "too many joins from your address; try again shortly";
+        refuse(state, conn, ErrorCode::RateLimited, message).await;
+    } else {
+        handle_text(state, conn, text, received).await;
+    }
+}
+
+/// How the ending of a connection writes to its socket: axum's WebSocket (HTTPS) or a
+/// direct link (plain HTTP, [`crate::direct`]).
+pub(crate) trait Wire {
+    /// Writes one frame; `false` if the socket failed or stalled past the send timeout.
+    async fn send(&mut self, frame: &Outbound, state: &AppState) -> bool;
+    /// Sends a close frame with `code` and `reason`, best effort, and flushes.
+    async fn close(&mut self, code: u16, reason: &'static str, state: &AppState);
+    /// Answers the client's close frame (whose code was `code`), best effort.
+    async fn answer_close(&mut self, code: Option<u16>, state: &AppState);
+}
+
+/// axum's WebSocket as a [`Wire`].
+struct SocketWire<'a> {
+    socket: WebSocket,
+    conn: &'a str,
+}
+
+impl Wire for SocketWire<'_> {
+    async fn send(&mut self, frame: &Outbound, state: &AppState) -> bool {
+        send(&mut self.socket, frame, state, self.conn).await
+    }
+
+    async fn close(&mut self, code: u16, reason: &'static str, state: &AppState) {
+        send_close(&mut self.socket, code, reason, state).await;
+    }
+
+    async fn answer_close(&mut self, _code: Option<u16>, state: &AppState) {
+        // tungstenite has queued its reply: write it out.
+        let _ = tokio::time::timeout(state.settings.send_timeout, self.socket.flush()).await;
+    }
 }
 
 /// Ends a connection: a drop suspends its participant (it may resume); every other end
 /// closes the socket as `end` says and removes the participant, telling its room.
-async fn finish(state: &AppState, mut socket: WebSocket, conn: &ConnectionId, end: End) {
+pub(crate) async fn finish(state: &AppState, mut wire: impl Wire, conn: &ConnectionId, end: End) {
     let core = &state.core;
     if matches!(end, End::Dropped) {
         // A push may have found the queue gone already and suspended the participant;
@@ -165,13 +229,13 @@ async fn finish(state: &AppState, mut socket: WebSocket, conn: &ConnectionId, en
     core.pusher().unregister(conn);
     match end {
         End::Dropped => {}
-        End::Answered => {
+        End::Answered(code) => {
             tracing::info!(conn_id = %conn, "closed by the client");
-            let _ = tokio::time::timeout(state.settings.send_timeout, socket.flush()).await;
+            wire.answer_close(code, state).await;
         }
         End::Close(code, reason) => {
             tracing::info!(conn_id = %conn, code, reason, "closing");
-            send_close(&mut socket, code, reason, state).await;
+            wire.close(code, reason, state).await;
         }
         End::TooLarge => {
             let code = ErrorCode::MessageTooLarge;
@@ -184,15 +248,9 @@ async fn finish(state: &AppState, mut socket: WebSocket, conn: &ConnectionId, en
                 to: None,
             }
             .to_json();
-            if send(
-                &mut socket,
-                &Outbound::new(Kind::Error, text),
-                state,
-                conn.as_str(),
-            )
-            .await
-            {
-                send_close(&mut socket, close_code::SIZE, "message too large", state).await;
+            if wire.send(&Outbound::new(Kind::Error, text), state).await {
+                wire.close(close_code::SIZE, "message too large", state)
+                    .await;
             }
         }
     }
@@ -253,7 +311,8 @@ async fn handle_text(state: &AppState, conn: &ConnectionId, text: &str, received
     }
 }
 
-async fn refuse(state: &AppState, conn: &ConnectionId, code: ErrorCode, message: &str) {
+/// Answers the client with an `error` frame, counted in the metrics.
+pub(crate) async fn refuse(state: &AppState, conn: &ConnectionId, code: ErrorCode, message: &str) {
     tracing::debug!(conn_id = %conn, code = code.as_str(), "refused");
     state.metrics.error(code);
     state
