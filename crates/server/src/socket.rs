@@ -227,6 +227,11 @@ pub(crate) async fn finish(state: &AppState, mut wire: impl Wire, conn: &Connect
         return;
     }
     core.pusher().unregister(conn);
+    // The room hears first: closing politely may wait up to the send timeout on a
+    // socket that takes nothing.
+    if let Err(e) = core.disconnect(conn, SystemTime::now()).await {
+        tracing::error!(conn_id = %conn, error = %e, "store failed on disconnect");
+    }
     match end {
         End::Dropped => {}
         End::Answered(code) => {
@@ -253,9 +258,6 @@ pub(crate) async fn finish(state: &AppState, mut wire: impl Wire, conn: &Connect
                     .await;
             }
         }
-    }
-    if let Err(e) = core.disconnect(conn, SystemTime::now()).await {
-        tracing::error!(conn_id = %conn, error = %e, "store failed on disconnect");
     }
 }
 

@@ -366,8 +366,10 @@ async fn a_receiver_that_stops_reading_is_dropped_and_its_room_told() {
         return;
     }
     // Once the kernel's socket buffers are full, the reader's small queue fills up: the
-    // server drops it as too slow instead of holding up the sender.
-    let server = TestServer::with(&["--queue-capacity", "2", "--send-timeout", "1s"]).await;
+    // server drops it as too slow instead of holding up the sender. A long send timeout, so
+    // that the full queue, not a stalled write (a drop the participant may resume from),
+    // is what ends it.
+    let server = TestServer::with(&["--queue-capacity", "2", "--send-timeout", "30s"]).await;
     let stalled = flood_a_receiver_that_reads_nothing(&server).await;
     server
         .wait_for_metrics(&[("meshcall_room_members", 1.0)])

@@ -6,7 +6,7 @@
 
 use std::io::{self, Cursor};
 
-use tokio::net::TcpStream;
+use tokio::{io::Interest, net::TcpStream};
 use tungstenite::protocol::frame::{
     FrameHeader,
     coding::{Control, Data, OpCode},
@@ -90,12 +90,28 @@ impl Reader {
             self.start = 0;
         }
         self.buf.reserve(want);
-        let read = stream.try_read_buf(&mut self.buf);
+        let room = self.buf.capacity() - self.buf.len();
+        // A read that comes back short has emptied the socket's buffer: tell tokio so (by
+        // answering `WouldBlock` from `try_io`), and the next wait goes straight to epoll
+        // instead of through one more `read` that finds nothing. tokio clears the
+        // readiness only if no new data was signalled meanwhile.
+        let mut got = 0;
+        let read = stream.try_io(Interest::READABLE, || {
+            got = stream.try_read_buf(&mut self.buf)?;
+            if got > 0 && got < room {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(got)
+            }
+        });
         if self.buf.is_empty() {
             // Nothing came: give the reservation back.
             self.buf = Vec::new();
         }
-        read
+        match read {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+            read => read,
+        }
     }
 
     /// Bytes still missing from the frame in progress, when its header is complete.

@@ -326,10 +326,16 @@ impl Link {
 
     /// Writes everything pending, waiting for the socket as needed; `false` if it fails or
     /// takes nothing for `timeout`.
-    async fn flush(&self, timeout: Duration, conn: &str) -> bool {
+    /// The connection's task calls it with `until_ended` so that a pusher ending the link
+    /// meanwhile (too slow, replaced) is seen at once: it then returns `true` early and the
+    /// caller reads [`Link::state`]. Its own closing frames are flushed without.
+    async fn flush(&self, timeout: Duration, conn: &str, until_ended: bool) -> bool {
         loop {
             {
                 let mut out = self.lock();
+                if until_ended && out.ended.is_some() {
+                    return true;
+                }
                 if self.write_locked(&mut out).is_err() {
                     self.end_locked(&mut out, Ended::Broken);
                     return false;
@@ -338,7 +344,18 @@ impl Link {
                     return true;
                 }
             }
-            match tokio::time::timeout(timeout, self.stream.writable()).await {
+            let ended = async {
+                if until_ended {
+                    self.wake.notified().await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let writable = tokio::select! {
+                writable = tokio::time::timeout(timeout, self.stream.writable()) => writable,
+                () = ended => continue,
+            };
+            match writable {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::debug!(conn_id = conn, error = %e, "write failed");
@@ -372,7 +389,7 @@ impl Wire for LinkWire<'_> {
         self.link
             .send_own(OpCode::Data(Data::Text), frame.text.as_bytes().to_vec());
         self.link
-            .flush(state.settings.send_timeout, self.conn)
+            .flush(state.settings.send_timeout, self.conn, false)
             .await
     }
 
@@ -381,7 +398,7 @@ impl Wire for LinkWire<'_> {
         payload.extend_from_slice(reason.as_bytes());
         self.link.send_own(OpCode::Control(Control::Close), payload);
         self.link
-            .flush(state.settings.send_timeout, self.conn)
+            .flush(state.settings.send_timeout, self.conn, false)
             .await;
     }
 
@@ -390,7 +407,7 @@ impl Wire for LinkWire<'_> {
         let payload = code.map(|c| c.to_be_bytes().to_vec()).unwrap_or_default();
         self.link.send_own(OpCode::Control(Control::Close), payload);
         self.link
-            .flush(state.settings.send_timeout, self.conn)
+            .flush(state.settings.send_timeout, self.conn, false)
             .await;
     }
 }
@@ -460,7 +477,7 @@ async fn run(
             biased;
             () = state.shutdown.cancelled() => {
                 // Frames already pending (say, a participantLeft) still go out first.
-                Box::pin(link.flush(settings.send_timeout, conn.as_str())).await;
+                Box::pin(link.flush(settings.send_timeout, conn.as_str(), false)).await;
                 return End::Close(close_code::AWAY, "server shutting down");
             }
             () = link.wake.notified() => match link.state() {
@@ -469,8 +486,15 @@ async fn run(
                     return End::Close(close_code::AGAIN, "dropped by the server: too slow or replaced");
                 }
                 (None, true) => {
-                    if !Box::pin(link.flush(settings.send_timeout, conn.as_str())).await {
+                    if !Box::pin(link.flush(settings.send_timeout, conn.as_str(), true)).await {
                         return End::Dropped;
+                    }
+                    match link.state() {
+                        (Some(Ended::Broken), _) => return End::Dropped,
+                        (Some(Ended::TooSlow | Ended::Replaced), _) => {
+                            return End::Close(close_code::AGAIN, "dropped by the server: too slow or replaced");
+                        }
+                        (None, _) => {}
                     }
                 }
                 (None, false) => {}
