@@ -64,7 +64,8 @@ pub struct Settings {
           value_parser = positive)]
     pub queue_capacity: usize,
 
-    /// Bytes read from a socket at a time (the per-connection read buffer).
+    /// Bytes read at a time while a frame's length is unknown; over plain HTTP no buffer is
+    /// kept while a connection is idle (over HTTPS: the per-connection read buffer).
     #[arg(long, env = "MESHCALL_READ_BUFFER_BYTES", default_value_t = 4096)]
     pub read_buffer_bytes: usize,
 
