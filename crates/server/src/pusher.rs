@@ -62,21 +62,16 @@ impl ChannelPusher {
 
     /// Makes `conn` unreachable; its socket task, if still running, closes it (1013).
     pub fn unregister(&self, conn: &ConnectionId) {
-        let removed = {
-            let mut queues = self.lock();
-            let removed = queues.remove(conn);
-            shrink_if_sparse(&mut queues);
-            removed
-        };
-        if let Some(Outlet::Direct(link)) = removed {
+        if let Some(Outlet::Direct(link)) = self.forget(conn) {
             link.end(Ended::Replaced);
         }
     }
 
-    fn forget(&self, conn: &ConnectionId) {
+    fn forget(&self, conn: &ConnectionId) -> Option<Outlet> {
         let mut queues = self.lock();
-        queues.remove(conn);
+        let removed = queues.remove(conn);
         shrink_if_sparse(&mut queues);
+        removed
     }
 }
 

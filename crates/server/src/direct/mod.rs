@@ -219,6 +219,19 @@ impl Chunk {
     }
 }
 
+impl Ended {
+    /// How the connection's task ends a link ended so.
+    fn end(self) -> End {
+        match self {
+            Self::Broken => End::Dropped,
+            Self::TooSlow | Self::Replaced => End::Close(
+                close_code::AGAIN,
+                "dropped by the server: too slow or replaced",
+            ),
+        }
+    }
+}
+
 impl Link {
     fn new(stream: TcpStream, capacity: usize) -> Self {
         Self {
@@ -480,25 +493,18 @@ async fn run(
                 Box::pin(link.flush(settings.send_timeout, conn.as_str(), false)).await;
                 return End::Close(close_code::AWAY, "server shutting down");
             }
-            () = link.wake.notified() => match link.state() {
-                (Some(Ended::Broken), _) => return End::Dropped,
-                (Some(Ended::TooSlow | Ended::Replaced), _) => {
-                    return End::Close(close_code::AGAIN, "dropped by the server: too slow or replaced");
+            () = link.wake.notified() => {
+                let (ended, pending) = link.state();
+                if ended.is_none() && pending
+                    && !Box::pin(link.flush(settings.send_timeout, conn.as_str(), true)).await
+                {
+                    return End::Dropped;
                 }
-                (None, true) => {
-                    if !Box::pin(link.flush(settings.send_timeout, conn.as_str(), true)).await {
-                        return End::Dropped;
-                    }
-                    match link.state() {
-                        (Some(Ended::Broken), _) => return End::Dropped,
-                        (Some(Ended::TooSlow | Ended::Replaced), _) => {
-                            return End::Close(close_code::AGAIN, "dropped by the server: too slow or replaced");
-                        }
-                        (None, _) => {}
-                    }
+                // Ended by a pusher, before or while the pending frames drained.
+                if let Some(ended) = link.state().0 {
+                    return ended.end();
                 }
-                (None, false) => {}
-            },
+            }
             readable = link.stream.readable() => {
                 if readable.is_err() {
                     return End::Dropped;
