@@ -366,3 +366,32 @@ async fn frames_to_a_member_are_not_held_back_by_nagle() {
     );
     server.stop().await.unwrap();
 }
+
+/// A burst of signals sent in one go reaches the room-mate whole and in order, also when
+/// the room-mate starts reading only once megabytes wait for it: the server then writes
+/// what the kernel takes, several frames to a system call, cutting frames anywhere, and
+/// the rest as the socket drains.
+#[tokio::test]
+async fn a_burst_arrives_whole_and_in_order_even_at_a_late_reader() {
+    use futures_util::SinkExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    const FRAMES: u64 = 150;
+    const FILLER: usize = 60_000;
+    if support::self_hosted_only("frames over API Gateway's 32 KiB limit") {
+        return;
+    }
+    let server = TestServer::start().await;
+    let (mut a, _, mut b, b_id) = server.pair_in("burst").await;
+    let filler = "x".repeat(FILLER);
+    for n in 0..FRAMES {
+        let frame = json!({"action": "signal", "to": b_id, "data": {"n": n, "f": filler}});
+        a.ws.feed(Message::text(frame.to_string())).await.unwrap();
+    }
+    a.ws.flush().await.unwrap();
+    for n in 0..FRAMES {
+        let got = b.recv_json().await;
+        assert_eq!(got["data"]["n"], n);
+        assert_eq!(got["data"]["f"].as_str().map(str::len), Some(FILLER));
+    }
+    server.stop().await.unwrap();
+}

@@ -4,7 +4,10 @@
 //! Headers are parsed by tungstenite's [`FrameHeader`]; the rules a server must enforce on
 //! what a client sends (masking, control frames, fragments, UTF-8, the size limit) are here.
 
-use std::io::{self, Cursor};
+use std::{
+    cell::Cell,
+    io::{self, Cursor},
+};
 
 use tokio::{io::Interest, net::TcpStream};
 use tungstenite::protocol::frame::{
@@ -41,31 +44,46 @@ pub(crate) enum Fault {
 /// The longest header a client frame can have: 2 bytes, 8 of length, 4 of mask.
 const MAX_HEADER: usize = 14;
 
-/// Reads a client's frames. Its buffer holds only the bytes of a frame not yet complete (and
-/// the fragments of a message not yet complete): between messages it is empty and owns no
-/// memory, so an idle connection costs no read buffer.
+/// How much one read may take: a busy connection's frames come several to a system call.
+/// The buffer read into is the worker thread's ([`SCRATCH`]), lent for one pass.
+const READ_AT_ONCE: usize = 64 * 1024;
+
+/// A frame in progress up to this size moves into the lent buffer for the next read; a
+/// larger one is read into its own buffer, the rest of the frame only (so a client dribbling
+/// a large frame does not make the server copy it over and over).
+const MOVE_AT_MOST: usize = 4 * 1024;
+
+thread_local! {
+    /// Each worker thread's read buffer, lent to one connection at a time.
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Reads a client's frames. Between passes ([`Reader::settle`]) it holds only the bytes of
+/// a frame not yet complete (and the fragments of a message not yet complete): between
+/// messages it owns no memory, so an idle connection costs no read buffer. While reading it
+/// borrows its thread's [`READ_AT_ONCE`] buffer.
 #[derive(Debug)]
 pub(crate) struct Reader {
     buf: Vec<u8>,
     /// `buf[..start]` is parsed.
     start: usize,
+    /// Whether `buf` is the thread's lent buffer, to give back at [`Reader::settle`].
+    lent: bool,
     /// Fragments of a message in progress: its bytes, and whether it is text.
     message: Option<(Vec<u8>, bool)>,
     /// The largest message accepted, in bytes.
     max: usize,
-    /// How much to read at a time when the frame's length is not known yet.
-    chunk: usize,
 }
 
 impl Reader {
-    /// A reader of messages up to `max` bytes that reads `chunk` bytes at a time.
-    pub(crate) fn new(max: usize, chunk: usize) -> Self {
+    /// A reader of messages up to `max` bytes.
+    pub(crate) fn new(max: usize) -> Self {
         Self {
             buf: Vec::new(),
             start: 0,
+            lent: false,
             message: None,
             max,
-            chunk: chunk.max(MAX_HEADER),
         }
     }
 
@@ -77,14 +95,48 @@ impl Reader {
     /// Whether it holds no bytes at all (so owns no buffer).
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
-        self.buf.capacity() == 0 && self.message.is_none()
+        self.buf.capacity() == 0 && self.message.is_none() && !self.lent
+    }
+
+    /// Ends a pass over what was read: keeps only the unparsed bytes, in a buffer of their
+    /// own size, and gives the lent buffer back to the thread.
+    pub(crate) fn settle(&mut self) {
+        let rest = self.buf.len() - self.start;
+        if self.lent {
+            let kept = if rest == 0 {
+                Vec::new()
+            } else {
+                self.buf[self.start..].to_vec()
+            };
+            let lent = std::mem::replace(&mut self.buf, kept);
+            self.lent = false;
+            give_back(lent);
+        } else if rest == 0 {
+            self.buf = Vec::new();
+        } else if self.start > 0 {
+            self.buf.drain(..self.start);
+        }
+        self.start = 0;
     }
 
     /// Reads what `stream` has, without waiting: `Ok(0)` at the end of the stream,
-    /// `WouldBlock` if nothing is there yet. Reads at most the rest of the frame in progress
-    /// when its length is known, else `chunk` bytes.
+    /// `WouldBlock` if nothing is there yet. Reads into the thread's buffer as much as it
+    /// takes (at least the rest of the frame in progress), or only the rest of a large
+    /// frame in progress into that frame's own buffer.
     pub(crate) fn read_from(&mut self, stream: &TcpStream) -> io::Result<usize> {
-        let want = self.wanted().unwrap_or(self.chunk).max(1);
+        if !self.lent && self.buf.len() - self.start <= MOVE_AT_MOST {
+            let mut lent = borrow();
+            lent.extend_from_slice(&self.buf[self.start..]);
+            self.buf = lent;
+            self.start = 0;
+            self.lent = true;
+        }
+        let rest = self.wanted().unwrap_or(MAX_HEADER).max(1);
+        let want = if self.lent {
+            rest.max(READ_AT_ONCE.saturating_sub(self.buf.len()))
+        } else {
+            rest
+        };
         if self.start > 0 && self.buf.capacity() - self.buf.len() < want {
             self.buf.drain(..self.start);
             self.start = 0;
@@ -104,10 +156,6 @@ impl Reader {
                 Ok(got)
             }
         });
-        if self.buf.is_empty() {
-            // Nothing came: give the reservation back.
-            self.buf = Vec::new();
-        }
         match read {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
             read => read,
@@ -136,7 +184,7 @@ impl Reader {
                 let mut cursor = Cursor::new(&self.buf[self.start..]);
                 match FrameHeader::parse(&mut cursor) {
                     Ok(Some((header, len))) => (header, len, cursor.position()),
-                    Ok(None) => return self.idle(),
+                    Ok(None) => return None,
                     // tungstenite refuses reserved opcodes here already.
                     Err(_) => {
                         return Some(Err(Fault::Protocol("malformed header or reserved opcode")));
@@ -150,7 +198,7 @@ impl Reader {
             let len = usize::try_from(len).expect("checked against the size limit");
             let at = self.start + head;
             if self.buf.len() < at + len {
-                return self.idle();
+                return None;
             }
             let payload = &mut self.buf[at..at + len];
             if let Some(mask) = header.mask {
@@ -181,26 +229,10 @@ impl Reader {
                 OpCode::Control(Control::Reserved(_)) => unreachable!("refused by check"),
             };
             self.start = at + len;
-            if self.start == self.buf.len() {
-                self.buf = Vec::new();
-                self.start = 0;
-            }
             if event.is_some() {
                 return event;
             }
         }
-    }
-
-    /// Nothing whole yet: `None`, having compacted what is kept.
-    fn idle(&mut self) -> Option<Result<Event, Fault>> {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        if self.buf.is_empty() {
-            self.buf = Vec::new();
-        }
-        None
     }
 
     /// The rules on a client frame, checked from its header alone.
@@ -233,6 +265,24 @@ impl Reader {
             OpCode::Data(_) if len > self.max as u64 => Err(Fault::TooLarge),
             OpCode::Control(_) | OpCode::Data(_) => Ok(()),
         }
+    }
+}
+
+/// The thread's read buffer (a new one if it is lent out already).
+fn borrow() -> Vec<u8> {
+    let buf = SCRATCH.take();
+    if buf.capacity() >= READ_AT_ONCE {
+        buf
+    } else {
+        Vec::with_capacity(READ_AT_ONCE)
+    }
+}
+
+/// Gives a lent buffer back to the thread; one grown far past its size is freed instead.
+fn give_back(mut buf: Vec<u8>) {
+    if buf.capacity() <= 2 * READ_AT_ONCE {
+        buf.clear();
+        SCRATCH.set(buf);
     }
 }
 
@@ -324,12 +374,13 @@ mod tests {
                 break;
             }
         }
+        reader.settle();
         events
     }
 
     #[test]
     fn a_text_frame_arriving_byte_by_byte_is_one_message_and_nothing_is_kept_after() {
-        let mut reader = Reader::new(1024, 64);
+        let mut reader = Reader::new(1024);
         let bytes = frame(true, 0x1, "héllo, room".as_bytes());
         let mut events = Vec::new();
         for b in &bytes {
@@ -341,7 +392,7 @@ mod tests {
 
     #[test]
     fn several_frames_in_one_read_come_out_in_order() {
-        let mut reader = Reader::new(1024, 64);
+        let mut reader = Reader::new(1024);
         let mut bytes = frame(true, 0x9, b"p");
         bytes.extend(frame(true, 0x1, b"one"));
         bytes.extend(frame(true, 0xA, b""));
@@ -362,7 +413,7 @@ mod tests {
 
     #[test]
     fn fragments_are_joined_and_a_ping_may_come_between_them() {
-        let mut reader = Reader::new(1024, 64);
+        let mut reader = Reader::new(1024);
         let mut bytes = frame(false, 0x1, b"hel");
         bytes.extend(frame(true, 0x9, b""));
         bytes.extend(frame(false, 0x0, b"lo "));
@@ -380,7 +431,7 @@ mod tests {
 
     #[test]
     fn the_size_limit_counts_whole_messages_and_is_checked_before_the_payload_comes() {
-        let mut reader = Reader::new(100, 64);
+        let mut reader = Reader::new(100);
         assert_eq!(
             feed(&mut reader, &frame(true, 0x1, &[b'a'; 100])),
             vec![Ok(Event::Text("a".repeat(100)))]
@@ -389,7 +440,7 @@ mod tests {
         let over = frame(true, 0x1, &[b'a'; 101]);
         assert_eq!(feed(&mut reader, &over[..8]), vec![Err(Fault::TooLarge)]);
 
-        let mut reader = Reader::new(100, 64);
+        let mut reader = Reader::new(100);
         let mut bytes = frame(false, 0x1, &[b'a'; 60]);
         bytes.extend(frame(true, 0x0, &[b'a'; 41]));
         assert_eq!(feed(&mut reader, &bytes), vec![Err(Fault::TooLarge)]);
@@ -435,10 +486,10 @@ mod tests {
             (frame(true, 0x8, &[0x03, 0xE8, 0xFF]), Fault::InvalidUtf8),
         ];
         for (bytes, fault) in cases {
-            let mut reader = Reader::new(1024, 64);
+            let mut reader = Reader::new(1024);
             assert_eq!(feed(&mut reader, &bytes), vec![Err(fault)], "{bytes:02x?}");
         }
-        let mut reader = Reader::new(1024, 64);
+        let mut reader = Reader::new(1024);
         let mut bytes = frame(false, 0x1, b"a");
         bytes.extend(frame(true, 0x1, b"b"));
         assert_eq!(
@@ -451,7 +502,7 @@ mod tests {
 
     #[test]
     fn binary_messages_are_reported_without_their_bytes() {
-        let mut reader = Reader::new(1024, 64);
+        let mut reader = Reader::new(1024);
         assert_eq!(
             feed(&mut reader, &frame(true, 0x2, &[0, 1, 2])),
             vec![Ok(Event::Binary)]

@@ -5,11 +5,15 @@
 //! message few system calls (docs/benchmarks.md has the figures):
 //!
 //! - **No read buffer while idle.** The connection task waits for the socket to be readable
-//!   and reads into a [`frame::Reader`] whose buffer exists only while a frame is
-//!   incomplete: an idle connection holds its task, its [`Link`] and nothing else.
+//!   and reads, up to 64 KiB at once, into its worker thread's buffer, lent by a
+//!   [`frame::Reader`] for the pass over what was read; between passes the reader keeps
+//!   only the bytes of a frame not yet complete: an idle connection holds its task, its
+//!   [`Link`] and nothing else.
 //! - **Deliveries written by the sender.** The pusher writes a frame for a connection
 //!   straight into that connection's socket from the task that produced it (the sender's):
-//!   one `writev`, no queue hop, no wake-up of another task. Only when the kernel's buffer
+//!   no queue hop, no wake-up of another task. What one pass sends to one link goes out at
+//!   the end of the pass in one `writev` ([`holding`]): a burst read in one system call
+//!   costs one write per room-mate, a lone message one write. Only when the kernel's buffer
 //!   is full are frames kept, in order, in the link's pending queue, and the connection's
 //!   own task writes them out as the socket drains (`--queue-capacity` frames at most, then
 //!   the connection is dropped as too slow; `--send-timeout` without progress, likewise).
@@ -17,6 +21,7 @@
 pub(crate) mod frame;
 
 use std::{
+    cell::RefCell,
     collections::VecDeque,
     io::{self, IoSlice},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
@@ -127,7 +132,7 @@ pub fn switch(
             return;
         };
         let settings = &state.settings;
-        let mut reader = Reader::new(settings.max_message_bytes, settings.read_buffer_bytes);
+        let mut reader = Reader::new(settings.max_message_bytes);
         reader.take(&parts.read_buf);
         // The connection's own task holds only what it needs from here on (the upgrade's
         // state would otherwise stay in it for its whole life).
@@ -140,6 +145,30 @@ pub fn switch(
         .header(header::SEC_WEBSOCKET_ACCEPT, accept)
         .body(Body::empty())
         .expect("a valid response")
+}
+
+/// Frames a `writev` takes at most.
+const FRAMES_PER_WRITE: usize = 32;
+
+tokio::task_local! {
+    /// Links that frames were pushed to during the current pass ([`holding`]).
+    static HELD: RefCell<Vec<Arc<Link>>>;
+}
+
+/// Runs `pass` (a connection's task handling what it read) with its deliveries held back:
+/// the frames it pushes to any link go out when it ends, one `writev` per link. A burst of
+/// messages read in one system call to the same room-mate then costs one write, not one
+/// each; a lone message is written as soon as it is handled, as before.
+async fn holding<F: Future>(pass: F) -> F::Output {
+    HELD.scope(RefCell::new(Vec::new()), async {
+        let output = pass.await;
+        let held = HELD.with(RefCell::take);
+        for link in held {
+            link.release();
+        }
+        output
+    })
+    .await
 }
 
 /// How a link was ended by someone other than its own task.
@@ -214,8 +243,9 @@ impl Chunk {
         (head, body)
     }
 
-    fn done(&self) -> bool {
-        self.sent == self.head_len + self.body().len()
+    /// Header and body, in bytes.
+    fn len(&self) -> usize {
+        self.head_len + self.body().len()
     }
 }
 
@@ -251,11 +281,13 @@ impl Link {
     }
 
     /// Sends a text frame: written now if the socket takes it, else queued behind what is
-    /// pending. `Err` if the link is ended (this push may be what ended it: too slow).
+    /// pending. Pushed while a connection's task handles what it read ([`holding`]), it is
+    /// written when that pass ends, with whatever else the pass sent this link. `Err` if the
+    /// link is ended (this push may be what ended it: too slow).
     ///
     /// # Errors
     /// How the link ended; the frame is not sent.
-    pub fn push(&self, frame: &Outbound) -> Result<(), Ended> {
+    pub fn push(self: &Arc<Self>, frame: &Outbound) -> Result<(), Ended> {
         let mut out = self.lock();
         if let Some(ended) = out.ended {
             return Err(ended);
@@ -263,13 +295,34 @@ impl Link {
         if out.pending.len() >= out.capacity {
             return Err(self.end_locked(&mut out, Ended::TooSlow));
         }
-        self.send_locked(
-            &mut out,
-            Chunk::new(
-                OpCode::Data(Data::Text),
-                Payload::Shared(frame.text.clone()),
-            ),
-        )
+        let chunk = Chunk::new(
+            OpCode::Data(Data::Text),
+            Payload::Shared(frame.text.clone()),
+        );
+        if out.pending.is_empty()
+            && HELD
+                .try_with(|held| held.borrow_mut().push(self.clone()))
+                .is_ok()
+        {
+            out.pending.push_back(chunk);
+            return Ok(());
+        }
+        self.send_locked(&mut out, chunk)
+    }
+
+    /// Writes what a pass held back for this link ([`holding`]).
+    fn release(&self) {
+        let mut out = self.lock();
+        if out.ended.is_some() {
+            // Its task sees the end and finishes a frame already started.
+            return;
+        }
+        if self.write_locked(&mut out).is_err() {
+            self.end_locked(&mut out, Ended::Broken);
+        } else if !out.pending.is_empty() {
+            // The socket is full: the connection's task finishes when it drains.
+            self.wake.notify_one();
+        }
     }
 
     /// Ends the link from outside (its participant moved to another socket).
@@ -311,20 +364,31 @@ impl Link {
         Ok(())
     }
 
-    /// Writes pending frames until done or the socket would block.
+    /// Writes pending frames until done or the socket would block, up to
+    /// [`FRAMES_PER_WRITE`] in one `writev`.
     fn write_locked(&self, out: &mut Out) -> io::Result<()> {
-        while let Some(chunk) = out.pending.front_mut() {
-            let (head, body) = chunk.unsent();
-            match self
-                .stream
-                .try_write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
-            {
+        while !out.pending.is_empty() {
+            let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
+            let mut used = 0;
+            for chunk in out.pending.iter().take(FRAMES_PER_WRITE) {
+                let (head, body) = chunk.unsent();
+                slices[used] = IoSlice::new(head);
+                slices[used + 1] = IoSlice::new(body);
+                used += 2;
+            }
+            let mut written = match self.stream.try_write_vectored(&slices[..used]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => chunk.sent += n,
+                Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
-            }
-            if chunk.done() {
+            };
+            while let Some(chunk) = out.pending.front_mut() {
+                let left = chunk.len() - chunk.sent;
+                if written < left {
+                    chunk.sent += written;
+                    break;
+                }
+                written -= left;
                 out.pending.pop_front();
             }
         }
@@ -475,9 +539,18 @@ async fn run(
         if ready {
             ready = false;
             let received = Instant::now();
-            let any = match take_events(state, link, reader, conn, admission, &mut bucket, received)
-                .await
-            {
+            let pass = holding(take_events(
+                state,
+                link,
+                reader,
+                conn,
+                admission,
+                &mut bucket,
+                received,
+            ))
+            .await;
+            reader.settle();
+            let any = match pass {
                 Ok(any) => any,
                 Err(end) => return end,
             };
