@@ -1,4 +1,4 @@
-// Finding the page's elements with their types checked, once, at start-up.
+// Small DOM helpers: typed element lookup, icons in buttons, device pickers.
 
 /**
  * The element with this id, which must be of this type.
@@ -27,4 +27,27 @@ export function setIcon(el, icon, label) {
     span.textContent = label;
     el.append(span);
   }
+}
+
+/**
+ * Fill a device picker; the current device is selected, and an empty list says so.
+ * @param {HTMLSelectElement} select
+ * @param {MediaDeviceInfo[]} devices
+ * @param {string | null} current
+ * @param {string} noun
+ */
+export function fillSelect(select, devices, current, noun) {
+  select.replaceChildren();
+  if (devices.length === 0) {
+    const o = new Option(`No ${noun.toLowerCase()} found`, '');
+    select.append(o);
+    select.disabled = true;
+    return;
+  }
+  select.disabled = false;
+  devices.forEach((d, i) => {
+    const o = new Option(d.label || `${noun} ${i + 1}`, d.deviceId);
+    select.append(o);
+  });
+  if (current && devices.some((d) => d.deviceId === current)) select.value = current;
 }

@@ -1,14 +1,15 @@
-// Entry point: install the test hooks, then show the lobby at `/` or the call at
-// `/r/<room>` (the server serves this same page for both).
+// Entry point: show the lobby at `/` or the call at `/r/<room>` (the server serves this same
+// page for both), loading only that page's modules. The camera and /config.json were asked
+// for already (early.js, loaded on its own ahead of this). The test hooks are installed
+// first when a test asked for them (hooks.js).
 
-import { startCall } from './call.js';
-import { T, installHooks } from './hooks.js';
-import { startLobby } from './lobby.js';
-import { isRoomId } from './protocol.js';
 import { Notices } from './notices.js';
+import { isRoomId } from './protocol.js';
 
-installHooks();
-const notices = new Notices((kind) => T.notices.push(kind));
+/** A test asked for the hooks (set before the app's scripts ran). */
+const testing = /** @type {{ __meshcallTestHooks?: unknown }} */ (window).__meshcallTestHooks === true;
+const hooks = testing ? (await import('./hooks.js')).installHooks() : null;
+const notices = new Notices(hooks ? (kind) => hooks.notice(kind) : () => {});
 
 const match = /^\/r\/([^/]+)\/?$/.exec(location.pathname);
 /** @type {string | null} */
@@ -22,10 +23,12 @@ if (match) {
 }
 
 if (roomId !== null && isRoomId(roomId)) {
-  void startCall({ roomId, notices });
+  const { startCall } = await import('./call.js');
+  startCall({ roomId, notices, hooks });
 } else {
   if (match) {
     notices.show('invalidRoomId', `“${roomId ?? match[1]}” can’t be a room name: use 1 to 64 letters, digits, - or _.`);
   }
+  const { startLobby } = await import('./lobby.js');
   startLobby({ notices });
 }

@@ -11,7 +11,10 @@
 //
 // No DOM apart from reading media devices.
 
+import { audioConstraints, getUserMediaLoose, videoConstraints } from './early.js';
 import { Emitter } from './emitter.js';
+
+/** @typedef {import('./early.js').EarlyAsk} EarlyAsk */
 
 /** @typedef {'audio' | 'video'} Kind */
 
@@ -42,13 +45,16 @@ import { Emitter } from './emitter.js';
  * @property {string | null} [micId]
  */
 
-const VIDEO_SHAPE = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30, max: 30 } };
-const AUDIO_SHAPE = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
-
 /** @extends {Emitter<MediaEvents>} */
 export class Media extends Emitter {
-  constructor() {
+  /**
+   * @param {{ early?: EarlyAsk | null }} [opts]  early: a getUserMedia call made as the page
+   *   started (early.js); the first ask for the same thing takes its answer
+   */
+  constructor(opts = {}) {
     super();
+    /** @type {EarlyAsk | null} */
+    this.early = opts.early ?? null;
     /** What the own tile shows: the microphone and the outgoing video. */
     this.stream = new MediaStream();
     /** @type {MediaStreamTrack | null} the microphone; muted = disabled */
@@ -69,6 +75,9 @@ export class Media extends Emitter {
     this.source = null;
     /** @type {Float32Array<ArrayBuffer> | null} */
     this.samples = null;
+    /** @type {MediaStreamTrack | null} the microphone the meter is (to be) made for */
+    this.meterTrack = null;
+    this.meterPending = false;
     this.supported = !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia);
     if (this.supported) {
       navigator.mediaDevices.addEventListener('devicechange', () => this.emit('devices', undefined));
@@ -272,9 +281,11 @@ export class Media extends Emitter {
 
   /** Release every device. */
   stop() {
+    this.dropEarly();
     for (const t of [this.micTrack, this.camTrack, this.screenTrack]) t?.stop();
     this.micTrack = this.camTrack = this.screenTrack = null;
     for (const t of this.stream.getTracks()) this.stream.removeTrack(t);
+    this.meterTrack = null;
     this.source?.disconnect();
     void this.audioCtx?.close();
     this.audioCtx = null;
@@ -283,29 +294,37 @@ export class Media extends Emitter {
 
   // ------------------------------------------------------------------ internals
 
-  /** @param {MediaStreamConstraints} c */
+  /**
+   * Ask for media. The ask made as the page started (early.js) answers the first ask for
+   * the same constraints; any other goes to the browser.
+   * @param {MediaStreamConstraints} c
+   */
   async getUserMedia(c) {
-    try {
-      return await navigator.mediaDevices.getUserMedia(c);
-    } catch (err) {
-      // A remembered device that is gone: take any.
-      if (err instanceof DOMException && (err.name === 'OverconstrainedError' || err.name === 'NotFoundError')) {
-        const loose = {
-          audio: c.audio ? AUDIO_SHAPE : false,
-          video: c.video ? VIDEO_SHAPE : false,
-        };
-        if (JSON.stringify(loose) !== JSON.stringify(c)) return navigator.mediaDevices.getUserMedia(loose);
-      }
-      throw err;
+    const early = this.early;
+    if (early && JSON.stringify(early.constraints) === JSON.stringify(c)) {
+      this.early = null;
+      const r = await early.result;
+      if ('stream' in r) return r.stream;
+      throw r.error;
     }
+    return getUserMediaLoose(c);
+  }
+
+  /** An early ask nobody took: release what it got. */
+  dropEarly() {
+    const early = this.early;
+    this.early = null;
+    void early?.result.then((r) => {
+      if ('stream' in r) for (const t of r.stream.getTracks()) t.stop();
+    });
   }
 
   audioConstraints() {
-    return this.micId ? { ...AUDIO_SHAPE, deviceId: { exact: this.micId } } : AUDIO_SHAPE;
+    return audioConstraints(this.micId);
   }
 
   videoConstraints() {
-    return this.cameraId ? { ...VIDEO_SHAPE, deviceId: { exact: this.cameraId } } : VIDEO_SHAPE;
+    return videoConstraints(this.cameraId);
   }
 
   /** Use this microphone track (enabled: `on`) and send it. @param {MediaStreamTrack} track @param {boolean} on */
@@ -347,20 +366,37 @@ export class Media extends Emitter {
     }
   }
 
-  /** @param {MediaStreamTrack} track */
+  /**
+   * Measure this microphone's level (level()). The Web Audio graph is made once the page is
+   * idle: making an AudioContext waits on the audio device (tens of ms on the main thread),
+   * which would otherwise hold up a join's first offer.
+   * @param {MediaStreamTrack} track
+   */
   meter(track) {
-    try {
-      if (!this.audioCtx) this.audioCtx = new AudioContext();
-      this.source?.disconnect();
-      this.analyser = this.audioCtx.createAnalyser();
-      this.analyser.fftSize = 1024;
-      this.analyser.smoothingTimeConstant = 0.3;
-      this.samples = new Float32Array(this.analyser.fftSize);
-      this.source = this.audioCtx.createMediaStreamSource(new MediaStream([track]));
-      this.source.connect(this.analyser);
-    } catch {
-      this.analyser = null; // no Web Audio: no meter, nothing else lost
-    }
+    this.meterTrack = track;
+    if (this.meterPending) return;
+    this.meterPending = true;
+    const build = () => {
+      this.meterPending = false;
+      const t = this.meterTrack;
+      if (!t || t !== this.micTrack || t.readyState !== 'live') return;
+      try {
+        // 'playback': larger audio buffers, so the audio thread wakes up less often; a
+        // meter does not need low latency.
+        if (!this.audioCtx) this.audioCtx = new AudioContext({ latencyHint: 'playback' });
+        this.source?.disconnect();
+        this.analyser = this.audioCtx.createAnalyser();
+        this.analyser.fftSize = 1024;
+        this.analyser.smoothingTimeConstant = 0.3;
+        this.samples = new Float32Array(this.analyser.fftSize);
+        this.source = this.audioCtx.createMediaStreamSource(new MediaStream([t]));
+        this.source.connect(this.analyser);
+      } catch {
+        this.analyser = null; // no Web Audio: no meter, nothing else lost
+      }
+    };
+    if ('requestIdleCallback' in window) requestIdleCallback(build, { timeout: 2_000 });
+    else setTimeout(build, 500);
   }
 
   emitState() {

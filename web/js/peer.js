@@ -4,10 +4,11 @@
 //   collision the polite side rolls back and takes the other's offer; the impolite side
 //   ignores the other's offer. Offers come from argument-less setLocalDescription().
 // - Who offers first: the participant that joined later (it learnt of the other from
-//   `joined`) adds its transceivers and offers; the other side holds its own offer until
-//   that offer arrives (or a few seconds pass) and answers on the offered transceivers.
-//   That keeps the first exchange free of glare; perfect negotiation covers every later one
-//   (ICE restarts, a camera or screen added later) from either side.
+//   `joined`) adds its tracks and offers once, when its camera and microphone have started
+//   (`waitMedia`: the offer then carries them and no renegotiation follows); the other side
+//   holds its own offer until that offer arrives (or a few seconds pass) and answers on the
+//   offered transceivers. That keeps the first exchange free of glare; perfect negotiation
+//   covers every later one (ICE restarts, a camera or screen added later) from either side.
 // - No rollback before first media: Chromium leaves a receiver that the other side's offer
 //   made, and that has had no media yet, without frames for good when an offer of ours is
 //   rolled back at that moment (decoding goes on; the track never gets a frame). So the
@@ -62,6 +63,7 @@ const FRESH_OFFER_MS = 1_000;
  * @property {RTCIceServer[]} iceServers
  * @property {RTCIceTransportPolicy} [iceTransportPolicy]  `relay` to use TURN only
  * @property {boolean} initiator  we offer first (we are the later joiner)
+ * @property {boolean} [waitMedia]  an initiator holds its first offer until `mediaSettled()`
  * @property {LocalMedia} local
  * @property {(data: SignalData) => void} sendSignal
  * @property {number} [holdOfferMs]  how long a non-initiator waits for the first offer
@@ -97,6 +99,8 @@ export class Peer extends Emitter {
     this.closed = false;
     /** Held back until the other side's first offer arrives. */
     this.awaitingOffer = !opts.initiator;
+    /** An initiator's first offer, held back until our media has started (or failed). */
+    this.awaitingMedia = opts.initiator && !!opts.waitMedia;
     this.relayed = false;
     /** The transceiver we send each kind on, once chosen. */
     /** @type {Record<Kind, RTCRtpTransceiver | null>} */
@@ -124,6 +128,12 @@ export class Peer extends Emitter {
     /** @type {Record<string, ReturnType<typeof setTimeout> | undefined>} */
     this.timers = {};
     this.limitsBusy = false;
+    /**
+     * The video limits asked for last (setVideoLimits); applied once the sender has been
+     * negotiated, so that a new connection starts at them.
+     * @type {{ maxBitrate: number, scaleResolutionDownBy: number } | null}
+     */
+    this.limits = null;
 
     this.channel = this.pc.createDataChannel('meshcall', { negotiated: true, id: 0 });
     this.channel.onopen = () => this.emit('channelOpen', undefined);
@@ -134,7 +144,7 @@ export class Peer extends Emitter {
 
     const pc = this.pc;
     pc.onnegotiationneeded = () => {
-      if (!this.awaitingOffer) void this.negotiate();
+      if (!this.awaitingOffer && !this.awaitingMedia) void this.negotiate();
     };
     pc.onicecandidate = ({ candidate }) => {
       if (candidate) this.sendSignal({ candidate: candidate.toJSON() });
@@ -144,7 +154,7 @@ export class Peer extends Emitter {
     pc.onsignalingstatechange = () => this.signalingChanged();
 
     if (opts.initiator) {
-      this.addLocalTransceivers();
+      if (!this.awaitingMedia) this.addLocalTransceivers();
     } else {
       this.timers.hold = setTimeout(() => this.stopWaiting(), opts.holdOfferMs ?? 3_000);
     }
@@ -166,6 +176,19 @@ export class Peer extends Emitter {
     });
   }
 
+  /**
+   * Our media has started (or failed, or is taking too long): an initiator holding its first
+   * offer makes it now, with whatever tracks `local` holds.
+   */
+  mediaSettled() {
+    if (!this.awaitingMedia || this.closed) return;
+    this.awaitingMedia = false;
+    this.addLocalTransceivers();
+    // The data channel set the negotiation-needed flag already (its event was held back):
+    // adding tracks does not fire it again.
+    void this.negotiate();
+  }
+
   /** Send a data-channel message if the channel is open. @param {PeerMessage} msg */
   send(msg) {
     if (this.channel.readyState === 'open') this.channel.send(JSON.stringify(msg));
@@ -184,7 +207,7 @@ export class Peer extends Emitter {
     if (!tr) {
       // No transceiver of this kind yet (we are still waiting for the first offer, or
       // neither side offered this kind): the next negotiation will carry it.
-      if (track && !this.awaitingOffer) {
+      if (track && !this.awaitingOffer && !this.awaitingMedia) {
         const added = this.pc.addTransceiver(track, { direction: 'sendrecv', streams: [this.local.stream] });
         this.own.add(added);
         this.sending[kind] = added;
@@ -211,7 +234,7 @@ export class Peer extends Emitter {
    * have changed), or the browser came back online.
    */
   restartIce() {
-    if (this.closed) return;
+    if (this.closed || this.awaitingMedia) return; // the first offer is still to come
     if (this.awaitingOffer) {
       // Their first offer is late, or was lost. The polite side asks for it again (the
       // impolite side would ignore an offer of ours while its own is pending); the
@@ -234,15 +257,22 @@ export class Peer extends Emitter {
   }
 
   /**
-   * Cap our outgoing video toward this peer.
+   * Cap our outgoing video toward this peer. Kept and applied as soon as the sender has been
+   * negotiated, if it has not been yet.
    * @param {{ maxBitrate: number, scaleResolutionDownBy: number }} limits
    */
   async setVideoLimits(limits) {
+    this.limits = limits;
+    await this.applyLimits();
+  }
+
+  async applyLimits() {
     const tr = this.sending.video;
-    if (!tr || this.closed || this.limitsBusy) return;
+    const limits = this.limits;
+    if (!tr || !limits || this.closed || this.limitsBusy) return;
     const params = tr.sender.getParameters();
     const enc = params.encodings && params.encodings[0];
-    if (!enc) return; // not negotiated yet; the next round will apply
+    if (!enc) return; // not negotiated yet: applied after the next description
     if (enc.maxBitrate === limits.maxBitrate && enc.scaleResolutionDownBy === limits.scaleResolutionDownBy) {
       return;
     }
@@ -256,6 +286,7 @@ export class Peer extends Emitter {
     } finally {
       this.limitsBusy = false;
     }
+    if (this.limits !== limits) await this.applyLimits(); // asked again meanwhile
   }
 
   /** The remote participant's current audio level, 0..1 (from RTP header extensions). */
@@ -344,6 +375,7 @@ export class Peer extends Emitter {
         this.offerRound += 1;
         this.offeredAt = Date.now();
         this.sendSignal({ description: desc.toJSON(), round: this.offerRound });
+        void this.applyLimits();
         clearTimeout(this.timers.offer);
         this.timers.offer = setTimeout(() => this.offerAgain(), this.offerTimeoutMs);
       } else if (desc) {
@@ -362,7 +394,8 @@ export class Peer extends Emitter {
     if (this.closed) return;
     const pc = this.pc;
     if ('requestOffer' in data) {
-      if (this.awaitingOffer) this.stopWaiting();
+      if (this.awaitingMedia) this.mediaSettled();
+      else if (this.awaitingOffer) this.stopWaiting();
       else if (!this.polite) this.restartIce();
       return;
     }
@@ -380,6 +413,9 @@ export class Peer extends Emitter {
         this.awaitingOffer = false;
         clearTimeout(this.timers.hold);
       }
+      // Their offer came first: we answer with what we have (a track that comes later is
+      // added by setOutgoing).
+      this.awaitingMedia = false;
       await pc.setRemoteDescription(description); // rolls our offer back on a collision
       for (const candidate of this.earlyCandidates.splice(0)) {
         await pc.addIceCandidate(candidate).catch(() => {});
@@ -390,6 +426,7 @@ export class Peer extends Emitter {
         await pc.setLocalDescription();
         const desc = pc.localDescription;
         if (desc) this.sendSignal({ description: desc.toJSON(), round: data.round });
+        void this.applyLimits();
       }
     } else if ('candidate' in data) {
       if (!pc.remoteDescription && !this.ignoreOffer) {

@@ -1,10 +1,9 @@
 // What the browser remembers between visits: the display name and the chosen devices
 // (localStorage), and "join with mic/camera off" for the next join only (sessionStorage).
 // Storage can be unavailable (private modes, blocked cookies): then nothing is remembered.
+// early.js reads the devices and "camera off" itself (the same keys) before the app loads.
 
-import { MAX_NAME_CHARS } from './protocol.js';
-
-const KEY = {
+const KEY = { // early.js reads cameraId, micId and joinCamOff under these names too
   name: 'meshcall.name',
   camera: 'meshcall.cameraId',
   mic: 'meshcall.micId',
@@ -44,17 +43,13 @@ function storage(get) {
 const local = storage(() => window.localStorage);
 const session = storage(() => window.sessionStorage);
 
-/** @param {string} name */
-export function cleanName(name) {
-  return name.replace(/\s+/g, ' ').trim().slice(0, MAX_NAME_CHARS);
-}
-
 export const prefs = {
+  /** The display name last used (as given: callers clean it, protocol.js cleanName). */
   get name() {
-    return cleanName(read(local, KEY.name) ?? '');
+    return read(local, KEY.name) ?? '';
   },
   set name(v) {
-    write(local, KEY.name, cleanName(v) || null);
+    write(local, KEY.name, v || null);
   },
   get cameraId() {
     return read(local, KEY.camera);

@@ -226,6 +226,11 @@ export const MAX_CHAT_CHARS = 2000;
 /** Longest display name we send or show, in characters. */
 export const MAX_NAME_CHARS = 40;
 
+/** A display name as we use and send it: one line, spaces squeezed, at most MAX_NAME_CHARS. @param {string} name */
+export function cleanName(name) {
+  return name.replace(/\s+/g, ' ').trim().slice(0, MAX_NAME_CHARS);
+}
+
 /**
  * The sender's state, sent when the channel opens and on every change.
  * @typedef {object} PeerState

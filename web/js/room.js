@@ -1,6 +1,7 @@
 // The mesh: one Peer per remote participant, driven by the signalling events.
 //
-// - `joined` (fresh): connect to every participant already there (we offer first);
+// - `joined` (fresh): connect to every participant already there (we offer first, once our
+//   camera and microphone have started: see mediaSettled);
 //   `newParticipant`: make a peer and wait for the newcomer's offer;
 //   `participantLeft` or a `peerNotFound` refusal: that peer is gone;
 //   `joined` after a resume: same id, so keep the peers, drop the ones that left meanwhile,
@@ -74,6 +75,8 @@ export class Room extends Emitter {
     /** `relay` to use TURN only (from /config.json; set before the first join). */
     /** @type {RTCIceTransportPolicy} */
     this.iceTransportPolicy = 'all';
+    /** Our media has started (or failed): peers we offer to may offer (see mediaSettled). */
+    this.mediaReady = false;
 
     const sig = this.signaling;
     sig.on('joined', (msg) => this.onJoined(msg));
@@ -99,6 +102,19 @@ export class Room extends Emitter {
     });
 
     this.statsTimer = setInterval(() => void this.refreshStats(), STATS_EVERY_MS);
+  }
+
+  /**
+   * Our camera and microphone have started, failed, or are taking too long. Until then the
+   * peers we offer to (we joined after them) hold their first offer, so that it carries our
+   * tracks: an offer without them would need a second round trip (a renegotiation) for the
+   * others to see us. Waiting costs little: media starts as the page starts (early.js),
+   * alongside the socket and the join.
+   */
+  mediaSettled() {
+    if (this.mediaReady) return;
+    this.mediaReady = true;
+    for (const p of this.peers.values()) p.mediaSettled();
   }
 
   /** Tell every peer our current state (name, mic, camera, screen). */
@@ -192,6 +208,7 @@ export class Room extends Emitter {
       iceServers: this.iceServers,
       iceTransportPolicy: this.iceTransportPolicy,
       initiator,
+      waitMedia: !this.mediaReady,
       local: {
         stream: this.media.stream,
         audio: this.media.outgoing('audio'),

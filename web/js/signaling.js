@@ -17,6 +17,7 @@ import { parseConfig, parseServerMessage } from './protocol.js';
 /** @typedef {import('./protocol.js').Joined} Joined */
 /** @typedef {import('./protocol.js').ErrorMsg} ErrorMsg */
 /** @typedef {import('./protocol.js').SignalData} SignalData */
+/** @typedef {import('./early.js').EarlySocket} EarlySocket */
 
 /**
  * @typedef {'connecting' | 'joining' | 'joined' | 'waiting' | 'closed'} SignalingState
@@ -102,10 +103,20 @@ export class Signaling extends Emitter {
     this.rotateTimer = undefined;
   }
 
-  /** Connect and join the room. */
-  start() {
+  /**
+   * Connect and join the room. `early`: the socket opened (and joining) as the page started
+   * (early.js), taken over with what it received meanwhile, if it is still good and for
+   * this URL; else a fresh one.
+   * @param {EarlySocket | null} [early]
+   */
+  start(early) {
     this.stopped = false;
-    this.open();
+    if (early && early.url === this.url && early.ws.readyState <= WebSocket.OPEN) {
+      this.adopt(early);
+    } else {
+      early?.ws.close();
+      this.open();
+    }
   }
 
   /** Skip the backoff wait and try now (a retry button, the browser coming back online). */
@@ -162,22 +173,54 @@ export class Signaling extends Emitter {
       return;
     }
     this.ws = ws;
+    this.listen(ws);
     ws.onopen = () => {
-      performance.mark('meshcall:socket-open');
-      this.setState('joining');
       if (this.token) {
         this.send({ action: 'resume', token: this.token });
       } else {
         this.send({ action: 'joinRoom', roomId: this.roomId });
       }
-      this.joinTimer = setTimeout(() => this.abandon(), this.joinTimeoutMs);
+      this.joining();
     };
+  }
+
+  /** Take over the early socket (see start). @param {EarlySocket} early */
+  adopt(early) {
+    this.clearTimers();
+    this.retryAt = null;
+    this.setState('connecting');
+    const ws = early.ws;
+    this.ws = ws;
+    this.listen(ws);
+    if (ws.readyState === WebSocket.OPEN) {
+      this.joining(early.openedAt); // it sent joinRoom when it opened
+    } else {
+      ws.onopen = () => {
+        this.send({ action: 'joinRoom', roomId: this.roomId });
+        this.joining();
+      };
+    }
+    for (const text of early.received.splice(0)) this.receive(text);
+  }
+
+  /** @param {WebSocket} ws */
+  listen(ws) {
     ws.onmessage = (ev) => {
       if (typeof ev.data === 'string') this.receive(ev.data);
     };
     ws.onclose = () => this.dropped();
     // An error is always followed by close; the close handler does the work.
     ws.onerror = () => {};
+  }
+
+  /**
+   * The socket is open and our join (or resume) is on its way.
+   * @param {number} [openedAt]  performance.now() when it opened, if that was earlier
+   */
+  joining(openedAt) {
+    performance.mark('meshcall:socket-open', openedAt === undefined ? undefined : { startTime: openedAt });
+    this.setState('joining');
+    this.joinTimer = setTimeout(() => this.abandon(), this.joinTimeoutMs);
   }
 
   /** @param {string} text */
@@ -354,18 +397,22 @@ function detach(ws) {
 /**
  * The service's settings from /config.json, fetched once per page: the signalling URL
  * (`wsUrl`, else /ws on this page's host), the ICE transport policy and the socket age limit.
+ * @param {Promise<unknown> | null} [fetched]  the file as fetched already (early.js), if it was
  * @returns {Promise<{ url: string, iceTransportPolicy: RTCIceTransportPolicy, socketMaxAgeMs: number }>}
  */
-export async function loadConfig() {
-  /** @type {unknown} */
-  let raw = null;
-  try {
-    const res = await fetch('/config.json', { cache: 'no-store' });
-    if (res.ok) raw = await res.json();
-  } catch {
-    // No config: the self-hosted defaults.
-  }
+export async function loadConfig(fetched) {
+  const raw = await (fetched ?? fetchConfig());
   const { wsUrl, ...rest } = parseConfig(raw);
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   return { url: wsUrl ?? `${scheme}://${location.host}/ws`, ...rest };
+}
+
+/** /config.json, or null when it is absent or unreadable (the self-hosted defaults). */
+async function fetchConfig() {
+  try {
+    const res = await fetch('/config.json', { cache: 'no-store' });
+    return res.ok ? await res.json() : null;
+  } catch {
+    return null;
+  }
 }

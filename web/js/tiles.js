@@ -62,7 +62,8 @@ function initials(name) {
 
 /**
  * @typedef {object} TileHooks
- * @property {(video: HTMLVideoElement) => void} [firstFrame]  the first frame was painted
+ * @property {(video: HTMLVideoElement) => void} [firstFrame]  the first frame was painted (asked
+ *   for by the test hooks only: nothing watches for it otherwise)
  * @property {(tile: Tile) => void} [autoplayBlocked]  sound needs a click
  */
 
@@ -211,13 +212,13 @@ export class Tile {
   }
 
   /**
-   * Ask for a callback at the next painted frame, until the first one is recorded (remote
-   * tiles only). Asked afresh each time playback (re)starts: a request made before a
+   * Ask for a callback at the next painted frame, until the first one is recorded (when a
+   * `firstFrame` hook wants it: remote tiles in a test). Asked afresh each time playback (re)starts: a request made before a
    * reload of the player can be lost with it.
    */
   armFrame() {
     const v = this.video;
-    if (this.self || this.framed || this.removed || !('requestVideoFrameCallback' in v)) return;
+    if (!this.hooks.firstFrame || this.framed || this.removed || !('requestVideoFrameCallback' in v)) return;
     if (this.frameRequest !== null) v.cancelVideoFrameCallback(this.frameRequest);
     this.frameRequest = v.requestVideoFrameCallback(() => {
       this.frameRequest = null;
@@ -288,8 +289,22 @@ export class Grid {
     this.tiles = new Map();
     const stage = el.parentElement ?? el;
     this.stage = stage;
+    /** @type {number | null} a layout waiting for the next frame */
+    this.pending = null;
     this.observer = new ResizeObserver(() => this.layout());
     this.observer.observe(stage);
+  }
+
+  /**
+   * Lay the grid out before the next frame is drawn: once however many tiles came and went
+   * meanwhile, and without forcing a layout of the page in the middle of a task (the stage
+   * is measured when the browser has laid it out anyway).
+   */
+  relayout() {
+    this.pending ??= requestAnimationFrame(() => {
+      this.pending = null;
+      this.layout();
+    });
   }
 
   /** @param {Tile} tile */
@@ -298,7 +313,7 @@ export class Grid {
     this.tiles.get(key)?.remove();
     this.tiles.set(key, tile);
     this.el.append(tile.el);
-    this.layout();
+    this.relayout();
     return tile;
   }
 
@@ -313,7 +328,7 @@ export class Grid {
     if (!tile) return;
     this.tiles.delete(id);
     tile.remove();
-    this.layout();
+    this.relayout();
   }
 
   /** Remove every tile, ours included. */

@@ -3,7 +3,7 @@
 // It renders what it is told and reports what the person does through callbacks; it
 // holds no call logic.
 
-import { byId, setIcon } from './dom.js';
+import { byId, fillSelect, setIcon } from './dom.js';
 import { icons, logo } from './icons.js';
 import { Grid } from './tiles.js';
 
@@ -183,7 +183,7 @@ export class RoomView {
       this.chatInput.focus();
     }
     // The stage changed size.
-    requestAnimationFrame(() => this.grid.layout());
+    this.grid.relayout();
   }
 
   /**
@@ -288,26 +288,4 @@ export class RoomView {
     else return;
     ev.preventDefault();
   }
-}
-
-/**
- * @param {HTMLSelectElement} select
- * @param {MediaDeviceInfo[]} devices
- * @param {string | null} current
- * @param {string} noun
- */
-export function fillSelect(select, devices, current, noun) {
-  select.replaceChildren();
-  if (devices.length === 0) {
-    const o = new Option(`No ${noun.toLowerCase()} found`, '');
-    select.append(o);
-    select.disabled = true;
-    return;
-  }
-  select.disabled = false;
-  devices.forEach((d, i) => {
-    const o = new Option(d.label || `${noun} ${i + 1}`, d.deviceId);
-    select.append(o);
-  });
-  if (current && devices.some((d) => d.deviceId === current)) select.value = current;
 }

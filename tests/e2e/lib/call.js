@@ -284,6 +284,8 @@ export class Call {
       viewport: opts.viewport ?? { width: 1280, height: 720 },
       ...(opts.permissions ? { permissions: opts.permissions } : {}),
     });
+    // The app's test hooks (window.T, window.collectStats) are installed only when asked for.
+    await ctx.addInitScript(() => { /** @type {any} */ (window).__meshcallTestHooks = true; });
     await ctx.addInitScript(fakeMedia, { label: name, hue, altHue: SECOND_CAMERA_HUE, screenHue: SCREEN_HUE, videoError: opts.videoError ?? null, audioError: opts.audioError ?? null, realScreen: !!opts.realScreen });
     if (opts.blockIce) await ctx.addInitScript(iceBlocker);
     const page = await ctx.newPage();
