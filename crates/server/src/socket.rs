@@ -325,12 +325,30 @@ pub(crate) async fn refuse(state: &AppState, conn: &ConnectionId, code: ErrorCod
 
 /// A read error ends the connection. A frame over the size limit is answered with
 /// `messageTooLarge` and close code 1009, as API Gateway closes; a text frame that is not
-/// UTF-8 gets 1007 (RFC 6455, 7.4.1); anything else is a broken socket.
+/// UTF-8 gets 1007 (RFC 6455, 7.4.1), a frame the RFC forbids 1002, as on the plain-HTTP
+/// path; anything else is a broken socket.
 fn read_failed(e: &axum::Error) -> End {
+    use tungstenite::error::ProtocolError;
     let cause = std::error::Error::source(e).and_then(|s| s.downcast_ref::<tungstenite::Error>());
     match cause {
         Some(tungstenite::Error::Capacity(_)) => End::TooLarge,
         Some(tungstenite::Error::Utf8(_)) => End::Close(close_code::INVALID, "invalid UTF-8"),
+        Some(tungstenite::Error::Protocol(
+            why @ (ProtocolError::NonZeroReservedBits
+            | ProtocolError::UnmaskedFrameFromClient
+            | ProtocolError::FragmentedControlFrame
+            | ProtocolError::ControlFrameTooBig
+            | ProtocolError::UnknownControlFrameType(_)
+            | ProtocolError::UnknownDataFrameType(_)
+            | ProtocolError::UnexpectedContinueFrame
+            | ProtocolError::ExpectedFragment(_)
+            | ProtocolError::InvalidOpcode(_)
+            | ProtocolError::InvalidCloseSequence),
+        )) => {
+            // The client's framing, not a lost socket (a reset stays a drop: resumable).
+            tracing::debug!(error = %why, "protocol error");
+            End::Close(close_code::PROTOCOL, "protocol error")
+        }
         _ => {
             tracing::debug!(error = %e, "read failed");
             End::Dropped
