@@ -156,6 +156,8 @@ export class Peer extends Emitter {
     if (opts.initiator) {
       if (!this.awaitingMedia) this.addLocalTransceivers();
     } else {
+      // Our tracks wait on transceivers of their own; the other side's offer takes them over.
+      this.addLocalTransceivers(false);
       this.timers.hold = setTimeout(() => this.stopWaiting(), opts.holdOfferMs ?? 3_000);
     }
     this.recovery = new Recovery({
@@ -205,9 +207,12 @@ export class Peer extends Emitter {
     if (this.closed) return;
     const tr = this.sending[kind] ?? this.transceiverFor(kind);
     if (!tr) {
-      // No transceiver of this kind yet (we are still waiting for the first offer, or
-      // neither side offered this kind): the next negotiation will carry it.
-      if (track && !this.awaitingOffer && !this.awaitingMedia) {
+      // No transceiver of this kind yet. Waiting for their first offer: the track waits on
+      // a transceiver of its own (see addLocalTrack). Waiting for our media to offer: it goes
+      // into that offer. Else the next negotiation carries it.
+      if (track && this.awaitingOffer) {
+        this.addLocalTrack(kind, track);
+      } else if (track && !this.awaitingMedia) {
         const added = this.pc.addTransceiver(track, { direction: 'sendrecv', streams: [this.local.stream] });
         this.own.add(added);
         this.sending[kind] = added;
@@ -442,22 +447,34 @@ export class Peer extends Emitter {
     }
   }
 
-  /** The initiator's side: one transceiver per kind, sending what we have. */
-  addLocalTransceivers() {
+  /**
+   * Before we offer: one transceiver per kind, sending what we have (receive-only for a
+   * kind we have no track of, when `receiveOnly`).
+   * @param {boolean} [receiveOnly]
+   */
+  addLocalTransceivers(receiveOnly = true) {
     for (const kind of /** @type {Kind[]} */ (['audio', 'video'])) {
       if (this.sending[kind]) continue;
       const track = this.local[kind];
-      if (track) {
-        // addTrack (not addTransceiver) so that, if the other side offers at the same
-        // time, its offer can reuse these transceivers instead of adding more m-lines.
-        const sender = this.pc.addTrack(track, this.local.stream);
-        const tr = this.pc.getTransceivers().find((t) => t.sender === sender) ?? null;
-        if (tr) this.own.add(tr);
-        this.sending[kind] = tr;
-      } else if (!this.transceiverFor(kind)) {
+      if (track) this.addLocalTrack(kind, track);
+      else if (receiveOnly && !this.transceiverFor(kind)) {
         this.own.add(this.pc.addTransceiver(kind, { direction: 'recvonly' }));
       }
     }
+  }
+
+  /**
+   * Send `track` as our `kind` on a transceiver of its own. addTrack (not addTransceiver):
+   * an offer from the other side that comes first takes it over for its m-line of that kind
+   * (no m-lines added, no replaceTrack needed before answering).
+   * @param {Kind} kind
+   * @param {MediaStreamTrack} track
+   */
+  addLocalTrack(kind, track) {
+    const sender = this.pc.addTrack(track, this.local.stream);
+    const tr = this.pc.getTransceivers().find((t) => t.sender === sender) ?? null;
+    if (tr) this.own.add(tr);
+    this.sending[kind] = tr;
   }
 
   /** After applying an offer: send our tracks on the offered transceivers. */
