@@ -83,7 +83,15 @@ impl ServerMessage<'_> {
     /// # Panics
     /// Never: every field serialises (strings, ids and raw JSON that was parsed before).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("server messages always serialise")
+        // Sized up front: a relayed offer is kilobytes, and growing from serde_json's
+        // default 128 bytes copies it several times over.
+        let hint = match self {
+            Self::Signal { data, .. } => data.get().len() + 128,
+            _ => 128,
+        };
+        let mut out = Vec::with_capacity(hint);
+        serde_json::to_writer(&mut out, self).expect("server messages always serialise");
+        String::from_utf8(out).expect("serde_json writes UTF-8")
     }
 }
 

@@ -36,7 +36,9 @@ pub struct Metrics {
     rooms: Gauge,
     members: Gauge,
     suspended: Gauge,
-    delivered: Family<KindLabel, Counter>,
+    /// One counter of the `messages_delivered` family per [`Kind`], in `Kind::ALL`'s order:
+    /// counted on every delivery without looking the label up.
+    delivered: Vec<(Kind, Counter)>,
     errors: Family<CodeLabel, Counter>,
     join_notify: Histogram,
     limit_hits: Family<LimitLabel, Counter>,
@@ -113,11 +115,17 @@ impl Metrics {
                 limit: limit.as_str(),
             });
         }
-        for kind in Kind::ALL {
-            let _ = delivered.get_or_create(&KindLabel {
-                kind: kind.as_str(),
-            });
-        }
+        let delivered = Kind::ALL
+            .into_iter()
+            .map(|kind| {
+                let counter = delivered
+                    .get_or_create(&KindLabel {
+                        kind: kind.as_str(),
+                    })
+                    .clone();
+                (kind, counter)
+            })
+            .collect();
         for code in ErrorCode::ALL {
             let _ = errors.get_or_create(&CodeLabel {
                 code: code.as_str(),
@@ -153,11 +161,9 @@ impl Metrics {
 
     /// Counts one frame queued to a connection.
     pub fn delivered(&self, kind: Kind) {
-        self.delivered
-            .get_or_create(&KindLabel {
-                kind: kind.as_str(),
-            })
-            .inc();
+        if let Some((_, counter)) = self.delivered.iter().find(|(k, _)| *k == kind) {
+            counter.inc();
+        }
     }
 
     /// Counts one error frame sent.

@@ -207,7 +207,9 @@ fn meta(args: &Args, plan: &Plan, started: u64) -> Value {
         "started": report::timestamp(started),
         "command": std::env::args().collect::<Vec<_>>(),
         "machine": {
-            "cpus": std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+            // The machine's, not this process's (pinned, it may use one).
+            "cpus": std::fs::read_to_string("/proc/cpuinfo")
+                .map_or(0, |info| info.lines().filter(|l| l.starts_with("processor")).count()),
             "cpu": file_line(Path::new("/proc/cpuinfo"), "model name")
                 .and_then(|l| Some(l.split_once(':')?.1.trim().to_owned()))
                 .unwrap_or_else(unknown),
