@@ -28,6 +28,12 @@ import { RoomView } from './ui.js';
  * a slow device). Shorter than the 3 s the others wait for our offer before making their own.
  */
 const MEDIA_WAIT_MS = 2_500;
+/**
+ * The longest the page stays hidden while our first offers are being made: its first style,
+ * layout and paint take the main thread for tens of ms (much more on a busy machine), which
+ * the offers need more.
+ */
+const SHOW_WAIT_MS = 500;
 
 /**
  * @param {{ roomId: string, notices: Notices, hooks: TestHooks | null }} ctx
@@ -110,10 +116,15 @@ export function startCall(ctx) {
       },
     },
   });
-  view.show();
   view.setCount(1);
+  // Built, but shown once the offers to everyone already here are out (or SHOW_WAIT_MS).
+  const showTimer = setTimeout(() => view.show(), SHOW_WAIT_MS);
+  room.on('offersOut', () => {
+    clearTimeout(showTimer);
+    view.show();
+  });
 
-  showMedia({ media, view, name });
+  const selfTile = showMedia({ media, view, name });
   media.on('state', (s) => {
     if (s.cam) notices.clear('cameraDenied');
     room.broadcastState();
@@ -136,10 +147,12 @@ export function startCall(ctx) {
   });
 
   const stopSpeaking = watchSpeaking({
-    ownLevel: () => media.level(), // 0 while muted
-    remoteLevels: () => room.levels(),
-    showSpeaking: (key, on) => view.grid.tiles.get(key)?.setSpeaking(on),
-    showOwnLevel: (level) => view.setMicLevel(level),
+    level: () => media.level(), // 0 while muted
+    speaking: (on) => {
+      selfTile.setSpeaking(on);
+      room.setSpeaking(on); // the others show it
+    },
+    showLevel: (level) => view.setMicLevel(level),
   });
 
   if (hooks) {

@@ -3,8 +3,9 @@
 // - showMedia: our own tile (the outgoing video, mic and camera flags) and the mic, camera
 //   and screen buttons, from the local media's state;
 // - showMesh: a tile per remote participant (made with its peer, labelled from the state
-//   it tells us, showing its stream and its connection's trouble), the people count, the
-//   chat log, and the `peerFailed` notice naming whom we can't reach.
+//   it tells us, highlighted while it says it speaks, showing its stream and its
+//   connection's trouble), the people count, the chat log, and the `peerFailed` notice
+//   naming whom we can't reach.
 //
 // It only listens and renders: no call logic, and no timers.
 
@@ -108,6 +109,7 @@ export function showMesh({ room, view, notices, hooks }) {
     );
   });
   room.on('peerRelayed', ({ id, relayed }) => view.grid.get(id)?.setRelayed(relayed));
+  room.on('peerSpeaking', ({ id, on }) => view.grid.get(id)?.setSpeaking(on));
   room.on('chat', (msg) => view.addChat({ name: msg.name, text: msg.text, at: msg.at, self: msg.from === null }));
 
   return { enableSound };

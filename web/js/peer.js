@@ -37,12 +37,15 @@ import { Recovery } from './recovery.js';
 const REQUEST_GAP_MS = 2_000;
 /** An offer of ours younger than this already is the restart a new trigger asks for. */
 const FRESH_OFFER_MS = 1_000;
+/** After connecting, we look this much later whether the pair is relayed. */
+const RELAY_CHECK_MS = 1_000;
 
 /**
  * @typedef {object} PeerEvents
  * @property {MediaStream} remoteStream  the remote stream changed (same object, new tracks)
  * @property {RTCPeerConnectionState} connectionState
  * @property {void} channelOpen  the data channel opened: time to send our state
+ * @property {void} offered  an offer of ours went out
  * @property {PeerMessage} message
  * @property {{ reason: string }} failed  could not connect; an ICE restart is under way
  * @property {boolean} relayed  the selected pair is (or stopped being) relayed
@@ -134,6 +137,12 @@ export class Peer extends Emitter {
      * @type {{ maxBitrate: number, scaleResolutionDownBy: number } | null}
      */
     this.limits = null;
+    /**
+     * What the video sender was last set to (a renegotiation can reset it: checked again when
+     * the sender changes, and on each new description).
+     * @type {{ sender: RTCRtpSender, maxBitrate: number, scaleResolutionDownBy: number } | null}
+     */
+    this.applied = null;
 
     this.channel = this.pc.createDataChannel('meshcall', { negotiated: true, id: 0 });
     this.channel.onopen = () => this.emit('channelOpen', undefined);
@@ -275,10 +284,16 @@ export class Peer extends Emitter {
     const tr = this.sending.video;
     const limits = this.limits;
     if (!tr || !limits || this.closed || this.limitsBusy) return;
+    const done = this.applied;
+    if (done && done.sender === tr.sender && done.maxBitrate === limits.maxBitrate &&
+        done.scaleResolutionDownBy === limits.scaleResolutionDownBy) {
+      return; // as set already: no getParameters (it waits on WebRTC's signalling thread)
+    }
     const params = tr.sender.getParameters();
     const enc = params.encodings && params.encodings[0];
     if (!enc) return; // not negotiated yet: applied after the next description
     if (enc.maxBitrate === limits.maxBitrate && enc.scaleResolutionDownBy === limits.scaleResolutionDownBy) {
+      this.applied = { sender: tr.sender, ...limits };
       return;
     }
     enc.maxBitrate = limits.maxBitrate;
@@ -286,22 +301,13 @@ export class Peer extends Emitter {
     this.limitsBusy = true;
     try {
       await tr.sender.setParameters(params);
+      this.applied = { sender: tr.sender, ...limits };
     } catch (err) {
       this.emit('problem', `setParameters failed: ${describe(err)}`);
     } finally {
       this.limitsBusy = false;
     }
     if (this.limits !== limits) await this.applyLimits(); // asked again meanwhile
-  }
-
-  /** The remote participant's current audio level, 0..1 (from RTP header extensions). */
-  audioLevel() {
-    for (const r of this.pc.getReceivers()) {
-      if (r.track.kind !== 'audio' || !this.remoteStream.getTracks().includes(r.track)) continue;
-      const sources = r.getSynchronizationSources();
-      if (sources.length > 0) return sources[0].audioLevel ?? 0;
-    }
-    return 0;
   }
 
   /** @returns {Promise<PeerSummary>} */
@@ -380,6 +386,8 @@ export class Peer extends Emitter {
         this.offerRound += 1;
         this.offeredAt = Date.now();
         this.sendSignal({ description: desc.toJSON(), round: this.offerRound });
+        this.emit('offered', undefined);
+        this.applied = null; // a new description: look again
         void this.applyLimits();
         clearTimeout(this.timers.offer);
         this.timers.offer = setTimeout(() => this.offerAgain(), this.offerTimeoutMs);
@@ -431,6 +439,7 @@ export class Peer extends Emitter {
         await pc.setLocalDescription();
         const desc = pc.localDescription;
         if (desc) this.sendSignal({ description: desc.toJSON(), round: data.round });
+        this.applied = null; // a new description: look again
         void this.applyLimits();
       }
     } else if ('candidate' in data) {
@@ -543,7 +552,12 @@ export class Peer extends Emitter {
     const state = this.pc.connectionState;
     this.emit('connectionState', state);
     this.recovery.changed(state);
-    if (state === 'connected') void this.summary(); // learns whether the pair is relayed
+    // Whether the pair is relayed, once the first media had time to start (getStats is
+    // heavy, and the connection's first frames are worth more).
+    clearTimeout(this.timers.relayCheck);
+    if (state === 'connected') {
+      this.timers.relayCheck = setTimeout(() => void this.summary().catch(() => {}), RELAY_CHECK_MS);
+    }
   }
 
   signalingChanged() {

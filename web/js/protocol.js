@@ -242,7 +242,9 @@ export function cleanName(name) {
 /**
  * @typedef {{ t: 'state' } & PeerState} StateMsg
  * @typedef {{ t: 'chat', text: string, at: number }} ChatMsg
- * @typedef {StateMsg | ChatMsg} PeerMessage
+ * @typedef {{ t: 'speaking', on: boolean }} SpeakingMsg  the sender started or stopped
+ *   speaking (its own microphone, measured by itself; see speaking.js)
+ * @typedef {StateMsg | ChatMsg | SpeakingMsg} PeerMessage
  */
 
 /**
@@ -261,6 +263,7 @@ export function parsePeerMessage(raw) {
   }
   if (!isObject(v)) return null;
   if (v.t === 'state') return { t: 'state', ...parseState(v) };
+  if (v.t === 'speaking') return { t: 'speaking', on: v.on === true };
   if (v.t === 'chat' && isString(v.text) && v.text.trim() !== '') {
     return {
       t: 'chat',

@@ -8,8 +8,8 @@
 //   add the ones that came (as responders, asking for their lost offer), and restart ICE
 //   on the rest (signals were lost, the network may have changed);
 //   `resumeFailed`: our id is gone, drop every peer; the fresh `joined` rebuilds the mesh.
-// - Local media changes are swapped into every peer; local state and chat go out on every
-//   data channel.
+// - Local media changes are swapped into every peer; local state, chat and whether we are
+//   speaking go out on every data channel.
 // - Bandwidth: the upload budget is split over the N-1 outgoing video streams (see
 //   splitBudget and targetHeight; docs/web.md has the numbers), revisited when the mesh
 //   changes and every few seconds from each connection's availableOutgoingBitrate.
@@ -39,6 +39,7 @@ const STATS_EVERY_MS = 5_000;
 /**
  * @typedef {object} RoomEvents
  * @property {{ selfId: string, resumed: boolean, count: number }} joined
+ * @property {void} offersOut  after our first join: an offer went to everyone who was there
  * @property {string} peerAdded
  * @property {string} peerRemoved
  * @property {{ id: string, stream: MediaStream }} peerStream
@@ -46,6 +47,7 @@ const STATS_EVERY_MS = 5_000;
  * @property {{ id: string, state: RTCPeerConnectionState }} peerConnection
  * @property {{ id: string, reason: string }} peerFailed
  * @property {{ id: string, relayed: boolean }} peerRelayed
+ * @property {{ id: string, on: boolean }} peerSpeaking  a peer started or stopped speaking
  * @property {{ from: string | null, name: string, text: string, at: number }} chat  from null = us
  */
 
@@ -77,6 +79,15 @@ export class Room extends Emitter {
     this.iceTransportPolicy = 'all';
     /** Our media has started (or failed): peers we offer to may offer (see mediaSettled). */
     this.mediaReady = false;
+    /**
+     * After our first join, the peers we offer to that have not offered yet; null before
+     * that join, and once `offersOut` was told.
+     * @type {Set<string> | null}
+     */
+    this.offersPending = null;
+    this.everJoined = false;
+    /** Whether we are speaking (setSpeaking), told to each peer whose channel opens. */
+    this.speaking = false;
 
     const sig = this.signaling;
     sig.on('joined', (msg) => this.onJoined(msg));
@@ -138,12 +149,14 @@ export class Room extends Emitter {
     return this.states.get(id) ?? null;
   }
 
-  /** Audio level per remote participant, 0..1. */
-  levels() {
-    /** @type {Map<string, number>} */
-    const out = new Map();
-    for (const [id, p] of this.peers) out.set(id, p.audioLevel());
-    return out;
+  /**
+   * We started or stopped speaking: every peer is told (it shows our highlight; nobody has
+   * to poll anyone's audio level). @param {boolean} on
+   */
+  setSpeaking(on) {
+    if (on === this.speaking) return;
+    this.speaking = on;
+    for (const p of this.peers.values()) p.send({ t: 'speaking', on });
   }
 
   /** @returns {Promise<Record<string, PeerSummary>>} */
@@ -194,9 +207,22 @@ export class Room extends Emitter {
     } else {
       if (this.selfId !== msg.connectionId) this.dropAll();
       this.selfId = msg.connectionId;
-      for (const id of msg.participants) if (!this.peers.has(id) && id !== this.selfId) this.addPeer(id, true);
+      const first = !this.everJoined;
+      this.everJoined = true;
+      if (first) this.offersPending = new Set();
+      for (const id of msg.participants) {
+        if (this.peers.has(id) || id === this.selfId) continue;
+        const peer = this.addPeer(id, true);
+        if (!first) continue;
+        this.offersPending?.add(id);
+        const off = peer.on('offered', () => {
+          off();
+          this.offerMade(id);
+        });
+      }
     }
     this.emit('joined', { selfId: msg.connectionId, resumed: msg.resumed, count: this.peers.size + 1 });
+    this.offerMade(null);
   }
 
   /** @param {string} id @param {boolean} initiator */
@@ -217,11 +243,16 @@ export class Room extends Emitter {
       sendSignal: (data) => this.signaling.signal(id, data),
     });
     this.peers.set(id, peer);
-    peer.on('channelOpen', () => peer.send({ t: 'state', ...this.localState() }));
+    peer.on('channelOpen', () => {
+      peer.send({ t: 'state', ...this.localState() });
+      if (this.speaking) peer.send({ t: 'speaking', on: true });
+    });
     peer.on('message', (msg) => {
       if (msg.t === 'state') {
         const { t: _t, ...state } = msg;
         this.setState(id, state);
+      } else if (msg.t === 'speaking') {
+        this.emit('peerSpeaking', { id, on: msg.on });
       } else {
         const name = this.states.get(id)?.name || 'Someone';
         this.emit('chat', { from: id, name, text: msg.text, at: msg.at });
@@ -242,6 +273,20 @@ export class Room extends Emitter {
     return peer;
   }
 
+  /**
+   * An offer to `id` went out (or `id` left; null: just look). Once none is pending after
+   * our first join, `offersOut`, once.
+   * @param {string | null} id
+   */
+  offerMade(id) {
+    const pending = this.offersPending;
+    if (!pending) return;
+    if (id !== null) pending.delete(id);
+    if (pending.size > 0) return;
+    this.offersPending = null;
+    this.emit('offersOut', undefined);
+  }
+
   /** @param {string} id @param {PeerState} state */
   setState(id, state) {
     if (!this.peers.has(id)) return;
@@ -255,6 +300,7 @@ export class Room extends Emitter {
     if (!peer) return;
     peer.close();
     this.peers.delete(id);
+    this.offerMade(id);
     this.states.delete(id);
     this.estimates.delete(id);
     this.emit('peerRemoved', id);

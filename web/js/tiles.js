@@ -291,7 +291,16 @@ export class Grid {
     this.stage = stage;
     /** @type {number | null} a layout waiting for the next frame */
     this.pending = null;
-    this.observer = new ResizeObserver(() => this.layout());
+    /** The stage's content box, as its ResizeObserver last saw it (null: not laid out yet). */
+    /** @type {{ width: number, height: number } | null} */
+    this.size = null;
+    /** What layout() set last, so that an unchanged layout touches nothing. */
+    this.shown = '';
+    this.observer = new ResizeObserver((entries) => {
+      const box = entries[entries.length - 1].contentRect;
+      this.size = { width: box.width, height: box.height };
+      this.layout();
+    });
     this.observer.observe(stage);
   }
 
@@ -337,18 +346,22 @@ export class Grid {
     this.tiles.clear();
   }
 
+  /**
+   * Size the tiles for the stage. The stage's size comes from its ResizeObserver, so this
+   * never makes the browser lay the page out to measure it.
+   */
   layout() {
     const n = this.tiles.size;
-    const style = getComputedStyle(this.stage);
-    const padX = parseFloat(style.paddingLeft) + parseFloat(style.paddingRight);
-    const padY = parseFloat(style.paddingTop) + parseFloat(style.paddingBottom);
-    const width = this.stage.clientWidth - padX;
-    const height = this.stage.clientHeight - padY;
-    if (n === 0 || width <= 0 || height <= 0) return;
+    if (!this.size || n === 0) return; // the observer calls again once the stage has a size
+    const { width, height } = this.size;
+    if (width <= 0 || height <= 0) return;
     // A phone held upright: our own tile floats small in a corner, the others share the stage.
     const pip = n >= 2 && width < 560 && height > width && this.tiles.has('');
-    this.el.classList.toggle('pip', pip);
     const { cols, w, h } = bestLayout(pip ? n - 1 : n, width, height, GAP);
+    const key = `${n} ${pip} ${cols} ${w} ${h}`;
+    if (key === this.shown) return;
+    this.shown = key;
+    this.el.classList.toggle('pip', pip);
     this.el.style.setProperty('--tile-w', `${w}px`);
     this.el.style.setProperty('--tile-h', `${h}px`);
     this.el.style.setProperty('--gap', `${GAP}px`);

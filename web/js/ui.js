@@ -106,7 +106,9 @@ export class RoomView {
     });
   }
 
+  /** Show the call page (again: nothing happens). */
   show() {
+    if (!this.root.hidden) return;
     this.root.hidden = false;
     document.body.classList.add('in-room');
   }
@@ -233,6 +235,7 @@ export class RoomView {
     this.ended.hidden = false;
     this.alone.hidden = true;
     this.root.classList.add('is-ended');
+    this.show();
   }
 
   // ------------------------------------------------------------------ internals
