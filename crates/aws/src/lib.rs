@@ -64,14 +64,21 @@
 //!   it reads the holders (`BatchGetItem`) and refuses with `RoomFull` unless some vanished
 //!   without leaving (gone, expired or elsewhere: their seats are cleared in one
 //!   transaction that re-checks each, and the join reads again). So a refusal writes
-//!   nothing and contends for nothing. Otherwise the join is one `TransactWriteItems`: add
-//!   the id to the set on condition `size(members) < cap`, move the participant (on
-//!   condition that it is still where the store read it) and its socket's copy, and take
-//!   the id out of the old room's set. DynamoDB serialises transactions on one item, so of
-//!   any number of racing joins for the last seat one commits and the rest are cancelled
-//!   whole. A transaction rather than a lone conditional update because the seat and the
-//!   participant's room must change together; a set rather than a counter because adding
-//!   and removing an id are idempotent and a set says *which* seats are taken.
+//!   nothing and contends for nothing. A seat is freed only by a transaction that also
+//!   changes the set, or by its holder's item expiring, so each store (each Lambda
+//!   instance) remembers the holders of a full room it read and found live, with the
+//!   earliest of their `expiresAt`: while the set is exactly those ids and none of them can
+//!   have expired, a refusal skips the read of the holders (a crowd at a full room's door
+//!   costs one read each), and `members_to_probe` at the refusing join's `now` (the core's
+//!   probe for ghosts) answers from the holders that join read. Otherwise the join is one
+//!   `TransactWriteItems`: add the id to the set on condition `size(members) < cap`, move
+//!   the participant (on condition that it is still where the store read it) and its
+//!   socket's copy, and take the id out of the old room's set. DynamoDB serialises
+//!   transactions on one item, so of any number of racing joins for the last seat one
+//!   commits and the rest are cancelled whole. A transaction rather than a lone
+//!   conditional update because the seat and the participant's room must change together;
+//!   a set rather than a counter because adding and removing an id are idempotent and a
+//!   set says *which* seats are taken.
 //! - **Suspension** (a socket dropped, resume on): the participant keeps its seat, its
 //!   room and its `socketId`, gains `suspendedUntil` and `sweep = "grace"`; the socket item
 //!   stays, marked with the same `suspendedUntil`. A second report of the same drop changes
@@ -84,8 +91,9 @@
 //!   (optimistic concurrency), in one retry loop (`transaction::retry`): a cancellation
 //!   for a failed condition reads again at once; one for a conflict (`TransactionConflict`:
 //!   another transaction on the same item in flight, as in a crowd joining one room) reads
-//!   again after a jittered backoff (4–8 ms, doubling up to 64–128 ms). It gives up only
-//!   after 2 s of pauses or 40 attempts.
+//!   again after a jittered backoff (4–8 ms, doubling up to 64–128 ms; a join then reads
+//!   only the room item, as its conditions pin the participant and socket it read). It
+//!   gives up only after 2 s of pauses or 40 attempts.
 //! - **Expiry**: every item gets `expiresAt` = last refresh + 3 hours (past API Gateway's
 //!   2-hour connection limit), refreshed by `$connect`, joins, resumes and suspensions.
 //!   DynamoDB deletes expired items late (emulators never), so every read treats an item
@@ -112,7 +120,7 @@
 //! | `joinRoom` (others there, told `newParticipant`) | `BatchGetItem` 2 + `TransactWriteItems` 1 + `GetItem` 1 |
 //! | `joinRoom` from another room (its members told `participantLeft`) | `BatchGetItem` 3 + `TransactWriteItems` 1 + `GetItem` 2 (one `BatchGetItem` less for each room with no one else) |
 //! | `joinRoom` of the room it is in | `BatchGetItem` 2 |
-//! | `joinRoom` of a full room (`roomFull`) | `BatchGetItem` 2, + `GetItem` 1 + `BatchGetItem` 1 when the core probes the members for ghosts (at most every 5 s per room and instance) |
+//! | `joinRoom` of a full room (`roomFull`) | `BatchGetItem` 2 (the core's probe of the members for ghosts, at most every 5 s per room and instance, reuses the second); `BatchGetItem` 1 while the same holders are known live, + `GetItem` 1 + `BatchGetItem` 1 when the core probes them then |
 //! | `sendMsgToRoom` | `GetItem` 2 + `BatchGetItem` 1 |
 //! | `signal` | `GetItem` 2 |
 //! | `leaveRoom` | `BatchGetItem` 2 + `TransactWriteItems` 1 + `GetItem` 1 (`BatchGetItem` 1 if no one is left to tell) |
@@ -126,9 +134,13 @@
 //!
 //! A socket that resumed someone (its participant has another id) costs one `GetItem` more
 //! on `joinRoom`, `leaveRoom`, `$disconnect` and a drop. A cancelled transaction costs its
-//! read and its write again. Under a crowd (64 joins at once into a room of 8, against moto
-//! with transaction conflicts on), the whole crowd took `BatchGetItem` ~190–220 +
-//! `TransactWriteItems` ~70–100 + `GetItem` 8, and the slowest answer came after 1.1–1.8 s.
+//! read and its write again (a join's cancelled for a conflict: a `GetItem` of the room and
+//! the write). Under a crowd (64 joins at once from one store into a room of 8, against
+//! moto with transaction conflicts on: `tests/store.rs`), the whole crowd took
+//! `BatchGetItem` ~80–90 + `GetItem` ~85–95 + `TransactWriteItems` ~90–100, and the
+//! slowest answer came after 1.1–1.5 s (before the room-only re-read and the known-live
+//! holders: `BatchGetItem` ~175–195 + `GetItem` 8 + `TransactWriteItems` ~90–120, 1.4–1.8 s,
+//! on the same busy machine).
 //!
 //! Scans: none, anywhere (the tests assert it).
 

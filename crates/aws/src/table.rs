@@ -207,6 +207,8 @@ pub(crate) struct ParticipantRow {
     pub(crate) suspended_until: Option<i64>,
     /// When it joined its room, in epoch milliseconds (orders a room's members).
     pub(crate) joined_at: i64,
+    /// Its `expiresAt` (epoch seconds), if it has one: it reads as absent from then on.
+    pub(crate) expires_at: Option<i64>,
 }
 
 impl ParticipantRow {
@@ -222,6 +224,7 @@ impl ParticipantRow {
             socket: connection(item, SOCKET_ID)?.ok_or_else(|| malformed(item, SOCKET_ID))?,
             suspended_until: number(item, SUSPENDED_UNTIL)?,
             joined_at: number(item, JOINED_AT)?.unwrap_or(0),
+            expires_at: number(item, EXPIRES_AT)?,
         }))
     }
 

@@ -381,12 +381,27 @@ async fn each_message_kind_costs_the_documented_requests_and_reads_consistently(
     full.join(&f, "1").await;
     let calls = cost(&full, full.join(&g, "1")).await;
     let probes = full.pusher().probed();
-    assert_calls("joinRoom (full)", &calls, &[(batch, 3), (get, 1)]);
+    assert_calls("joinRoom (full)", &calls, &[(batch, 2)]);
     assert_eq!(
         probes,
         std::slice::from_ref(&f),
-        "the full room's members are probed"
+        "the full room's members are probed (as the refusal read them)"
     );
+    // Knocking again: the same holder, known live, is not read again, nor probed (the
+    // core probes a full room at most every 5 s).
+    let calls = cost(&full, full.join(&g, "1")).await;
+    assert_calls("joinRoom (full, knocking again)", &calls, &[(batch, 1)]);
+    assert_eq!(full.pusher().probed().len(), 1, "not probed again");
+    // Five seconds on: probed again, its members read for that.
+    let later = full.now() + Duration::from_secs(5);
+    let knock = json!({"action": "joinRoom", "roomId": "1"}).to_string();
+    let calls = cost(&full, full.sig.message(&g, &knock, later)).await;
+    assert_calls(
+        "joinRoom (full, probed again)",
+        &calls,
+        &[(batch, 2), (get, 1)],
+    );
+    assert_eq!(full.pusher().probed(), [f.clone(), f.clone()]);
 
     let token = KEY.token(&b);
     let calls = cost(&w, async { w.sig.suspend(&b, w.now()).await.unwrap() }).await;

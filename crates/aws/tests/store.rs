@@ -440,6 +440,76 @@ async fn rows_past_their_expiry_are_ignored_and_their_seats_freed() {
     assert_no_scans(&st);
 }
 
+/// A full room's holders are read once to refuse a join, and not again while the room's
+/// set is the same and none of them can have expired: a crowd at the door costs one read
+/// each. `members_to_probe` at the refusal's `now` answers from that read. A seat that
+/// changed hands, or a holder past its expiry, is read (and freed) as before.
+#[tokio::test]
+async fn a_full_rooms_live_holders_are_read_once_until_one_could_have_expired() {
+    let Some(st) = store("full-known").await else {
+        return;
+    };
+    let now = SystemTime::now();
+    let soon = now + Duration::from_secs(2);
+    connect(&st, &["a", "b", "c"], now).await;
+    connect(&st, &["d"], soon).await;
+    for n in ["a", "b"] {
+        st.join(&id(n), &room("r"), 2, now).await.unwrap();
+    }
+    let full = |n: &'static str, at: SystemTime| {
+        let st = &st;
+        async move {
+            let before = st.calls();
+            let refused = st.join(&id(n), &room("r"), 2, at).await;
+            assert!(matches!(refused, Err(JoinError::RoomFull)), "{refused:?}");
+            st.calls().since(&before)
+        }
+    };
+    let calls = full("c", now).await;
+    assert_eq!(
+        (calls.get("BatchGetItem"), calls.total()),
+        (2, 2),
+        "{calls}"
+    );
+    let before = st.calls();
+    let probe = st.members_to_probe(&room("r"), now).await.unwrap();
+    assert_eq!(ids(&probe), ["a", "b"]);
+    assert_eq!(
+        st.calls().since(&before).total(),
+        0,
+        "from the refusal's read"
+    );
+
+    let calls = full("c", now + Duration::from_secs(1)).await;
+    assert_eq!(
+        (calls.get("BatchGetItem"), calls.total()),
+        (1, 1),
+        "{calls}"
+    );
+    let before = st.calls();
+    let probe = st
+        .members_to_probe(&room("r"), now + Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(ids(&probe), ["a", "b"]);
+    assert_eq!(st.calls().since(&before).total(), 2, "read: {probe:?}");
+
+    // b's seat goes to c: another set, read again.
+    st.leave(&id("b"), soon).await.unwrap();
+    st.join(&id("c"), &room("r"), 2, soon).await.unwrap();
+    let calls = full("d", soon).await;
+    assert_eq!(calls.get("BatchGetItem"), 2, "{calls}");
+    let calls = full("d", soon).await;
+    assert_eq!(calls.get("BatchGetItem"), 1, "{calls}");
+
+    // Past a's expiry (its $disconnect never ran): its seat is found and freed.
+    let later = now + DynamoStore::DEFAULT_TTL + Duration::from_secs(1);
+    let j = st.join(&id("d"), &room("r"), 2, later).await.unwrap();
+    assert_eq!(ids(&j.others), ["c"]);
+    assert_eq!(seats(&st, "r").await, ["c", "d"]);
+    assert_no_scans(&st);
+}
+
 #[tokio::test]
 async fn a_suspended_participant_keeps_its_seat_and_resumes_on_a_new_socket() {
     let Some(st) = store("suspend").await else {

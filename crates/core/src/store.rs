@@ -255,6 +255,22 @@ pub trait ConnectionStore: Send + Sync {
         now: SystemTime,
     ) -> impl Future<Output = Result<Vec<Member>, StoreError>> + Send;
 
+    /// The members of `room` to probe for ghosts after a [`join`](Self::join) at the same
+    /// `now` was refused with [`JoinError::RoomFull`]. By default [`members`](Self::members);
+    /// a store whose refusal has just read the room's members may answer from that read
+    /// instead of reading them again (a probe is best effort: a member who left meanwhile
+    /// is probed for nothing, one who came in meanwhile waits for the next probe).
+    ///
+    /// # Errors
+    /// [`StoreError`] if the store fails.
+    fn members_to_probe(
+        &self,
+        room: &RoomId,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Vec<Member>, StoreError>> + Send {
+        self.members(room, now)
+    }
+
     /// What the periodic sweep must do at `now`: suspended participants whose grace ended,
     /// and members due for a liveness check.
     ///

@@ -436,9 +436,9 @@ async fn a_tiny_read_buffer_still_reads_frames_of_any_size_intact() {
 
 /// A crowd at the door: 64 clients send `joinRoom` for one room at the same moment. Each
 /// gets an answer, `joined` or `roomFull` (never silence, never `internal`), exactly the
-/// room's cap get in, and each joiner is announced to those already in. On the serverless
-/// path every join writes the same room item at once: contention must cost time, not
-/// answers. The slowest answer is printed (the target is 3 s).
+/// room's cap get in, and each joiner is announced to those already in, all within 3 s.
+/// On the serverless path every join writes the same room item at once: contention must
+/// cost time, not answers, and not much time. The slowest answer is printed.
 #[tokio::test]
 async fn a_crowd_at_the_door_each_gets_joined_or_room_full() {
     const CROWD: usize = 64;
@@ -455,10 +455,11 @@ async fn a_crowd_at_the_door_each_gets_joined_or_room_full() {
         ]);
     }
     let server = TestServer::with(&flags).await;
-    let mut crowd = Vec::new();
-    for _ in 0..CROWD {
-        crowd.push(server.client().await);
-    }
+    // They connect at once too: on the serverless path the gateway starts Lambda instances
+    // for the burst of `$connect`s (up to its 10), as Lambda scales for one, so the joins
+    // below are timed on the instances a crowd arriving together would have, not on
+    // bootstrap processes starting (debug builds on a busy machine: up to 2 s each).
+    let mut crowd = join_all((0..CROWD).map(|_| server.client())).await;
     let started = Instant::now();
     join_all(
         crowd
@@ -479,6 +480,10 @@ async fn a_crowd_at_the_door_each_gets_joined_or_room_full() {
     .await;
     let slowest = replies.iter().map(|(_, t)| *t).max().unwrap_or_default();
     println!("{CROWD} joins answered; slowest after {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(3),
+        "the slowest of {CROWD} joins was answered after {slowest:?}; replies: {replies:#?}"
+    );
     let joined: Vec<&Value> = replies
         .iter()
         .map(|(v, _)| v)

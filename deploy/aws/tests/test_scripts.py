@@ -472,9 +472,10 @@ def meshcall_binary():
 class Smoke(Scripts):
     """deploy/aws/smoke against stand-ins: the fake `aws` for the stack, and the real
     self-hosted `meshcall` server on 127.0.0.1 for the deployed WebSocket API (it accepts
-    only the stack's app URL as Origin, as the function does). What this cannot show, and
-    only a run on a real account does: API Gateway's close codes (1003 for a binary frame,
-    the code after DeleteConnection, the $disconnect status of a killed TCP connection)."""
+    only the stack's app URL as Origin, as the function does). What this cannot show:
+    API Gateway's close codes (1003 for a binary frame, the code after DeleteConnection, the
+    $disconnect status of a killed TCP connection); SmokeClientOnGateway below asserts them
+    as meshcall-gateway emulates them, and only a run on a real account shows AWS's."""
 
     def setUp(self):
         super().setUp()
@@ -602,6 +603,135 @@ class Smoke(Scripts):
         self.assertEqual(len(self.find("cloudformation", "delete-stack")), 1)
         self.assertFalse(os.path.exists(os.path.join(self.state, "stack")), "the stack is gone")
         self.assertEqual(os.listdir(os.path.join(self.state, "ssm")), [], "no secret left")
+
+
+def built(name):
+    """target/debug/NAME (scripts/test-aws-deploy builds the workspace), or None."""
+    path = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "debug", name)
+    return path if os.access(path, os.X_OK) else None
+
+
+class SmokeClientOnGateway(unittest.TestCase):
+    """deploy/aws/smoke_client.py with --expect aws against meshcall-gateway (API Gateway
+    and Lambda on one machine: real bootstrap processes, moto's DynamoDB, SQS and SSM),
+    where the close codes the self-hosted stand-in above cannot give are API Gateway's as
+    the gateway emulates them from AWS's documentation: 1003 for a binary frame (the
+    function never invoked), the code on the socket the function closes with
+    DeleteConnection (1000 here), and the $disconnect status of each socket in the
+    function's own "disconnected" log lines, read by `annotate` as the smoke reads them from
+    CloudWatch. That the emulation matches AWS only a run on a real account shows.
+
+    Needs the DynamoDB emulator (AWS_ENDPOINT_URL; scripts/test runs this step with moto
+    up; skipped without it unless MESHCALL_MOTO is set) and target/debug/meshcall-gateway
+    and target/debug/bootstrap. About 8 s."""
+
+    CLIENT = os.path.join(ROOT, "deploy", "aws", "smoke_client.py")
+
+    def setUp(self):
+        try:
+            import websockets.asyncio.client  # noqa: F401
+        except ImportError:
+            self.fail("the smoke clients need websockets in this python (scripts/test-aws-deploy installs it)")
+        if not os.environ.get("AWS_ENDPOINT_URL"):
+            if os.environ.get("MESHCALL_MOTO"):
+                self.fail("MESHCALL_MOTO is set but AWS_ENDPOINT_URL names no emulator")
+            self.skipTest("no DynamoDB emulator (AWS_ENDPOINT_URL): scripts/test runs this with moto")
+        self.gateway, self.bootstrap = built("meshcall-gateway"), built("bootstrap")
+        if self.gateway is None or self.bootstrap is None:
+            self.skipTest("no target/debug/meshcall-gateway or bootstrap: cargo build --workspace "
+                          "(scripts/test-aws-deploy does)")
+        self.tmp = tempfile.mkdtemp(prefix="meshcall-smoke-gateway-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def serve(self):
+        """Starts the gateway on a fresh table; its address and the path of its log."""
+        log_path = os.path.join(self.tmp, "gateway.log")
+        log = open(log_path, "w")
+        self.addCleanup(log.close)
+        table = f"smoke-client-{os.getpid()}-{time.monotonic_ns()}"
+        env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
+        env.setdefault("AWS_REGION", REGION)
+        gateway = subprocess.Popen(
+            [self.gateway, "--listen", "127.0.0.1:0", "--create-table", "--table", table,
+             "--bootstrap", self.bootstrap, "--stage", "prod", "--allowed-origin", APP_URL,
+             "--resume-grace", "30s"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=env, text=True)
+
+        def stop():
+            if gateway.poll() is None:
+                gateway.terminate()
+                try:
+                    gateway.wait(10)
+                except subprocess.TimeoutExpired:
+                    gateway.kill()
+                    gateway.wait()
+            gateway.stdout.close()
+        self.addCleanup(stop)
+        import selectors
+        with selectors.DefaultSelector() as sel:
+            sel.register(gateway.stdout, selectors.EVENT_READ)
+            if not sel.select(30):
+                self.fail(f"the gateway did not say where it listens within 30 s; see {log_path}")
+        line = gateway.stdout.readline()
+        m = re.match(r"listening on http://(127\.0\.0\.1:\d+)$", line.strip())
+        if not m:
+            with open(log_path, encoding="utf-8", errors="replace") as f:
+                self.fail(f"unexpected first line {line!r}; the gateway's log:\n{f.read()[-3000:]}")
+        return m.group(1), stop, log_path
+
+    def wait_idle(self, addr):
+        """Until every invocation, $disconnect included, has returned."""
+        import urllib.request
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{addr}/_gateway/idle", timeout=5) as r:
+                    if r.read().decode().strip() == "idle":
+                        return
+            except OSError:
+                pass
+            self.assertLess(time.monotonic(), deadline, "the gateway never went idle")
+            time.sleep(0.05)
+
+    def test_the_flow_records_api_gateways_close_codes(self):
+        addr, stop, log_path = self.serve()
+        out = os.path.join(self.tmp, "codes.json")
+        r = subprocess.run(
+            [sys.executable, self.CLIENT, "run", "--url", f"ws://{addr}/prod", "--origin", APP_URL,
+             "--out", out, "--expect", "aws", "--connect-wait", "10"],
+            capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.wait_idle(addr)
+        stop()
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            # The function's log lines (JSON, as in CloudWatch) that the smoke's filter
+            # pattern '"disconnected"' would return.
+            lines = [line.strip() for line in f if line.startswith("{") and "disconnected" in line]
+        messages = os.path.join(self.tmp, "log-messages.json")
+        with open(messages, "w", encoding="utf-8") as f:
+            json.dump(lines, f)
+        subprocess.run([sys.executable, self.CLIENT, "annotate", "--out", out, "--log-messages", messages],
+                       check=True, timeout=30)
+        with open(out, encoding="utf-8") as f:
+            report = json.load(f)
+        self.assertTrue(report["ok"], report["failures"])
+        self.assertEqual(report["expect"], "aws")
+        self.assertEqual(report["closeCodes"], {
+            "killedTcpClientSide": 1006,
+            "takeover": 1000,
+            "cleanClose": {"A": 1000, "B3": 1000},
+            "binaryFrame": 1003,
+        })
+        # One $disconnect per socket: B killed (1006), B2 deleted by the takeover (1000),
+        # A and B3 closed (1000), C closed for its binary frame (1003).
+        statuses = report["disconnectLog"]["statuses"]
+        self.assertEqual(sorted(statuses), [1000, 1000, 1000, 1003, 1006], report["disconnectLog"])
+        ids = {s["step"]: s.get("connectionId") for s in report["steps"]}
+        by_socket = {}
+        for line, status in zip(report["disconnectLog"]["lines"], statuses):
+            by_socket[json.loads(line)["span"]["conn_id"]] = status
+        self.assertEqual(by_socket[ids["B joined; A told"]], 1006, "B's socket, killed with an RST")
+        self.assertEqual(by_socket[ids["A joined"]], 1000, "A's clean close")
 
 
 # Smoke reuses Scripts' set-up and helpers, not its tests.

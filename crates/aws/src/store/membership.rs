@@ -2,19 +2,23 @@
 //! a join adds to only if `size(members) < cap`, in the same transaction that moves the
 //! participant (and its socket's copy of the room) and takes it out of its old room's set.
 
-use std::time::SystemTime;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::SystemTime,
+};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use meshcall_core::{
-    JoinError, Joined, StoreError,
+    JoinError, Joined, Member, StoreError,
     protocol::{ConnectionId, RoomId},
 };
 
 use super::{DynamoStore, read::key_string};
 use crate::{
     table::{
-        CHECK, epoch_millis, epoch_secs, member_set, n, participant_key, room_key, s, set_of,
-        socket_key,
+        CHECK, ParticipantRow, epoch_millis, epoch_secs, member_set, n, participant_key, room_key,
+        s, set_of, socket_key,
     },
     transaction::{Outcome, Step, Write, retry, transact},
 };
@@ -23,12 +27,92 @@ use crate::{
 /// one of them the room's update).
 const STALE_PER_PASS: usize = 99;
 
+/// At most this many full rooms are remembered (then those past their holders' first
+/// expiry are forgotten, or all of them).
+const FULL_ROOMS_KEPT: usize = 1024;
+
+/// Full rooms whose seat holders this store read and found live. A seat is freed only by a
+/// transaction that also takes the id out of the room's set, or by its holder's item
+/// expiring: so while a room's set is exactly the ids read here and none of them has
+/// reached its `expiresAt`, reading them again would find every one live, and a join
+/// refuses without that read. A crowd at a full room's door then costs one read per
+/// joiner, not two. Kept per store (per Lambda instance).
+#[derive(Debug, Clone, Default)]
+pub(super) struct FullRooms(Arc<Mutex<HashMap<RoomId, Holders>>>);
+
+#[derive(Debug)]
+struct Holders {
+    /// The room's set, sorted.
+    ids: Vec<ConnectionId>,
+    /// Epoch seconds: the first of them reads as absent from then on.
+    live_until: i64,
+    /// The holders as read, and when (the caller's `now`).
+    rows: Vec<ParticipantRow>,
+    read_at: SystemTime,
+}
+
+impl FullRooms {
+    /// Whether `ids` (sorted) are the holders read last time, all still live at `now`.
+    fn known_live(&self, room: &RoomId, ids: &[ConnectionId], now: SystemTime) -> bool {
+        let rooms = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        rooms
+            .get(room)
+            .is_some_and(|h| h.ids == ids && epoch_secs(now) < h.live_until)
+    }
+
+    /// Remembers that `ids` (sorted), holding every seat of `room`, were read as `live` at
+    /// `now`.
+    fn record(
+        &self,
+        room: &RoomId,
+        ids: Vec<ConnectionId>,
+        live: &[ParticipantRow],
+        now: SystemTime,
+    ) {
+        let live_until = live
+            .iter()
+            .map(|p| p.expires_at.unwrap_or(i64::MAX))
+            .min()
+            .unwrap_or(i64::MAX);
+        let mut rooms = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if rooms.len() >= FULL_ROOMS_KEPT && !rooms.contains_key(room) {
+            let now = epoch_secs(now);
+            rooms.retain(|_, h| now < h.live_until);
+            if rooms.len() >= FULL_ROOMS_KEPT {
+                rooms.clear();
+            }
+        }
+        let holders = Holders {
+            ids,
+            live_until,
+            rows: live.to_vec(),
+            read_at: now,
+        };
+        rooms.insert(room.clone(), holders);
+    }
+
+    /// The members of `room` as a join refused at this same `now` read them, if one did.
+    fn read_at(&self, room: &RoomId, now: SystemTime) -> Option<Vec<Member>> {
+        let rooms = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let holders = rooms.get(room).filter(|h| h.read_at == now)?;
+        Some(
+            holders
+                .rows
+                .iter()
+                .cloned()
+                .map(ParticipantRow::into_member)
+                .collect(),
+        )
+    }
+}
+
 impl DynamoStore {
     /// `join`: one `BatchGetItem` reads the socket, its participant and the room item. A
     /// room that is full by its set costs one `BatchGetItem` more (its members, to find
-    /// seats held by participants that vanished without leaving) and no write: a crowd at
-    /// a full room's door reads, it does not contend for the room item. Otherwise one
-    /// transaction, then the room read again consistently for the joiner's `others`.
+    /// seats held by participants that vanished without leaving; skipped while the same
+    /// holders are known live, see [`FullRooms`]) and no write: a crowd at a full room's
+    /// door reads, it does not contend for the room item. Otherwise one transaction, then
+    /// the room read again consistently for the joiner's `others`.
     pub(super) async fn join(
         &self,
         socket: &ConnectionId,
@@ -37,13 +121,27 @@ impl DynamoStore {
         now: SystemTime,
     ) -> Result<Joined, JoinError> {
         let rkey = room_key(room);
+        // After a conflict (another transaction on one of the items in flight: in a crowd,
+        // on the room item) only the room item is read again. The participant and its
+        // socket are pinned by the transaction's conditions: had they changed meanwhile, the
+        // next transaction is cancelled for a failed condition, and that reads everything.
+        let conflicted: Mutex<Option<ParticipantRow>> = Mutex::new(None);
         retry(|_| async {
-            let (me, items) = self.owner(socket, vec![rkey.clone()], now).await?;
-            let Some(me) = me.filter(|p| p.attached_to(socket)) else {
-                return Err(JoinError::NotConnected);
+            let reused = conflicted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            let (me, room_item) = if let Some(me) = reused {
+                (me, self.get(rkey.clone()).await?)
+            } else {
+                let (me, mut items) = self.owner(socket, vec![rkey.clone()], now).await?;
+                let Some(me) = me.filter(|p| p.attached_to(socket)) else {
+                    return Err(JoinError::NotConnected);
+                };
+                (me, items.remove(&key_string(&rkey)))
             };
-            let room_item = items.get(&key_string(&rkey));
-            let (id, old) = (me.id, me.room);
+            let room_item = room_item.as_ref();
+            let (id, old) = (me.id.clone(), me.room.clone());
             if old.as_ref() == Some(room) {
                 let others = self.room_read_from(room, room_item, Some(&id), now).await?;
                 return Ok(Step::Done(Joined {
@@ -53,14 +151,20 @@ impl DynamoStore {
                     others: others.members(),
                 }));
             }
-            if member_set(room_item)?.len() >= cap {
+            let mut holders = member_set(room_item)?;
+            if holders.len() >= cap {
                 // Full, unless some seats are held by participants that vanished without
                 // leaving: free those and read again.
-                let stale = self.room_read_from(room, room_item, None, now).await?.stale;
-                if stale.is_empty() {
+                holders.sort();
+                if self.full_rooms.known_live(room, &holders, now) {
                     return Err(JoinError::RoomFull);
                 }
-                return Ok(Step::Again(self.clear_stale(room, stale, now).await?));
+                let read = self.room_read_from(room, room_item, None, now).await?;
+                if read.stale.is_empty() {
+                    self.full_rooms.record(room, holders, &read.live, now);
+                    return Err(JoinError::RoomFull);
+                }
+                return Ok(Step::Again(self.clear_stale(room, read.stale, now).await?));
             }
             let values = [
                 (":me", s(id.as_str())),
@@ -105,6 +209,9 @@ impl DynamoStore {
             // next read says whether the room is full now.
             let outcome = transact(&self.client, &self.table, writes).await?;
             if outcome != Outcome::Committed {
+                if outcome.busy() {
+                    *conflicted.lock().unwrap_or_else(PoisonError::into_inner) = Some(me);
+                }
                 return Ok(Step::Again(outcome));
             }
             let others = self.room_read(room, Some(&id), now).await?.members();
@@ -116,6 +223,19 @@ impl DynamoStore {
             }))
         })
         .await
+    }
+
+    /// `members_to_probe`: the holders a join refused at this `now` has just read (no
+    /// request), or else `members`.
+    pub(super) async fn members_to_probe(
+        &self,
+        room: &RoomId,
+        now: SystemTime,
+    ) -> Result<Vec<Member>, StoreError> {
+        match self.full_rooms.read_at(room, now) {
+            Some(members) => Ok(members),
+            None => self.members(room, now).await,
+        }
     }
 
     /// Takes `stale` ids (participants gone, expired or elsewhere) out of the room's set,

@@ -38,6 +38,7 @@ pub struct DynamoStore {
     page_size: Option<i32>,
     ttl: Duration,
     check_every: Duration,
+    full_rooms: membership::FullRooms,
 }
 
 impl DynamoStore {
@@ -63,6 +64,7 @@ impl DynamoStore {
             page_size: None,
             ttl: Self::DEFAULT_TTL,
             check_every: Self::DEFAULT_CHECK_EVERY,
+            full_rooms: membership::FullRooms::default(),
         }
     }
 
@@ -195,6 +197,14 @@ impl ConnectionStore for DynamoStore {
 
     async fn members(&self, room: &RoomId, now: SystemTime) -> Result<Vec<Member>, StoreError> {
         self.members(room, now).await
+    }
+
+    async fn members_to_probe(
+        &self,
+        room: &RoomId,
+        now: SystemTime,
+    ) -> Result<Vec<Member>, StoreError> {
+        self.members_to_probe(room, now).await
     }
 
     async fn due(&self, now: SystemTime) -> Result<Due, StoreError> {

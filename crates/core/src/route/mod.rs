@@ -332,7 +332,7 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
             });
             probed.insert(room.clone(), now);
         }
-        let members = self.store.members(room, now).await?;
+        let members = self.store.members_to_probe(room, now).await?;
         let gone = self.probe_all(&members).await;
         if gone.is_empty() {
             return Ok(false);
