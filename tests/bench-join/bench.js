@@ -35,6 +35,9 @@ const { values: opt } = parseArgs({
     'cpu-window': { type: 'string', default: '10' },
     out: { type: 'string' },
     verbose: { type: 'boolean', default: false },
+    // A second meshcall binary (another build of web/), run as a third kind 'app2', interleaved
+    // with the other two: compares two versions of the app under the same load.
+    app2: { type: 'string' },
   },
 });
 const RUNS = opt.quick ? 1 : Number(opt.runs);
@@ -48,7 +51,8 @@ if (!(RUNS >= 1) || CASES.some((n) => !(n >= 2 && n <= 8)) || !(CPU_WINDOW_MS > 
 const CPU_CASE = Math.max(...CASES);
 const TIMEOUT = 30_000;
 const VIEWPORT = { width: 1280, height: 720 };
-const KINDS = /** @type {const} */ (['app', 'ref']);
+const KINDS = /** @type {('app' | 'ref' | 'app2')[]} */ (opt.app2 ? ['app', 'app2', 'ref'] : ['app', 'ref']);
+const LABEL = { app: 'app      ', app2: 'app2     ', ref: 'reference' };
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 // The e2e helpers' flags (tests/e2e/lib/call.js BASE_ARGS + FAKE_UI), copied rather than
 // imported (that module registers node:test hooks): one fake camera and microphone.
@@ -174,6 +178,13 @@ function readPage(/** @type {Part} */ p) {
         domContentLoaded: origin + nav.domContentLoadedEventEnd,
         load: nav.loadEventEnd ? origin + nav.loadEventEnd : 0,
       } : null,
+      // The page's own performance marks (the app's meshcall:*; the reference has none).
+      marks: Object.fromEntries(performance.getEntriesByType('mark').map((m) => [m.name, origin + m.startTime])),
+      // What the page fetched (scripts, styles, config), for the raw figures.
+      resources: performance.getEntriesByType('resource').map((e) => {
+        const r = /** @type {PerformanceResourceTiming} */ (e);
+        return { name: r.name.replace(location.origin, ''), start: origin + r.startTime, requestStart: origin + r.requestStart, responseEnd: origin + r.responseEnd };
+      }),
     };
   });
 }
@@ -288,7 +299,7 @@ async function runCall(browser, target, kind, n, run, cpu, exclude) {
         await waitReady(parts.slice(0, -1), n - 2, 'not settled before the last join');
         gotoAt = Date.now();
       }
-      await page.goto(kind === 'app' ? target.roomUrl(room, { name }) : target.roomUrl(room), { waitUntil: 'commit', timeout: TIMEOUT });
+      await page.goto(kind !== 'ref' ? target.roomUrl(room, { name }) : target.roomUrl(room), { waitUntil: 'commit', timeout: TIMEOUT });
       if (i < n - 1) await waitPage(p, 'not joined', () => /** @type {any} */ (window).__bench?.joinedAt > 0, null);
       log(`${kind} N=${n} run ${run}: ${name} opened`);
     }
@@ -414,8 +425,12 @@ async function main() {
   const failures = [];
   /** @type {any[]} */
   const warmup = [];
+  /** @type {import('../e2e/lib/server.js').Server | null} */
+  let server2 = null;
   try {
-    const targets = { app: server, ref };
+    server2 = opt.app2 ? await startServer({ args: SERVER_ARGS, bin: opt.app2 }) : null;
+    if (server2) exclude.add(/** @type {number} */ (server2.proc.pid));
+    const targets = { app: server, ref, app2: server2 ?? server };
     // One unrecorded 2-person call of each kind first: the browser's first renderers, caches
     // and code would otherwise make whichever kind goes first look slower.
     for (const kind of KINDS) {
@@ -423,7 +438,7 @@ async function main() {
         throw new Error(`warm-up call (${kind}, N=2) failed, so nothing was measured: ${e.message}\nserver log:\n${server.tail(15)}`);
       });
       warmup.push({ kind, totalMs: r.totalMs });
-      console.error(`warm-up N=2 ${kind === 'app' ? 'app      ' : 'reference'}: ${r.totalMs} ms (not counted)`);
+      console.error(`warm-up N=2 ${LABEL[kind]}: ${r.totalMs} ms (not counted)`);
     }
     for (let run = 0; run < RUNS; run++) {
       for (const n of CASES) {
@@ -433,7 +448,7 @@ async function main() {
           try {
             const r = await runCall(browser, targets[kind], kind, n, run, n === CPU_CASE, exclude);
             results.push(r);
-            console.error(`run ${run + 1}/${RUNS} N=${n} ${kind === 'app' ? 'app      ' : 'reference'}: ${r.totalMs} ms${r.cpu ? `, renderer CPU per page ${r.cpu.pages.map((/** @type {any} */ p) => `${p.processPct}%`).join(' ')}` : ''}`);
+            console.error(`run ${run + 1}/${RUNS} N=${n} ${LABEL[kind]}: ${r.totalMs} ms${r.cpu ? `, renderer CPU per page ${r.cpu.pages.map((/** @type {any} */ p) => `${p.processPct}%`).join(' ')}` : ''}`);
           } catch (e) {
             const err = /** @type {Error} */ (e);
             failures.push({ kind, n, run, error: err.message });
@@ -446,6 +461,7 @@ async function main() {
     await browser.close().catch(() => {});
     await refProc.stop();
     await server.stop();
+    await server2?.stop();
   }
   meta.loadavgAfter = os.loadavg();
   meta.finished = new Date().toISOString();
@@ -463,6 +479,16 @@ async function main() {
     const ratio = a !== null && b ? Math.round((a / b) * 100) / 100 : null;
     summary.total.push({ n, appMs: a, refMs: b, ratio, app: of('app', n).map((r) => r.totalMs), ref: of('ref', n).map((r) => r.totalMs) });
     lines.push(`| ${n} | ${fmt(a)} ms | ${fmt(b)} ms | ${ratio ?? '-'}x | ${of('app', n).map((r) => r.totalMs).join(' ')} / ${of('ref', n).map((r) => r.totalMs).join(' ')} |`);
+  }
+  if (opt.app2) {
+    lines.push('', `app2 (${opt.app2}), same runs: | people | app2 | app2 / reference | app2 / app | runs |`);
+    for (const n of CASES) {
+      const a2 = median(of('app2', n).map((r) => r.totalMs));
+      const a = median(of('app', n).map((r) => r.totalMs));
+      const b = median(of('ref', n).map((r) => r.totalMs));
+      const q = (/** @type {number | null} */ x, /** @type {number | null} */ y) => (x !== null && y ? `${Math.round((x / y) * 100) / 100}x` : '-');
+      lines.push(`| ${n} | ${fmt(a2)} ms | ${q(a2, b)} | ${q(a2, a)} | ${of('app2', n).map((r) => r.totalMs).join(' ')} |`);
+    }
   }
   const steps = Object.keys(results[0]?.breakdown ?? {});
   lines.push('');
@@ -508,6 +534,10 @@ async function main() {
     const tb = tree('ref');
     summary.cpu.browserTree = { app: ta, ref: tb, ratio: ta !== null && tb ? Math.round((ta / tb) * 100) / 100 : null };
     lines.push(`| whole Chromium (every process, /proc) | ${ta ?? '-'} | ${tb ?? '-'} | ${summary.cpu.browserTree.ratio ?? '-'}x |`);
+    if (opt.app2 && cpuRuns('app2').length) {
+      const a2 = (/** @type {string} */ k) => perPage('app2', k);
+      lines.push(`| app2: processPct ${a2('processPct')}, mainThreadPct ${a2('mainThreadPct')}, taskPct ${a2('taskPct')}, scriptPct ${a2('scriptPct')}, layoutStylePct ${a2('layoutStylePct')}, encodeWallPct ${a2('encodeWallPct')}, outKbps ${a2('outKbps')}, whole Chromium ${tree('app2')} | | | |`);
+    }
     // Picture sizes at the end of the window, the most frequent first (they explain encode and decode).
     const sizes = (/** @type {string} */ kind, /** @type {'inSizes' | 'outSizes'} */ k) => {
       /** @type {Record<string, number>} */

@@ -29,11 +29,10 @@ import { RoomView } from './ui.js';
  */
 const MEDIA_WAIT_MS = 2_500;
 /**
- * The longest the page stays hidden while our first offers are being made: its first style,
- * layout and paint take the main thread for tens of ms (much more on a busy machine), which
- * the offers need more.
+ * The longest the page stays hidden while our first offers are being made (see below): a
+ * camera prompt, or a machine so busy that the offers take long.
  */
-const SHOW_WAIT_MS = 500;
+const SHOW_WAIT_MS = 1_500;
 
 /**
  * @param {{ roomId: string, notices: Notices, hooks: TestHooks | null }} ctx
@@ -117,11 +116,19 @@ export function startCall(ctx) {
     },
   });
   view.setCount(1);
-  // Built, but shown once the offers to everyone already here are out (or SHOW_WAIT_MS).
-  const showTimer = setTimeout(() => view.show(), SHOW_WAIT_MS);
-  room.on('offersOut', () => {
+  // Shown once the offers to everyone already here are out, at the next idle moment (their
+  // ICE candidates follow them first), or after SHOW_WAIT_MS. Its first style, layout and
+  // paint take the main thread for tens of ms (hundreds on a machine busy with a call); done
+  // while we wait for the answers, they cost the join nothing, while done earlier they held
+  // up the camera's start and the offers (measured: docs/web.md, "Join speed benchmark").
+  const show = () => {
     clearTimeout(showTimer);
     view.show();
+  };
+  const showTimer = setTimeout(show, SHOW_WAIT_MS);
+  room.on('offersOut', () => {
+    if ('requestIdleCallback' in window) requestIdleCallback(show, { timeout: 150 });
+    else setTimeout(show, 50);
   });
 
   const selfTile = showMedia({ media, view, name });

@@ -11,7 +11,7 @@
 //   as it is open; signaling.js takes that socket over (Signaling.start), with what came
 //   meanwhile. So the join's round trips run while the app loads, not after.
 //
-// Nothing here touches the DOM, and a failure is kept as a value: media.js and signaling.js
+// Nothing here touches the page (but for <link>s to preload the call's modules), and a failure is kept as a value: media.js and signaling.js
 // decide what it means, and nothing is left as an unhandled rejection.
 
 /** What prefs.js remembers, read here without importing it (one fetch less before we start). */
@@ -144,3 +144,22 @@ const roomId = roomOfPage();
 
 /** The call's socket, opening and joining (null on the lobby). */
 export const earlySocket = roomId === null ? Promise.resolve(null) : openSocket(roomId);
+
+/**
+ * The call page's modules, fetched all at once (`modulepreload`) rather than import by
+ * import. Asked for from here, after the camera, the config and the socket, so that they
+ * do not compete with this module's own fetch (index.html would have them fetched with it).
+ * Keep in step with call.js's imports; a module missing here is still fetched, only later.
+ */
+const CALL_MODULES = [
+  'prefs', 'protocol', 'notices', 'dom', 'icons', 'call', 'callnotices', 'callview', 'media', 'emitter',
+  'room', 'peer', 'peerstats', 'recovery', 'signaling', 'speaking', 'ui', 'tiles',
+];
+if (roomId !== null) {
+  for (const name of CALL_MODULES) {
+    const link = document.createElement('link');
+    link.rel = 'modulepreload';
+    link.href = `/js/${name}.js`;
+    document.head.append(link);
+  }
+}

@@ -90,6 +90,10 @@ export class Peer extends Emitter {
     this.pc = new RTCPeerConnection({
       iceServers: opts.iceServers,
       iceTransportPolicy: opts.iceTransportPolicy ?? 'all',
+      // One transport for audio, video and the data channel from the first offer on. The
+      // default ('balanced') gathers candidates, signals them and runs ICE checks for each
+      // of the three until the answer confirms bundling: three times the work of a join.
+      bundlePolicy: 'max-bundle',
     });
     this.makingOffer = false;
     this.ignoreOffer = false;
@@ -138,8 +142,8 @@ export class Peer extends Emitter {
      */
     this.limits = null;
     /**
-     * What the video sender was last set to (a renegotiation can reset it: checked again when
-     * the sender changes, and on each new description).
+     * What the video sender was last set to (set values survive renegotiation; a new sender
+     * is set afresh).
      * @type {{ sender: RTCRtpSender, maxBitrate: number, scaleResolutionDownBy: number } | null}
      */
     this.applied = null;
@@ -271,8 +275,9 @@ export class Peer extends Emitter {
   }
 
   /**
-   * Cap our outgoing video toward this peer. Kept and applied as soon as the sender has been
-   * negotiated, if it has not been yet.
+   * Cap our outgoing video toward this peer. Applied to the sender at once, even before it is
+   * negotiated (so the encoder starts at them); where a browser refuses that, again after
+   * each local description.
    * @param {{ maxBitrate: number, scaleResolutionDownBy: number }} limits
    */
   async setVideoLimits(limits) {
@@ -291,7 +296,7 @@ export class Peer extends Emitter {
     }
     const params = tr.sender.getParameters();
     const enc = params.encodings && params.encodings[0];
-    if (!enc) return; // not negotiated yet: applied after the next description
+    if (!enc) return; // no encoding yet (some browsers, before negotiation): after the next description
     if (enc.maxBitrate === limits.maxBitrate && enc.scaleResolutionDownBy === limits.scaleResolutionDownBy) {
       this.applied = { sender: tr.sender, ...limits };
       return;
@@ -303,7 +308,8 @@ export class Peer extends Emitter {
       await tr.sender.setParameters(params);
       this.applied = { sender: tr.sender, ...limits };
     } catch (err) {
-      this.emit('problem', `setParameters failed: ${describe(err)}`);
+      // Before negotiation some browsers refuse; it is tried again after the description.
+      if (this.pc.currentLocalDescription) this.emit('problem', `setParameters failed: ${describe(err)}`);
     } finally {
       this.limitsBusy = false;
     }
@@ -387,8 +393,7 @@ export class Peer extends Emitter {
         this.offeredAt = Date.now();
         this.sendSignal({ description: desc.toJSON(), round: this.offerRound });
         this.emit('offered', undefined);
-        this.applied = null; // a new description: look again
-        void this.applyLimits();
+        void this.applyLimits(); // if it could not be set before
         clearTimeout(this.timers.offer);
         this.timers.offer = setTimeout(() => this.offerAgain(), this.offerTimeoutMs);
       } else if (desc) {
@@ -439,8 +444,7 @@ export class Peer extends Emitter {
         await pc.setLocalDescription();
         const desc = pc.localDescription;
         if (desc) this.sendSignal({ description: desc.toJSON(), round: data.round });
-        this.applied = null; // a new description: look again
-        void this.applyLimits();
+        void this.applyLimits(); // if it could not be set before
       }
     } else if ('candidate' in data) {
       if (!pc.remoteDescription && !this.ignoreOffer) {
@@ -482,8 +486,11 @@ export class Peer extends Emitter {
   addLocalTrack(kind, track) {
     const sender = this.pc.addTrack(track, this.local.stream);
     const tr = this.pc.getTransceivers().find((t) => t.sender === sender) ?? null;
-    if (tr) this.own.add(tr);
+    // Waiting for their first offer, this transceiver will be taken over by it: its receiver
+    // then counts as one their offer made (see mayOffer), not as ours.
+    if (tr && !this.awaitingOffer) this.own.add(tr);
     this.sending[kind] = tr;
+    if (kind === 'video') void this.applyLimits(); // before any description: the encoder starts at them
   }
 
   /** After applying an offer: send our tracks on the offered transceivers. */

@@ -35,6 +35,12 @@ export const PER_PEER_MIN_BPS = 150_000;
 /** Headroom over a connection's bandwidth estimate, so the estimate can still grow. */
 const ESTIMATE_HEADROOM = 1.25;
 const STATS_EVERY_MS = 5_000;
+/**
+ * When someone joins, the others' streams get their smaller share this much later: changing
+ * an encoder's bitrate and picture size costs CPU (and the receivers a new picture size)
+ * just when the newcomer's connections need it. The newcomer's own streams start at theirs.
+ */
+const REBALANCE_AFTER_JOIN_MS = 2_000;
 
 /**
  * @typedef {object} RoomEvents
@@ -113,6 +119,8 @@ export class Room extends Emitter {
     });
 
     this.statsTimer = setInterval(() => void this.refreshStats(), STATS_EVERY_MS);
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.rebalanceTimer = undefined;
   }
 
   /**
@@ -183,6 +191,7 @@ export class Room extends Emitter {
   /** Leave the call: the room is told at once. */
   leave() {
     clearInterval(this.statsTimer);
+    clearTimeout(this.rebalanceTimer);
     this.signaling.leave();
     this.dropAll();
   }
@@ -261,7 +270,7 @@ export class Room extends Emitter {
     peer.on('remoteStream', (stream) => this.emit('peerStream', { id, stream }));
     peer.on('connectionState', (state) => {
       this.emit('peerConnection', { id, state });
-      if (state === 'connected') void this.rebalance();
+      if (state === 'connected') void this.rebalance(id);
     });
     peer.on('failed', ({ reason }) => this.emit('peerFailed', { id, reason }));
     peer.on('relayed', (relayed) => this.emit('peerRelayed', { id, relayed }));
@@ -269,7 +278,9 @@ export class Room extends Emitter {
     this.emit('peerAdded', id);
     // Hello: our name and state, so the other side can label us before media connects.
     this.signaling.signal(id, { state: this.localState() });
-    void this.rebalance();
+    void this.rebalance(id);
+    clearTimeout(this.rebalanceTimer);
+    this.rebalanceTimer = setTimeout(() => void this.rebalance(), REBALANCE_AFTER_JOIN_MS);
     return peer;
   }
 
@@ -320,8 +331,12 @@ export class Room extends Emitter {
     await this.rebalance();
   }
 
-  /** Apply the budget split to every outgoing video stream. */
-  async rebalance() {
+  /**
+   * Apply the budget split to every outgoing video stream (or only to `only`'s: the split is
+   * over everyone either way).
+   * @param {string} [only]
+   */
+  async rebalance(only) {
     const ids = [...this.peers.keys()];
     if (ids.length === 0) return;
     const caps = ids.map((id) => {
@@ -335,7 +350,7 @@ export class Room extends Emitter {
     await Promise.all(
       ids.map(async (id, i) => {
         const peer = this.peers.get(id);
-        if (!peer) return;
+        if (!peer || (only !== undefined && id !== only)) return;
         const target = screen ? 1080 : targetHeight(rates[i]);
         const scale = Math.max(1, Math.round((height / target) * 100) / 100);
         try {

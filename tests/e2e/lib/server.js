@@ -101,14 +101,15 @@ export class Server {
 
 /**
  * Start meshcall and wait until it listens.
- * @param {{ port?: number, args?: string[], timeoutMs?: number }} [opts]
+ * @param {{ port?: number, args?: string[], timeoutMs?: number, bin?: string }} [opts]  bin: another
+ *   meshcall binary than BIN
  * @returns {Promise<Server>}
  */
-export function startServer({ port = 0, args = [], timeoutMs = 10_000 } = {}) {
-  if (!existsSync(BIN)) {
-    throw new Error(`meshcall binary not found at ${BIN}: run \`cargo build -p meshcall\` or set MESHCALL_BIN`);
+export function startServer({ port = 0, args = [], timeoutMs = 10_000, bin = BIN } = {}) {
+  if (!existsSync(bin)) {
+    throw new Error(`meshcall binary not found at ${bin}: run \`cargo build -p meshcall\` or set MESHCALL_BIN`);
   }
-  const proc = spawn(BIN, ['--listen', `127.0.0.1:${port}`, ...args], {
+  const proc = spawn(bin, ['--listen', `127.0.0.1:${port}`, ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, MESHCALL_LOG_FORMAT: 'text', RUST_LOG: process.env.RUST_LOG || 'info' },
   });
