@@ -33,6 +33,8 @@ const MEDIA_WAIT_MS = 2_500;
  * camera prompt, or a machine so busy that the offers take long.
  */
 const SHOW_WAIT_MS = 1_500;
+/** How long after the microphone starts our level meter is made (see Media.meter). */
+const METER_DELAY_MS = 3_000;
 
 /**
  * @param {{ roomId: string, notices: Notices, hooks: TestHooks | null }} ctx
@@ -43,7 +45,8 @@ export function startCall(ctx) {
   const name = cleanName(params.get('name') ?? '') || cleanName(prefs.name) || `Guest ${100 + Math.floor(Math.random() * 900)}`;
   const inviteUrl = `${location.origin}/r/${encodeURIComponent(roomId)}`;
 
-  const media = new Media({ early: earlyMedia });
+  // The level meter (our speaking highlight, the mic bar) waits until the join is done.
+  const media = new Media({ early: earlyMedia, meterDelayMs: METER_DELAY_MS });
   const signaling = new Signaling({ url: '', roomId });
   const room = new Room({ signaling, media, localState: () => ({ name, ...pick(media.state) }) });
   let ended = false;

@@ -48,11 +48,14 @@ import { Emitter } from './emitter.js';
 /** @extends {Emitter<MediaEvents>} */
 export class Media extends Emitter {
   /**
-   * @param {{ early?: EarlyAsk | null }} [opts]  early: a getUserMedia call made as the page
-   *   started (early.js); the first ask for the same thing takes its answer
+   * @param {{ early?: EarlyAsk | null, meterDelayMs?: number }} [opts]  early: a getUserMedia
+   *   call made as the page started (early.js); the first ask for the same thing takes its
+   *   answer. meterDelayMs: the level meter is made no sooner than this after the microphone
+   *   starts (a call: not while it joins)
    */
   constructor(opts = {}) {
     super();
+    this.meterDelayMs = opts.meterDelayMs ?? 0;
     /** @type {EarlyAsk | null} */
     this.early = opts.early ?? null;
     /** What the own tile shows: the microphone and the outgoing video. */
@@ -368,8 +371,9 @@ export class Media extends Emitter {
 
   /**
    * Measure this microphone's level (level()). The Web Audio graph is made once the page is
-   * idle: making an AudioContext waits on the audio device (tens of ms on the main thread),
-   * which would otherwise hold up a join's first offer.
+   * idle, and no sooner than meterDelayMs: making an AudioContext waits on the audio device
+   * (tens of ms on the main thread, 70 ms on a busy machine), which would otherwise hold up
+   * a join's offers, answers or first frames.
    * @param {MediaStreamTrack} track
    */
   meter(track) {
@@ -395,8 +399,12 @@ export class Media extends Emitter {
         this.analyser = null; // no Web Audio: no meter, nothing else lost
       }
     };
-    if ('requestIdleCallback' in window) requestIdleCallback(build, { timeout: 2_000 });
-    else setTimeout(build, 500);
+    const whenIdle = () => {
+      if ('requestIdleCallback' in window) requestIdleCallback(build, { timeout: 2_000 });
+      else setTimeout(build, 500);
+    };
+    if (this.meterDelayMs > 0) setTimeout(whenIdle, this.meterDelayMs);
+    else whenIdle();
   }
 
   emitState() {

@@ -204,9 +204,14 @@ export class Peer extends Emitter {
     void this.negotiate();
   }
 
-  /** Send a data-channel message if the channel is open. @param {PeerMessage} msg */
+  /**
+   * Send a data-channel message if the channel is open; whether it was sent.
+   * @param {PeerMessage} msg
+   */
   send(msg) {
-    if (this.channel.readyState === 'open') this.channel.send(JSON.stringify(msg));
+    if (this.channel.readyState !== 'open') return false;
+    this.channel.send(JSON.stringify(msg));
+    return true;
   }
 
   /**

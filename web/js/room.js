@@ -94,6 +94,9 @@ export class Room extends Emitter {
     this.everJoined = false;
     /** Whether we are speaking (setSpeaking), told to each peer whose channel opens. */
     this.speaking = false;
+    /** Per peer, the state we last told it (JSON), by hello or on its data channel. */
+    /** @type {Map<string, string>} */
+    this.told = new Map();
 
     const sig = this.signaling;
     sig.on('joined', (msg) => this.onJoined(msg));
@@ -139,7 +142,10 @@ export class Room extends Emitter {
   /** Tell every peer our current state (name, mic, camera, screen). */
   broadcastState() {
     const state = this.localState();
-    for (const p of this.peers.values()) p.send({ t: 'state', ...state });
+    const json = JSON.stringify(state);
+    for (const [id, p] of this.peers) {
+      if (this.told.get(id) !== json && p.send({ t: 'state', ...state })) this.told.set(id, json);
+    }
   }
 
   /** Send a chat message to everyone; returns false for an empty one. @param {string} text */
@@ -253,7 +259,11 @@ export class Room extends Emitter {
     });
     this.peers.set(id, peer);
     peer.on('channelOpen', () => {
-      peer.send({ t: 'state', ...this.localState() });
+      // Our state went with the hello already; only what changed since. (A data-channel send
+      // waits on WebRTC's network thread, busy just then with the connection's first media.)
+      const state = this.localState();
+      const json = JSON.stringify(state);
+      if (this.told.get(id) !== json && peer.send({ t: 'state', ...state })) this.told.set(id, json);
       if (this.speaking) peer.send({ t: 'speaking', on: true });
     });
     peer.on('message', (msg) => {
@@ -277,7 +287,9 @@ export class Room extends Emitter {
     peer.on('problem', (words) => console.warn(`meshcall: peer ${id}: ${words}`));
     this.emit('peerAdded', id);
     // Hello: our name and state, so the other side can label us before media connects.
-    this.signaling.signal(id, { state: this.localState() });
+    const hello = this.localState();
+    this.signaling.signal(id, { state: hello });
+    this.told.set(id, JSON.stringify(hello));
     void this.rebalance(id);
     clearTimeout(this.rebalanceTimer);
     this.rebalanceTimer = setTimeout(() => void this.rebalance(), REBALANCE_AFTER_JOIN_MS);
@@ -311,6 +323,7 @@ export class Room extends Emitter {
     if (!peer) return;
     peer.close();
     this.peers.delete(id);
+    this.told.delete(id);
     this.offerMade(id);
     this.states.delete(id);
     this.estimates.delete(id);
