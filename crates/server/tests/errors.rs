@@ -396,12 +396,6 @@ async fn text_frame_that_is_not_utf8_is_closed_with_1007() {
 /// connection with 1002, and the room hears that its sender left.
 #[tokio::test]
 async fn a_frame_with_a_reserved_bit_is_closed_with_1002() {
-    use futures_util::SinkExt as _;
-    use tokio_tungstenite::tungstenite::Message;
-    use tokio_tungstenite::tungstenite::protocol::frame::{
-        Frame,
-        coding::{Data, OpCode},
-    };
     if support::self_hosted_only("API Gateway's own framing") {
         return;
     }
@@ -412,9 +406,9 @@ async fn a_frame_with_a_reserved_bit_is_closed_with_1002() {
         sender_id,
         ..
     } = pair_in_r().await;
-    let mut frame = Frame::message(b"{}".to_vec(), OpCode::Data(Data::Text), true);
-    frame.header_mut().rsv1 = true;
-    sender.ws.send(Message::Frame(frame)).await.unwrap();
+    sender
+        .send_text_frame_with(b"{}", |header| header.rsv1 = true)
+        .await;
     sender.expect_close_code(1002).await;
     peer.expect_participant_left(&sender_id).await;
     server.stop().await.unwrap();

@@ -23,7 +23,7 @@ use tokio_tungstenite::{
         protocol::{
             CloseFrame,
             frame::{
-                Frame,
+                Frame, FrameHeader,
                 coding::{Data, OpCode},
             },
         },
@@ -655,7 +655,18 @@ impl Client {
 
     /// Sends a text frame whose payload is `bytes` as given, valid UTF-8 or not.
     pub async fn send_raw_text(&mut self, bytes: &[u8]) {
-        let frame = Frame::message(bytes.to_vec(), OpCode::Data(Data::Text), true);
+        self.send_text_frame_with(bytes, |_| {}).await;
+    }
+
+    /// Sends `bytes` as one text frame whose header `edit` may change first (to break a
+    /// rule of RFC 6455 on purpose).
+    pub async fn send_text_frame_with(
+        &mut self,
+        bytes: &[u8],
+        edit: impl FnOnce(&mut FrameHeader),
+    ) {
+        let mut frame = Frame::message(bytes.to_vec(), OpCode::Data(Data::Text), true);
+        edit(frame.header_mut());
         self.ws.send(Message::Frame(frame)).await.unwrap();
     }
 
