@@ -25,13 +25,14 @@ use std::{
     net::{IpAddr, Ipv6Addr, SocketAddr},
     str::FromStr,
     sync::{
-        Arc, Mutex, PoisonError,
+        Arc, LazyLock, Mutex, PoisonError,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use axum::http::{HeaderMap, StatusCode};
+use memchr::memmem::Finder;
 use meshcall_core::shrink_if_sparse;
 use meshcall_protocol::IceServer;
 
@@ -580,8 +581,13 @@ impl Drop for Admission {
 
 /// Whether a client frame may be a `joinRoom`, without parsing it: the word, or a `\u`
 /// escape that could spell it. Frames that pass are parsed to be sure.
+/// Both searches are memchr's vectorised ones: `str::contains` showed as 1.6 % of the
+/// server's CPU at moderate relay load (every 4 KB signal is scanned twice).
 pub fn may_be_join(text: &str) -> bool {
-    text.contains("joinRoom") || text.contains("\\u")
+    static JOIN: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("joinRoom"));
+    static ESCAPE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("\\u"));
+    let text = text.as_bytes();
+    JOIN.find(text).is_some() || ESCAPE.find(text).is_some()
 }
 
 #[cfg(test)]
