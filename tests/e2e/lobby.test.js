@@ -86,5 +86,8 @@ test('lobby: preview, meter, pickers, remembered name, join, invite link', { tim
     assert.equal(await page.inputValue('#lobby-name'), 'Ada Lovelace');
     assert.notEqual(await page.inputValue('#lobby-room'), suggested);
     assert.deepEqual(p.pageErrors, []);
+    // The boot script ran on both pages under the server's policy (it is allowed by its
+    // hash): nothing was refused.
+    assert.deepEqual(p.console.filter((m) => /Content.Security.Policy/i.test(m)), []);
   });
 });

@@ -3,15 +3,19 @@
 //! policy):
 //!
 //! - `Content-Security-Policy`: exactly what the app loads. Its own scripts, styles and
-//!   images (the favicon is a `data:` SVG), and its signalling socket on its own host
+//!   images (the favicon is a `data:` PNG), its signalling socket on its own host
 //!   (`'self'` covers same-host `ws:`/`wss:` in CSP Level 3 browsers; the host is also named
-//!   with both schemes for browsers that predate it). No inline script or style, no
-//!   plugins, no framing (`frame-ancestors 'none'`), no `<base>`.
+//!   with both schemes for browsers that predate it), and one inline script, allowed by its
+//!   SHA-256: index.html's boot script ([`crate::web::inline_script_hashes`]). No other
+//!   inline script, no inline style, no plugins, no framing (`frame-ancestors 'none'`), no
+//!   `<base>`.
 //! - `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer` (room names are in
 //!   URLs), `X-Frame-Options: DENY` (framing, for browsers without CSP 2).
 //! - `Strict-Transport-Security`, only when [`Security::hsts`] is on: when this server
 //!   serves HTTPS with a certificate browsers trust (files or ACME, never a self-signed
 //!   one, which would lock browsers out of the host for a year).
+
+use std::sync::LazyLock;
 
 use axum::{
     extract::{Request, State},
@@ -21,9 +25,17 @@ use axum::{
 };
 
 /// The policy without the explicit socket URLs (which depend on the request's host).
-const CSP_BASE: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; \
-     frame-ancestors 'none'";
+static CSP_BASE: LazyLock<String> = LazyLock::new(|| {
+    let mut scripts = String::from("'self'");
+    for hash in crate::web::inline_script_hashes() {
+        scripts.push(' ');
+        scripts.push_str(hash);
+    }
+    format!(
+        "default-src 'self'; script-src {scripts}; style-src 'self'; img-src 'self' data:; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+});
 
 /// `Strict-Transport-Security` when on: a year, this host only (as the AWS template).
 pub const HSTS: &str = "max-age=31536000";
@@ -44,7 +56,7 @@ pub fn content_security_policy(host: Option<&str>) -> String {
         Some(h) => format!("connect-src 'self' ws://{h} wss://{h}"),
         None => "connect-src 'self'".to_owned(),
     };
-    format!("{CSP_BASE}; {connect}")
+    format!("{}; {connect}", *CSP_BASE)
 }
 
 /// A `Host` value safe to echo into a header: letters, digits, `.-:[]`, at most 255 bytes.

@@ -3,10 +3,11 @@
 //! the lobby or the room from the URL. Files carry an `ETag` (from their SHA-256) and
 //! `Cache-Control: no-cache`, so browsers revalidate cheaply and never run a stale app.
 //!
-//! Debug builds read `web/` from disk at run time (edit and reload); release builds carry
-//! their own copy.
+//! Debug builds read `web/` from disk at run time (edit and reload; a change to
+//! index.html's inline boot script needs a restart, for its hash in the CSP); release
+//! builds carry their own copy.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, sync::LazyLock};
 
 use axum::{
     Json,
@@ -14,7 +15,10 @@ use axum::{
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use memchr::memmem;
 use rust_embed::RustEmbed;
+use sha2::{Digest as _, Sha256};
 
 use crate::{app::AppState, limits::socket_max_age};
 
@@ -22,6 +26,36 @@ use crate::{app::AppState, limits::socket_max_age};
 #[folder = "../../web/"]
 #[exclude = "tsconfig.json"]
 struct Assets;
+
+/// The CSP source expressions (`'sha256-…'`) that allow index.html's inline scripts: the
+/// boot script, which starts the camera and the socket before any file is fetched. Computed
+/// once, from the page this binary serves, so the policy always matches it.
+pub fn inline_script_hashes() -> &'static [String] {
+    static HASHES: LazyLock<Vec<String>> = LazyLock::new(|| {
+        Assets::get("index.html")
+            .map(|page| script_hashes(&page.data))
+            .unwrap_or_default()
+    });
+    &HASHES
+}
+
+/// The hash of each attribute-less `<script>` element's text, as a CSP source expression
+/// (browsers hash exactly the bytes between the tags).
+fn script_hashes(html: &[u8]) -> Vec<String> {
+    const OPEN: &[u8] = b"<script>";
+    let mut hashes = Vec::new();
+    let mut rest = html;
+    while let Some(start) = memmem::find(rest, OPEN) {
+        let body = &rest[start + OPEN.len()..];
+        let Some(end) = memmem::find(body, b"</script>") else {
+            break;
+        };
+        let digest = Sha256::digest(&body[..end]);
+        hashes.push(format!("'sha256-{}'", STANDARD.encode(digest)));
+        rest = &body[end..];
+    }
+    hashes
+}
 
 /// `GET /` and `GET /r/<room>`: the app's page.
 pub async fn index(headers: HeaderMap) -> Response {
@@ -98,4 +132,28 @@ fn serve(path: &str, request_headers: &HeaderMap) -> Response {
         headers.insert(header::CONTENT_TYPE, v);
     }
     (headers, file.data).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_inline_script_is_hashed_over_its_exact_text() {
+        let page = b"<head><script type=module src=/a.js></script><script></script>\n\
+            <script>alert(1)</script></head>";
+        assert_eq!(
+            script_hashes(page),
+            [
+                // sha256 of "" and of "alert(1)", as `openssl dgst -sha256 -binary | base64`
+                "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",
+                "'sha256-bhHHL3z2vDgxUt0W3dWQOrprscmda2Y5pLsLg4GF+pI='",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_served_page_has_its_boot_script_hashed() {
+        assert_eq!(inline_script_hashes().len(), 1, "index.html has one inline script");
+    }
 }

@@ -17,9 +17,19 @@ fn assert_security_headers(path: &str, headers: &[(String, String)], host: &str)
     let csp = header(headers, "content-security-policy")
         .unwrap_or_else(|| panic!("{path}: no CSP in {headers:?}"))
         .to_owned();
+    let scripts = csp
+        .split(';')
+        .find_map(|d| d.trim().strip_prefix("script-src "))
+        .unwrap_or_else(|| panic!("{path}: no script-src in {csp:?}"));
+    // The app's files, and one inline script by its hash: the boot script (checked against
+    // the page in `the_policy_allows_the_pages_boot_script_by_its_hash`).
+    let sources: Vec<&str> = scripts.split(' ').collect();
+    assert!(
+        sources.len() == 2 && sources[0] == "'self'" && sources[1].starts_with("'sha256-"),
+        "{path}: script-src {scripts:?}"
+    );
     for directive in [
         "default-src 'self'",
-        "script-src 'self'",
         "style-src 'self'",
         "img-src 'self' data:",
         "object-src 'none'",
@@ -67,6 +77,30 @@ async fn every_response_carries_the_security_headers_and_no_hsts_over_http() {
             header(&headers, "strict-transport-security"),
             None,
             "{path}"
+        );
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_policy_allows_the_pages_boot_script_by_its_hash() {
+    use base64::{Engine as _, engine::general_purpose::STANDARD};
+    use sha2::{Digest as _, Sha256};
+
+    let server = TestServer::start().await;
+    for path in ["/", "/r/x"] {
+        let (status, headers, page) = server.get(path).await;
+        assert_eq!(status, 200, "{path}");
+        // The page's one attribute-less <script>: what a browser hashes is its exact text.
+        let (_, after) = page.split_once("<script>").expect("an inline script");
+        let (boot, _) = after.split_once("</script>").expect("its end");
+        assert!(boot.contains("meshcallBoot"), "{path}: {boot}");
+        let hash = format!("'sha256-{}'", STANDARD.encode(Sha256::digest(boot)));
+        let csp = header(&headers, "content-security-policy").unwrap();
+        assert!(
+            csp.split(';')
+                .any(|d| d.trim() == format!("script-src 'self' {hash}")),
+            "{path}: {hash} not allowed by {csp:?}"
         );
     }
     server.stop().await.unwrap();

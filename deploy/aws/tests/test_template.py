@@ -11,7 +11,9 @@ each on the real template, and `EveryCheckCanFail` runs each on a copy broken on
 so a check that could never fail is itself a failure.
 """
 
+import base64
 import copy
+import hashlib
 import json
 import os
 import re
@@ -22,6 +24,7 @@ from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = os.path.join(HERE, "..", "template.yaml")
+INDEX_HTML = os.path.join(HERE, "..", "..", "..", "web", "index.html")
 
 ROUTES = {
     "$connect", "$disconnect", "$default", "joinRoom", "sendMsgToRoom",
@@ -392,9 +395,11 @@ def check_site(t):
     policy = csp["ContentSecurityPolicy"]
     assert isinstance(policy, dict) and set(policy) == {"Fn::Sub"}, policy
     directives = {d.strip().split(" ", 1)[0]: d.strip().split(" ", 1)[1] for d in policy["Fn::Sub"].split(";")}
-    # Exactly the app's own files and its socket: the stage's wss URL, nothing inline.
+    # Exactly the app's own files, its socket (the stage's wss URL) and, inline, only
+    # index.html's boot script, by the hash of the page deploy uploads.
     assert directives == {
-        "default-src": "'self'", "script-src": "'self'", "style-src": "'self'",
+        "default-src": "'self'", "script-src": " ".join(["'self'", *inline_script_hashes()]),
+        "style-src": "'self'",
         "img-src": "'self' data:", "object-src": "'none'", "base-uri": "'none'",
         "form-action": "'self'", "frame-ancestors": "'none'",
         "connect-src": "'self' wss://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${StageName}",
@@ -403,6 +408,21 @@ def check_site(t):
     [assoc] = c["DefaultCacheBehavior"]["FunctionAssociations"]
     assert assoc == {"EventType": "viewer-request",
                      "FunctionARN": {"Fn::GetAtt": [fn_name, "FunctionMetadata.FunctionARN"]}}, assoc
+
+
+def inline_script_hashes():
+    """CSP sources for web/index.html's attribute-less <script> elements, as browsers hash
+    them (SHA-256 of the exact text between the tags); as crates/server/src/web.rs."""
+    with open(INDEX_HTML, "rb") as f:
+        html = f.read()
+    hashes, at = [], 0
+    while (start := html.find(b"<script>", at)) >= 0:
+        end = html.find(b"</script>", start)
+        body = html[start + len(b"<script>"):end]
+        hashes.append("'sha256-%s'" % base64.b64encode(hashlib.sha256(body).digest()).decode())
+        at = end
+    assert len(hashes) == 1, f"index.html should have one inline (boot) script: {hashes}"
+    return hashes
 
 
 def check_tags(t):
@@ -639,6 +659,11 @@ MUTATIONS = [
     (check_site, "inline scripts allowed", lambda t: _res(t, "AWS::CloudFront::ResponseHeadersPolicy")
      ["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]["ContentSecurityPolicy"].update(
          ContentSecurityPolicy={"Fn::Sub": "default-src 'self'; script-src 'self' 'unsafe-inline'"})),
+    (check_site, "a stale boot-script hash", lambda t: _res(t, "AWS::CloudFront::ResponseHeadersPolicy")
+     ["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]["ContentSecurityPolicy"].update(
+         ContentSecurityPolicy={"Fn::Sub": _res(t, "AWS::CloudFront::ResponseHeadersPolicy")
+                                ["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]["ContentSecurityPolicy"]
+                                ["ContentSecurityPolicy"]["Fn::Sub"].replace("'sha256-", "'sha256-x")})),
     (check_site, "sockets anywhere", lambda t: _res(t, "AWS::CloudFront::ResponseHeadersPolicy")
      ["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]["ContentSecurityPolicy"].update(
          ContentSecurityPolicy={"Fn::Sub": "default-src 'self'; script-src 'self'; style-src 'self'; "
