@@ -154,6 +154,10 @@ mod tests {
 
     #[test]
     fn the_served_page_has_its_boot_script_hashed() {
-        assert_eq!(inline_script_hashes().len(), 1, "index.html has one inline script");
+        assert_eq!(
+            inline_script_hashes().len(),
+            1,
+            "index.html has one inline script"
+        );
     }
 }
