@@ -1,0 +1,154 @@
+// Where the newcomer's renderer main thread goes during a join (issue 12; not part of
+// ./scripts/test): one meshcall (MESHCALL_BIN, release), N - 1 pages already in a room, then a
+// traced newcomer. Prints the main thread's tasks from navigation start until the first
+// offer is sent, longest first, each with what it mostly ran, and the busy share of that
+// window. Run it as scripts/bench-join runs its harness, inside a loopback-only namespace:
+//
+//   unshare -n sh -c 'ip link set lo up && MESHCALL_BIN=target/release/meshcall \
+//     node tests/bench-join/trace.js [N] [--js]'
+//
+// --js: a V8 CPU profile instead of the trace (sampled every 100 µs): the page's functions by
+// inclusive time until the first offer, and by self time.
+//
+// Chromium's trace (`devtools.timeline`, `v8`) is written to artifacts/bench-join/trace.json.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { REPO, startServer } from '../e2e/lib/server.js';
+
+const N = Number(process.argv[2] ?? 2);
+const ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
+];
+const server = await startServer({ args: ['--stun', 'none', '--max-joins-per-minute-per-ip', '0'] });
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args: ARGS });
+const room = `trace-${Date.now()}`;
+const url = `${server.origin}/r/${room}`;
+try {
+  for (let i = 0; i < N - 1; i++) {
+    const page = await (await browser.newContext({ viewport: { width: 1280, height: 720 } })).newPage();
+    await page.goto(url);
+    await page.waitForFunction(() => document.querySelectorAll('#grid .tile').length >= 1, null, { timeout: 15_000 });
+  }
+  // Let the others settle into their call.
+  await new Promise((r) => setTimeout(r, 3000));
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 720 } })).newPage();
+  // When the first offer goes out, as seen by the page (before any of its own scripts run).
+  await page.addInitScript(() => {
+    const orig = RTCPeerConnection.prototype.setLocalDescription;
+    RTCPeerConnection.prototype.setLocalDescription = function (...a) {
+      if (!('__firstOffer' in window)) /** @type {any} */ (window).__firstOffer = performance.now();
+      return orig.apply(this, /** @type {any} */ (a));
+    };
+  });
+  if (process.argv.includes('--js')) {
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Profiler.enable');
+    await cdp.send('Profiler.setSamplingInterval', { interval: 100 });
+    await cdp.send('Profiler.start');
+    await page.goto(url);
+    await page.waitForFunction(() => '__firstOffer' in window, null, { timeout: 15_000 });
+    const { profile } = await cdp.send('Profiler.stop');
+    const firstOffer = await page.evaluate(() => /** @type {any} */ (window).__firstOffer);
+    const timeOrigin = await page.evaluate(() => performance.timeOrigin);
+    functions(profile, firstOffer, timeOrigin);
+    process.exit(0);
+  }
+  await browser.startTracing(page, { categories: ['devtools.timeline', 'v8', 'disabled-by-default-devtools.timeline', 'blink.user_timing'] });
+  await page.goto(url);
+  await page.waitForFunction(() => '__firstOffer' in window, null, { timeout: 15_000 });
+  await new Promise((r) => setTimeout(r, 200));
+  const trace = JSON.parse((await browser.stopTracing()).toString());
+  const firstOffer = await page.evaluate(() => /** @type {any} */ (window).__firstOffer);
+  const dir = path.join(REPO, 'artifacts/bench-join');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, 'trace.json'), JSON.stringify(trace));
+  summarize(trace.traceEvents, firstOffer);
+} finally {
+  await browser.close();
+  server.proc.kill('SIGTERM');
+}
+
+/**
+ * The page's functions by inclusive and self time in the CPU profile, up to the first offer.
+ * @param {any} profile @param {number} firstOfferMs @param {number} timeOrigin
+ */
+function functions(profile, firstOfferMs, timeOrigin) {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const label = (n) => {
+    const f = n.callFrame;
+    const file = f.url ? f.url.replace(/^.*\//, '') : '';
+    return `${f.functionName || '(anonymous)'} ${file}${file ? `:${f.lineNumber + 1}` : ''}`;
+  };
+  // Sample times: profile.startTime (µs, monotonic) plus deltas; the page's performance.now()
+  // is monotonic time minus the time origin, so compare by offsets from the first sample
+  // and keep the samples until the first offer (by wall clock: timeOrigin is epoch ms).
+  const inclusive = new Map();
+  const self = new Map();
+  let t = profile.startTime;
+  let counted = 0;
+  const endUs = profile.startTime + (firstOfferMs + 50) * 1000; // navigation starts just after the profile
+  for (let i = 0; i < profile.samples.length; i++) {
+    t += profile.timeDeltas[i];
+    if (t > endUs) break;
+    const dt = profile.timeDeltas[i + 1] ?? 0;
+    let n = byId.get(profile.samples[i]);
+    const name = label(n);
+    if (name.startsWith('(idle)')) continue;
+    counted += dt;
+    self.set(name, (self.get(name) ?? 0) + dt);
+    const seen = new Set();
+    for (let id = n.id; id !== undefined; id = parent.get(id)) {
+      const l = label(byId.get(id));
+      if (seen.has(l)) continue;
+      seen.add(l);
+      inclusive.set(l, (inclusive.get(l) ?? 0) + dt);
+    }
+  }
+  void timeOrigin;
+  console.log(`newcomer of ${N}: first offer at ${firstOfferMs.toFixed(0)} ms; ${(counted / 1000).toFixed(0)} ms not idle in the CPU profile until then`);
+  const show = (title, m) => {
+    console.log(title);
+    for (const [k, v] of [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`  ${(v / 1000).toFixed(1).padStart(7)} ms  ${k}`);
+  };
+  show('inclusive:', inclusive);
+  show('self:', self);
+}
+
+/** @param {any[]} events @param {number} firstOfferMs */
+function summarize(events, firstOfferMs) {
+  // The traced page's renderer main thread: the one with the navigationStart mark.
+  const nav = events.find((e) => e.name === 'navigationStart' && e.args?.data?.isLoadingMainFrame);
+  if (!nav) throw new Error('no navigationStart in the trace');
+  const main = events.filter((e) => e.pid === nav.pid && e.tid === nav.tid);
+  const t0 = nav.ts;
+  const end = t0 + firstOfferMs * 1000;
+  const tasks = main.filter((e) => e.ph === 'X' && e.name === 'RunTask' && e.ts >= t0 && e.ts <= end);
+  let busy = 0;
+  const rows = [];
+  for (const t of tasks) {
+    busy += t.dur;
+    // What the task ran: its longest children by name (one level of the interesting ones).
+    const inside = main.filter((e) => e.ph === 'X' && e !== t && e.ts >= t.ts && e.ts + (e.dur ?? 0) <= t.ts + t.dur);
+    const by = new Map();
+    for (const e of inside) {
+      const label = e.name === 'EvaluateScript' || e.name === 'v8.compileModule' || e.name === 'v8.evaluateModule' || e.name === 'FunctionCall'
+        ? `${e.name} ${(e.args?.data?.url || e.args?.data?.functionName || '').replace(/^.*\//, '')}`
+        : e.name;
+      by.set(label, Math.max(by.get(label) ?? 0, e.dur));
+    }
+    const top = [...by.entries()].sort((a, b) => b[1] - a[1]).slice(0, 4).map(([k, v]) => `${k} ${(v / 1000).toFixed(1)}`);
+    rows.push({ at: (t.ts - t0) / 1000, dur: t.dur / 1000, top });
+  }
+  console.log(`newcomer of ${N}: first offer at ${firstOfferMs.toFixed(0)} ms; main thread busy ${(busy / 1000).toFixed(0)} ms of it (${tasks.length} tasks)`);
+  for (const r of rows.sort((a, b) => b.dur - a.dur).slice(0, 25)) {
+    console.log(`  at ${r.at.toFixed(0).padStart(5)} ms  ${r.dur.toFixed(1).padStart(6)} ms  ${r.top.join(' | ')}`);
+  }
+  const marks = main.filter((e) => e.cat?.includes('blink.user_timing') && e.ts >= t0 && e.ts <= end);
+  for (const m of marks) console.log(`  mark ${m.name} at ${((m.ts - t0) / 1000).toFixed(0)} ms`);
+}
