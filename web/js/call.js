@@ -4,9 +4,9 @@
 // is the only module that knows every part.
 //
 // A join runs everything at once: the camera was asked for, /config.json fetched and the
-// socket opened and joined as the page started (early.js), while the app loaded; here the
-// socket is taken over and the page built; the peers we offer to make their offers once our
-// tracks are there.
+// socket opened and joined as the page started (index.html's boot script, handed over by
+// early.js), while the app loaded; here the socket is taken over and the page built; the
+// peers we offer to make their offers once our tracks are there.
 
 import { explainProblems, refusalCard, reportSignaling } from './callnotices.js';
 import { showMedia, showMesh } from './callview.js';

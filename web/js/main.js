@@ -1,7 +1,7 @@
 // Entry point: show the lobby at `/` or the call at `/r/<room>` (the server serves this same
 // page for both), loading only that page's modules. The camera and /config.json were asked
-// for already (early.js, loaded on its own ahead of this). The test hooks are installed
-// first when a test asked for them (hooks.js).
+// for already (index.html's inline boot script; early.js hands them over). The test hooks
+// are installed first when a test asked for them (hooks.js).
 
 import { Notices } from './notices.js';
 import { isRoomId } from './protocol.js';
