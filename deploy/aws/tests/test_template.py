@@ -403,7 +403,7 @@ def check_site(t):
         "img-src": "'self' data:", "object-src": "'none'", "base-uri": "'none'",
         "form-action": "'self'", "frame-ancestors": "'none'",
         "connect-src": "'self' wss://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${StageName}",
-    }, directives
+    }, f"{directives}; web/index.html's boot script wants script-src 'self' {' '.join(inline_script_hashes())}"
     fn_name, _ = the(t, "AWS::CloudFront::Function")
     [assoc] = c["DefaultCacheBehavior"]["FunctionAssociations"]
     assert assoc == {"EventType": "viewer-request",
