@@ -294,6 +294,9 @@ export class Grid {
     /** The stage's content box, as its ResizeObserver last saw it (null: not laid out yet). */
     /** @type {{ width: number, height: number } | null} */
     this.size = null;
+    /** Tiles added while the grid is held (see hold), not yet in the page. */
+    /** @type {DocumentFragment | null} */
+    this.held = null;
     /** What layout() set last, so that an unchanged layout touches nothing. */
     this.shown = '';
     this.observer = new ResizeObserver((entries) => {
@@ -321,9 +324,22 @@ export class Grid {
     const key = tile.id ?? '';
     this.tiles.get(key)?.remove();
     this.tiles.set(key, tile);
-    this.el.append(tile.el);
+    (this.held ?? this.el).append(tile.el);
     this.relayout();
     return tile;
+  }
+
+  /** Keep the tiles added from now on out of the page until release (a hidden page). */
+  hold() {
+    this.held ??= document.createDocumentFragment();
+  }
+
+  /** Put the tiles held back into the page, in the order they came. */
+  release() {
+    if (!this.held) return;
+    this.el.append(this.held);
+    this.held = null;
+    this.relayout();
   }
 
   /** @param {string} id */

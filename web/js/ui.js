@@ -28,6 +28,9 @@ export class RoomView {
     this.actions = opts.actions;
     this.root = byId('room', HTMLElement);
     this.grid = new Grid(byId('grid', HTMLDivElement));
+    // Until the page is shown its tiles wait outside the document: putting a tile (its video
+    // element) into the page costs the main thread tens of ms under load, while joining.
+    if (this.root.hidden) this.grid.hold();
     this.btnMic = byId('btn-mic', HTMLButtonElement);
     this.btnCam = byId('btn-cam', HTMLButtonElement);
     this.btnScreen = byId('btn-screen', HTMLButtonElement);
@@ -109,6 +112,7 @@ export class RoomView {
   /** Show the call page (again: nothing happens). */
   show() {
     if (!this.root.hidden) return;
+    this.grid.release();
     this.root.hidden = false;
     document.body.classList.add('in-room');
   }
