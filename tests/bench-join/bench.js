@@ -25,6 +25,7 @@ import { chromium } from 'playwright-core';
 import { Child } from '../e2e/lib/child.js';
 import { BIN, REPO, startServer } from '../e2e/lib/server.js';
 import { instrument } from './instrument.js';
+import { ARGS, CHROMIUM, SERVER_ARGS, VIEWPORT } from './setup.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -50,21 +51,8 @@ if (!(RUNS >= 1) || CASES.some((n) => !(n >= 2 && n <= 8)) || !(CPU_WINDOW_MS > 
 }
 const CPU_CASE = Math.max(...CASES);
 const TIMEOUT = 30_000;
-const VIEWPORT = { width: 1280, height: 720 };
 const KINDS = /** @type {('app' | 'ref' | 'app2')[]} */ (opt.app2 ? ['app', 'app2', 'ref'] : ['app', 'ref']);
 const LABEL = { app: 'app      ', app2: 'app2     ', ref: 'reference' };
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-// The e2e helpers' flags (tests/e2e/lib/call.js BASE_ARGS + FAKE_UI), copied rather than
-// imported (that module registers node:test hooks): one fake camera and microphone.
-const ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-  '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
-];
-// meshcall for a benchmark: no STUN (nothing to reach in the namespace), and no per-address
-// limits (every page comes from 127.0.0.1; a full run makes about 90 joins in a few minutes).
-const SERVER_ARGS = ['--stun', 'none', '--max-joins-per-minute-per-ip', '0', '--max-connections-per-ip', '0'];
 
 const log = (/** @type {string} */ s) => { if (opt.verbose) console.error(`[${new Date().toISOString().slice(11, 23)}] ${s}`); };
 

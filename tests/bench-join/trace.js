@@ -15,27 +15,22 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { REPO, startServer } from '../e2e/lib/server.js';
+import { ARGS, CHROMIUM, SERVER_ARGS, VIEWPORT } from './setup.js';
 
 const N = Number(process.argv[2] ?? 2);
-const ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-  '--allow-loopback-in-peer-connection', '--autoplay-policy=no-user-gesture-required',
-];
-const server = await startServer({ args: ['--stun', 'none', '--max-joins-per-minute-per-ip', '0'] });
-const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args: ARGS });
+const server = await startServer({ args: SERVER_ARGS });
+const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
 const room = `trace-${Date.now()}`;
 const url = `${server.origin}/r/${room}`;
 try {
   for (let i = 0; i < N - 1; i++) {
-    const page = await (await browser.newContext({ viewport: { width: 1280, height: 720 } })).newPage();
+    const page = await (await browser.newContext({ viewport: VIEWPORT })).newPage();
     await page.goto(url);
     await page.waitForFunction(() => document.querySelectorAll('#grid .tile').length >= 1, null, { timeout: 15_000 });
   }
   // Let the others settle into their call.
   await new Promise((r) => setTimeout(r, 3000));
-  const page = await (await browser.newContext({ viewport: { width: 1280, height: 720 } })).newPage();
+  const page = await (await browser.newContext({ viewport: VIEWPORT })).newPage();
   // When the first offer goes out, as seen by the page (before any of its own scripts run).
   await page.addInitScript(() => {
     const orig = RTCPeerConnection.prototype.setLocalDescription;
@@ -53,8 +48,7 @@ try {
     await page.waitForFunction(() => '__firstOffer' in window, null, { timeout: 15_000 });
     const { profile } = await cdp.send('Profiler.stop');
     const firstOffer = await page.evaluate(() => /** @type {any} */ (window).__firstOffer);
-    const timeOrigin = await page.evaluate(() => performance.timeOrigin);
-    functions(profile, firstOffer, timeOrigin);
+    functions(profile, firstOffer);
     process.exit(0);
   }
   await browser.startTracing(page, { categories: ['devtools.timeline', 'v8', 'disabled-by-default-devtools.timeline', 'blink.user_timing'] });
@@ -74,9 +68,9 @@ try {
 
 /**
  * The page's functions by inclusive and self time in the CPU profile, up to the first offer.
- * @param {any} profile @param {number} firstOfferMs @param {number} timeOrigin
+ * @param {any} profile @param {number} firstOfferMs
  */
-function functions(profile, firstOfferMs, timeOrigin) {
+function functions(profile, firstOfferMs) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
@@ -85,9 +79,8 @@ function functions(profile, firstOfferMs, timeOrigin) {
     const file = f.url ? f.url.replace(/^.*\//, '') : '';
     return `${f.functionName || '(anonymous)'} ${file}${file ? `:${f.lineNumber + 1}` : ''}`;
   };
-  // Sample times: profile.startTime (µs, monotonic) plus deltas; the page's performance.now()
-  // is monotonic time minus the time origin, so compare by offsets from the first sample
-  // and keep the samples until the first offer (by wall clock: timeOrigin is epoch ms).
+  // Samples are kept up to the first offer, counted from the profile's start (µs): the
+  // profile starts just before the navigation, so this keeps up to 50 ms more at most.
   const inclusive = new Map();
   const self = new Map();
   let t = profile.startTime;
@@ -97,7 +90,7 @@ function functions(profile, firstOfferMs, timeOrigin) {
     t += profile.timeDeltas[i];
     if (t > endUs) break;
     const dt = profile.timeDeltas[i + 1] ?? 0;
-    let n = byId.get(profile.samples[i]);
+    const n = byId.get(profile.samples[i]);
     const name = label(n);
     if (name.startsWith('(idle)')) continue;
     counted += dt;
@@ -110,7 +103,6 @@ function functions(profile, firstOfferMs, timeOrigin) {
       inclusive.set(l, (inclusive.get(l) ?? 0) + dt);
     }
   }
-  void timeOrigin;
   console.log(`newcomer of ${N}: first offer at ${firstOfferMs.toFixed(0)} ms; ${(counted / 1000).toFixed(0)} ms not idle in the CPU profile until then`);
   const show = (title, m) => {
     console.log(title);

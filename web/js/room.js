@@ -142,10 +142,17 @@ export class Room extends Emitter {
   /** Tell every peer our current state (name, mic, camera, screen). */
   broadcastState() {
     const state = this.localState();
+    for (const [id, p] of this.peers) this.tellState(id, p, state);
+  }
+
+  /**
+   * Send `state` on `peer`'s data channel unless it is what the peer was last told (by the
+   * hello or on the channel).
+   * @param {string} id @param {Peer} peer @param {PeerState} state
+   */
+  tellState(id, peer, state) {
     const json = JSON.stringify(state);
-    for (const [id, p] of this.peers) {
-      if (this.told.get(id) !== json && p.send({ t: 'state', ...state })) this.told.set(id, json);
-    }
+    if (this.told.get(id) !== json && peer.send({ t: 'state', ...state })) this.told.set(id, json);
   }
 
   /** Send a chat message to everyone; returns false for an empty one. @param {string} text */
@@ -261,9 +268,7 @@ export class Room extends Emitter {
     peer.on('channelOpen', () => {
       // Our state went with the hello already; only what changed since. (A data-channel send
       // waits on WebRTC's network thread, busy just then with the connection's first media.)
-      const state = this.localState();
-      const json = JSON.stringify(state);
-      if (this.told.get(id) !== json && peer.send({ t: 'state', ...state })) this.told.set(id, json);
+      this.tellState(id, peer, this.localState());
       if (this.speaking) peer.send({ t: 'speaking', on: true });
     });
     peer.on('message', (msg) => {

@@ -291,11 +291,15 @@ export class Grid {
     this.stage = stage;
     /** @type {number | null} a layout waiting for the next frame */
     this.pending = null;
-    /** The stage's content box, as its ResizeObserver last saw it (null: not laid out yet). */
-    /** @type {{ width: number, height: number } | null} */
+    /**
+     * The stage's content box, as its ResizeObserver last saw it (null: not laid out yet).
+     * @type {{ width: number, height: number } | null}
+     */
     this.size = null;
-    /** Tiles added while the grid is held (see hold), not yet in the page. */
-    /** @type {DocumentFragment | null} */
+    /**
+     * Tiles added while the grid is held (see hold), not yet in the page.
+     * @type {DocumentFragment | null}
+     */
     this.held = null;
     /** What layout() set last, so that an unchanged layout touches nothing. */
     this.shown = '';

@@ -66,7 +66,7 @@ impl FullRooms {
         &self,
         room: &RoomId,
         ids: Vec<ConnectionId>,
-        live: &[ParticipantRow],
+        live: Vec<ParticipantRow>,
         now: SystemTime,
     ) {
         let live_until = live
@@ -85,7 +85,7 @@ impl FullRooms {
         let holders = Holders {
             ids,
             live_until,
-            rows: live.to_vec(),
+            rows: live,
             read_at: now,
         };
         rooms.insert(room.clone(), holders);
@@ -161,7 +161,7 @@ impl DynamoStore {
                 }
                 let read = self.room_read_from(room, room_item, None, now).await?;
                 if read.stale.is_empty() {
-                    self.full_rooms.record(room, holders, &read.live, now);
+                    self.full_rooms.record(room, holders, read.live, now);
                     return Err(JoinError::RoomFull);
                 }
                 return Ok(Step::Again(self.clear_stale(room, read.stale, now).await?));
@@ -310,5 +310,76 @@ impl DynamoStore {
             Ok::<_, StoreError>(Step::after(outcome, || Some((id, room))))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use super::*;
+
+    fn holder(id: &str, expires_at: i64) -> ParticipantRow {
+        ParticipantRow {
+            id: ConnectionId::parse(id).unwrap(),
+            room: None,
+            socket: ConnectionId::parse(id).unwrap(),
+            suspended_until: None,
+            joined_at: 0,
+            expires_at: Some(expires_at),
+        }
+    }
+
+    /// At `FULL_ROOMS_KEPT` rooms, a new one makes room by forgetting those whose first
+    /// holder may have expired, or, when none may have, all of them.
+    #[test]
+    fn the_full_rooms_kept_are_bounded() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let full = FullRooms::default();
+        let record = |name: String, expires_at: i64| {
+            let row = holder("a", expires_at);
+            full.record(
+                &RoomId::parse(&name).unwrap(),
+                vec![row.id.clone()],
+                vec![row],
+                now,
+            );
+        };
+        // Half expire at 1 100 s, half much later.
+        for i in 0..FULL_ROOMS_KEPT {
+            record(format!("r{i}"), if i % 2 == 0 { 1_100 } else { 9_000 });
+        }
+        let len = || full.0.lock().unwrap().len();
+        assert_eq!(len(), FULL_ROOMS_KEPT);
+        let known = |name: &str, at: SystemTime| {
+            let ids = [ConnectionId::parse("a").unwrap()];
+            full.known_live(&RoomId::parse(name).unwrap(), &ids, at)
+        };
+        assert!(known("r0", now) && known("r1", now));
+        // Recorded after 1 100 s: the rooms whose holder expired then are forgotten.
+        let later = now + Duration::from_secs(200);
+        let row = holder("a", 9_000);
+        full.record(
+            &RoomId::parse("new").unwrap(),
+            vec![row.id.clone()],
+            vec![row],
+            later,
+        );
+        assert_eq!(len(), FULL_ROOMS_KEPT / 2 + 1);
+        assert!(!known("r0", later) && known("r1", later) && known("new", later));
+        // Full again with rooms none of which may have expired: all are forgotten, and the
+        // later ones kept (513 + 511 fill it; the 512th new one clears it).
+        for i in 0..FULL_ROOMS_KEPT {
+            record(format!("s{i}"), 9_000);
+        }
+        assert_eq!(
+            len(),
+            FULL_ROOMS_KEPT / 2 + 1,
+            "cleared once, then refilled"
+        );
+        assert!(!known("r1", now) && !known("s510", now));
+        assert!(known("s511", now) && known("s1023", now));
     }
 }
