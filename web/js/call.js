@@ -5,12 +5,14 @@
 //
 // A join runs everything at once: the camera was asked for, /config.json fetched and the
 // socket opened and joined as the page started (index.html's boot script, handed over by
-// early.js), while the app loaded; here the socket is taken over and the page built; the
-// peers we offer to make their offers once our tracks are there.
+// early.js), while the app loaded, and when the camera answered first, the boot script's
+// prelude made the first offers too; here the socket and those connections are taken over
+// and the page built; otherwise the peers we offer to make their offers once our tracks
+// are there.
 
 import { explainProblems, refusalCard, reportSignaling } from './callnotices.js';
 import { showMedia, showMesh } from './callview.js';
-import { earlyConfig, earlyMedia, earlySocket } from './early.js';
+import { earlyConfig, earlyMedia, earlySocket, earlyStream, takeOverPrelude } from './early.js';
 import { Media } from './media.js';
 import { prefs } from './prefs.js';
 import { cleanName } from './protocol.js';
@@ -46,7 +48,7 @@ export function startCall(ctx) {
   const inviteUrl = `${location.origin}/r/${encodeURIComponent(roomId)}`;
 
   // The level meter (our speaking highlight, the mic bar) waits until the join is done.
-  const media = new Media({ early: earlyMedia, meterDelayMs: METER_DELAY_MS });
+  const media = new Media({ early: earlyMedia, stream: earlyStream, meterDelayMs: METER_DELAY_MS });
   const signaling = new Signaling({ url: '', roomId });
   const room = new Room({ signaling, media, localState: () => ({ name, ...pick(media.state) }) });
   let ended = false;
@@ -57,8 +59,16 @@ export function startCall(ctx) {
     signaling.url = config.url;
     signaling.socketMaxAgeMs = config.socketMaxAgeMs;
     room.iceTransportPolicy = config.iceTransportPolicy;
-    if (!ended) signaling.start(early); // joining already, most likely
-    else early?.ws.close();
+    // The socket, with the first offers the prelude made on it (room.js adopts them when it
+    // handles the `joined` the socket received).
+    const prelude = takeOverPrelude?.() ?? null;
+    if (!ended) {
+      room.prelude = prelude;
+      signaling.start(early); // joining already, most likely
+    } else {
+      for (const p of prelude?.peers.values() ?? []) p.pc.close();
+      early?.ws.close();
+    }
   });
 
   let starting = true;

@@ -9,7 +9,12 @@
 //   socket, opened with it, which sends `joinRoom` as soon as it is open; signaling.js
 //   takes that socket over (Signaling.start), with what came meanwhile. So the join's round
 //   trips run while the app loads, not after;
-// - on a call page, `modulepreload` links for the call's modules.
+// - on a call page, `modulepreload` links for the call's modules, once the prelude (below)
+//   is done: until then `appMayLoad` holds main.js back from loading the call's modules;
+// - on a call page, the first offers (the prelude): once `joined` came and the camera
+//   answered, a peer connection per participant already there, its offer sent and its
+//   answer applied, while the app loads. call.js takes them over (`takeOver`) when it takes
+//   the socket; room.js adopts each as a Peer. A prelude not started by then never starts.
 //
 // A failure is kept as a value: media.js and signaling.js decide what it means. This module
 // gives the boot script's work its types; it must run after it, as every module does.
@@ -31,10 +36,33 @@
  */
 
 /**
+ * A peer connection the prelude made and offered on (see peer.js, `early`).
+ * @typedef {object} EarlyPeer
+ * @property {RTCPeerConnection} pc
+ * @property {RTCDataChannel} channel  negotiated, id 0, as peer.js makes it
+ * @property {Promise<void>} chain  the signals applied so far (never rejects)
+ * @property {RTCIceCandidateInit[]} candidates  candidates that came before the answer
+ * @property {MediaStreamTrack[]} tracks  remote tracks (`track` events) so far
+ * @property {number} offeredAt  Date.now() when the offer (round 1) went out
+ */
+
+/**
+ * @typedef {object} Prelude
+ * @property {string | null} selfId  our id from the first `joined`, if it came
+ * @property {Map<string, EarlyPeer>} peers  by participant id; empty when it made none
+ */
+
+/**
  * @typedef {object} Boot
  * @property {EarlyAsk | null} media  null without getUserMedia (an insecure origin)
  * @property {Promise<unknown>} config  /config.json, null when absent or unreadable
  * @property {Promise<EarlySocket | null>} socket  null on the lobby
+ * @property {Promise<void>} appMayLoad  the call's modules may load now: the prelude's offers
+ *   are out, or it has nothing to do, or it took too long (at once on the lobby)
+ * @property {MediaStream | null} stream  the call's own stream, which the prelude's tracks are
+ *   announced in (media.js's `stream`; null on the lobby)
+ * @property {(() => Prelude) | null} takeOver  the prelude stops and hands over what it made
+ *   (null on the lobby)
  * @property {(c: MediaStreamConstraints) => Promise<MediaStream>} getUserMediaLoose
  *   getUserMedia; when a remembered device is gone (or no longer fits), any device
  * @property {(micId: string | null) => MediaTrackConstraints} audioConstraints
@@ -53,4 +81,10 @@ export const earlyMedia = boot.media;
 export const earlyConfig = boot.config;
 /** The call's socket, opening and joining (null on the lobby). */
 export const earlySocket = boot.socket;
+/** The call's modules may load now (the prelude is done or gave up). */
+export const appMayLoad = boot.appMayLoad;
+/** The stream our tracks are announced in, on a call page. */
+export const earlyStream = boot.stream;
+/** Stop the prelude and take what it made (null on the lobby). */
+export const takeOverPrelude = boot.takeOver;
 export const { getUserMediaLoose, audioConstraints, videoConstraints } = boot;

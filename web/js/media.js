@@ -48,10 +48,11 @@ import { Emitter } from './emitter.js';
 /** @extends {Emitter<MediaEvents>} */
 export class Media extends Emitter {
   /**
-   * @param {{ early?: EarlyAsk | null, meterDelayMs?: number }} [opts]  early: a getUserMedia
-   *   call made as the page started (early.js); the first ask for the same thing takes its
-   *   answer. meterDelayMs: the level meter is made no sooner than this after the microphone
-   *   starts (a call: not while it joins)
+   * @param {{ early?: EarlyAsk | null, stream?: MediaStream | null, meterDelayMs?: number }} [opts]
+   *   early: a getUserMedia call made as the page started (early.js); the first ask for the
+   *   same thing takes its answer. stream: the stream to use as `stream` (the one the
+   *   prelude's offers announced our tracks in; early.js). meterDelayMs: the level meter is
+   *   made no sooner than this after the microphone starts (a call: not while it joins)
    */
   constructor(opts = {}) {
     super();
@@ -59,7 +60,7 @@ export class Media extends Emitter {
     /** @type {EarlyAsk | null} */
     this.early = opts.early ?? null;
     /** What the own tile shows: the microphone and the outgoing video. */
-    this.stream = new MediaStream();
+    this.stream = opts.stream ?? new MediaStream();
     /** @type {MediaStreamTrack | null} the microphone; muted = disabled */
     this.micTrack = null;
     /** @type {MediaStreamTrack | null} */

@@ -20,6 +20,9 @@
 //   or does not connect in time, retried while it stays broken (recovery.js); and when our
 //   signalling socket comes back or the browser comes back online (restartIce).
 // - A negotiated data channel (id 0) carries chat and state messages.
+// - Adoption: index.html's boot script may have made the connection already and sent its
+//   first offer (the prelude, early.js); a Peer made with `early` takes it over as if it
+//   had made that offer itself (round 1), then `catchUp()` tells what happened before.
 //
 // No DOM here. Nothing SDP- or candidate-shaped is ever logged.
 
@@ -31,6 +34,7 @@ import { Recovery } from './recovery.js';
 /** @typedef {import('./protocol.js').SignalData} SignalData */
 /** @typedef {import('./protocol.js').PeerMessage} PeerMessage */
 /** @typedef {import('./peerstats.js').PeerSummary} PeerSummary */
+/** @typedef {import('./early.js').EarlyPeer} EarlyPeer */
 /** @typedef {'audio' | 'video'} Kind */
 
 /** We ask the other side for an offer at most this often. */
@@ -73,6 +77,8 @@ const RELAY_CHECK_MS = 1_000;
  * @property {number} [connectTimeoutMs]  no connection after this long counts as failed
  * @property {number} [disconnectedGraceMs]  `disconnected` this long triggers an ICE restart
  * @property {number} [offerTimeoutMs]  an offer unanswered this long is made again
+ * @property {EarlyPeer} [early]  the connection the prelude made and offered on: adopted
+ *   (then `initiator` and `waitMedia` do not apply)
  */
 
 /** @extends {Emitter<PeerEvents>} */
@@ -87,7 +93,9 @@ export class Peer extends Emitter {
     this.sendSignal = opts.sendSignal;
     this.offerTimeoutMs = opts.offerTimeoutMs ?? 10_000;
 
-    this.pc = new RTCPeerConnection({
+    const early = opts.early;
+    // The prelude (index.html) makes its connections with this same configuration.
+    this.pc = early ? early.pc : new RTCPeerConnection({
       iceServers: opts.iceServers,
       iceTransportPolicy: opts.iceTransportPolicy ?? 'all',
       // One transport for audio, video and the data channel from the first offer on. The
@@ -102,12 +110,12 @@ export class Peer extends Emitter {
      * each frame to the function on its own, so a candidate can overtake its offer.
      * @type {RTCIceCandidateInit[]}
      */
-    this.earlyCandidates = [];
+    this.earlyCandidates = early ? early.candidates : [];
     this.closed = false;
     /** Held back until the other side's first offer arrives. */
-    this.awaitingOffer = !opts.initiator;
+    this.awaitingOffer = !early && !opts.initiator;
     /** An initiator's first offer, held back until our media has started (or failed). */
-    this.awaitingMedia = opts.initiator && !!opts.waitMedia;
+    this.awaitingMedia = !early && opts.initiator && !!opts.waitMedia;
     this.relayed = false;
     /** The transceiver we send each kind on, once chosen. */
     /** @type {Record<Kind, RTCRtpTransceiver | null>} */
@@ -131,7 +139,7 @@ export class Peer extends Emitter {
     this.remoteStream = new MediaStream();
     /** Signals are handled one at a time, in arrival order. */
     /** @type {Promise<void>} */
-    this.chain = Promise.resolve();
+    this.chain = early ? early.chain : Promise.resolve();
     /** @type {Record<string, ReturnType<typeof setTimeout> | undefined>} */
     this.timers = {};
     this.limitsBusy = false;
@@ -148,7 +156,7 @@ export class Peer extends Emitter {
      */
     this.applied = null;
 
-    this.channel = this.pc.createDataChannel('meshcall', { negotiated: true, id: 0 });
+    this.channel = early ? early.channel : this.pc.createDataChannel('meshcall', { negotiated: true, id: 0 });
     this.channel.onopen = () => this.emit('channelOpen', undefined);
     this.channel.onmessage = (ev) => {
       const msg = parsePeerMessage(ev.data);
@@ -166,7 +174,16 @@ export class Peer extends Emitter {
     pc.onconnectionstatechange = () => this.connectionChanged();
     pc.onsignalingstatechange = () => this.signalingChanged();
 
-    if (opts.initiator) {
+    if (early) {
+      // Its transceivers are ours (addTrack, or receive-only), offered in round 1.
+      for (const t of pc.getTransceivers()) {
+        this.own.add(t);
+        if (t.sender.track) this.sending[/** @type {Kind} */ (t.receiver.track.kind)] = t;
+      }
+      this.offerRound = 1;
+      this.offeredAt = early.offeredAt;
+      this.timers.offer = setTimeout(() => this.offerAgain(), this.offerTimeoutMs);
+    } else if (opts.initiator) {
       if (!this.awaitingMedia) this.addLocalTransceivers();
     } else {
       // Our tracks wait on transceivers of their own; the other side's offer takes them over.
@@ -182,6 +199,18 @@ export class Peer extends Emitter {
         this.restartIce();
       },
     });
+  }
+
+  /**
+   * After adopting the prelude's connection (and once the caller listens): what happened
+   * before, as events (remote tracks, the data channel open, the connection state).
+   * @param {EarlyPeer} early
+   */
+  catchUp(early) {
+    if (this.closed) return;
+    for (const track of early.tracks) this.addRemoteTrack(track);
+    if (this.pc.connectionState !== 'new') this.connectionChanged();
+    if (this.channel.readyState === 'open') this.emit('channelOpen', undefined);
   }
 
   /** Feed one negotiation `signal` from this peer. @param {SignalData} data */
@@ -238,6 +267,9 @@ export class Peer extends Emitter {
       return;
     }
     this.sending[kind] = tr;
+    if (track && tr.sender.track === track && (tr.direction === 'sendrecv' || tr.direction === 'sendonly')) {
+      return; // sent already (the prelude's tracks are the ones media.js starts with)
+    }
     try {
       await tr.sender.replaceTrack(track);
     } catch (err) {

@@ -1,7 +1,8 @@
 // The mesh: one Peer per remote participant, driven by the signalling events.
 //
 // - `joined` (fresh): connect to every participant already there (we offer first, once our
-//   camera and microphone have started: see mediaSettled);
+//   camera and microphone have started: see mediaSettled). On the first one, the
+//   connections index.html's prelude made and offered on already are adopted instead;
 //   `newParticipant`: make a peer and wait for the newcomer's offer;
 //   `participantLeft` or a `peerNotFound` refusal: that peer is gone;
 //   `joined` after a resume: same id, so keep the peers, drop the ones that left meanwhile,
@@ -25,6 +26,7 @@ import { MAX_CHAT_CHARS } from './protocol.js';
 /** @typedef {import('./signaling.js').Signaling} Signaling */
 /** @typedef {import('./media.js').Media} Media */
 /** @typedef {import('./peerstats.js').PeerSummary} PeerSummary */
+/** @typedef {import('./early.js').Prelude} Prelude */
 
 /** Total upload for outgoing video, bits/s: fits a modest home uplink with room for audio. */
 export const VIDEO_BUDGET_BPS = 2_500_000;
@@ -64,12 +66,16 @@ export class Room extends Emitter {
    * @param {Signaling} opts.signaling
    * @param {Media} opts.media
    * @param {() => PeerState} opts.localState  what we tell peers about ourselves
+   * @param {Prelude | null} [opts.prelude]  what index.html's prelude made (adopted on the
+   *   first `joined`, if it is the one the prelude saw)
    */
   constructor(opts) {
     super();
     this.signaling = opts.signaling;
     this.media = opts.media;
     this.localState = opts.localState;
+    /** @type {Prelude | null} */
+    this.prelude = opts.prelude ?? null;
     /** @type {Map<string, Peer>} */
     this.peers = new Map();
     /** @type {Map<string, PeerState>} */
@@ -232,23 +238,32 @@ export class Room extends Emitter {
       const first = !this.everJoined;
       this.everJoined = true;
       if (first) this.offersPending = new Set();
+      const made = this.prelude && this.prelude.selfId === msg.connectionId ? this.prelude.peers : null;
       for (const id of msg.participants) {
         if (this.peers.has(id) || id === this.selfId) continue;
-        const peer = this.addPeer(id, true);
-        if (!first) continue;
+        const early = made?.get(id);
+        made?.delete(id);
+        const peer = this.addPeer(id, true, early);
+        if (!first || early) continue; // the prelude's offer is out already
         this.offersPending?.add(id);
         const off = peer.on('offered', () => {
           off();
           this.offerMade(id);
         });
       }
+      // Any the prelude made that this join does not list (none, unless the ids differ).
+      if (this.prelude) for (const p of this.prelude.peers.values()) p.pc.close();
+      this.prelude = null;
     }
     this.emit('joined', { selfId: msg.connectionId, resumed: msg.resumed, count: this.peers.size + 1 });
     this.offerMade(null);
   }
 
-  /** @param {string} id @param {boolean} initiator */
-  addPeer(id, initiator) {
+  /**
+   * @param {string} id @param {boolean} initiator
+   * @param {import('./early.js').EarlyPeer} [early]  the prelude's connection to adopt
+   */
+  addPeer(id, initiator, early) {
     const selfId = /** @type {string} */ (this.selfId);
     const peer = new Peer({
       selfId,
@@ -263,6 +278,7 @@ export class Room extends Emitter {
         video: this.media.outgoing('video'),
       },
       sendSignal: (data) => this.signaling.signal(id, data),
+      early,
     });
     this.peers.set(id, peer);
     peer.on('channelOpen', () => {
@@ -295,6 +311,7 @@ export class Room extends Emitter {
     const hello = this.localState();
     this.signaling.signal(id, { state: hello });
     this.told.set(id, JSON.stringify(hello));
+    if (early) peer.catchUp(early);
     void this.rebalance(id);
     clearTimeout(this.rebalanceTimer);
     this.rebalanceTimer = setTimeout(() => void this.rebalance(), REBALANCE_AFTER_JOIN_MS);

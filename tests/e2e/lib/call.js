@@ -88,9 +88,10 @@ export function colourMatches(got, want) {
  * canvas of one solid colour (the participant's own for the first camera, SECOND_CAMERA_HUE
  * for the second) and a running counter, and getDisplayMedia with a canvas of the screen
  * colour; optionally makes camera or microphone requests fail as a denied or missing device
- * does. The fake microphone (a beep) is kept.
+ * does, or holds the camera's answer until the test calls `window.__releaseCamera()` (a slow
+ * camera, or a permission prompt). The fake microphone (a beep) is kept.
  * @param {{ label: string, hue: number, altHue: number, screenHue: number, videoError: string | null,
- *   audioError: string | null, realScreen: boolean }} o
+ *   audioError: string | null, realScreen: boolean, holdCamera: boolean }} o
  */
 function fakeMedia(o) {
   const md = navigator.mediaDevices;
@@ -99,6 +100,10 @@ function fakeMedia(o) {
   /** @type {MediaStreamTrack[]} every camera track handed out, so a test can see it stopped */
   const cams = [];
   Object.defineProperty(window, '__liveCameras', { value: () => cams.filter((t) => t.readyState === 'live').length });
+  /** @type {() => void} */
+  let releaseCamera = () => {};
+  const cameraReleased = o.holdCamera ? new Promise((resolve) => { releaseCamera = () => resolve(undefined); }) : null;
+  Object.defineProperty(window, '__releaseCamera', { value: () => releaseCamera() });
   /** @param {string} label @param {number} hue */
   const canvasTrack = (label, hue) => {
     const cv = document.createElement('canvas');
@@ -126,6 +131,7 @@ function fakeMedia(o) {
     const fail = (name) => new DOMException(name === 'NotFoundError' ? 'Requested device not found' : 'Permission denied', name);
     if (c && c.video && o.videoError) throw fail(o.videoError);
     if (c && c.audio && o.audioError) throw fail(o.audioError);
+    if (c && c.video && cameraReleased) await cameraReleased;
     const s = await realGum(c);
     if (!c || !c.video) return s;
     const real = s.getVideoTracks()[0];
@@ -275,7 +281,10 @@ export class Call {
    * Open a context and page for a participant and go to the room URL.
    * @param {string} name
    * @param {{ hue?: number, viewport?: {width:number,height:number}, videoError?: string | null, audioError?: string | null,
-   *   permissions?: string[], waitJoined?: boolean, url?: string, realScreen?: boolean, blockIce?: boolean }} [opts]
+   *   permissions?: string[], waitJoined?: boolean, url?: string, realScreen?: boolean, blockIce?: boolean,
+ *   holdCamera?: boolean, setup?: (ctx: import('playwright-core').BrowserContext) => Promise<void> }} [opts]
+ *   holdCamera: the camera answers once the page calls `window.__releaseCamera()`;
+ *   setup: more set-up of the context before its page opens (init scripts, routes)
    * @returns {Promise<Participant>}
    */
   async join(name, opts = {}) {
@@ -286,8 +295,9 @@ export class Call {
     });
     // The app's test hooks (window.T, window.collectStats) are installed only when asked for.
     await ctx.addInitScript(() => { /** @type {any} */ (window).__meshcallTestHooks = true; });
-    await ctx.addInitScript(fakeMedia, { label: name, hue, altHue: SECOND_CAMERA_HUE, screenHue: SCREEN_HUE, videoError: opts.videoError ?? null, audioError: opts.audioError ?? null, realScreen: !!opts.realScreen });
+    await ctx.addInitScript(fakeMedia, { label: name, hue, altHue: SECOND_CAMERA_HUE, screenHue: SCREEN_HUE, videoError: opts.videoError ?? null, audioError: opts.audioError ?? null, realScreen: !!opts.realScreen, holdCamera: !!opts.holdCamera });
     if (opts.blockIce) await ctx.addInitScript(iceBlocker);
+    await opts.setup?.(ctx);
     const page = await ctx.newPage();
     /** @type {Participant} */
     const p = { name, hue, rgb: hueRgb(hue), ctx, page, id: '', t0: 0, console: [], pageErrors: [], closed: false };

@@ -1,0 +1,138 @@
+// The first offers of a join (docs/web.md, "The prelude"): index.html's boot script makes
+// them while the app loads, and the app adopts those connections; when the camera answers
+// only after the app took over, the app makes them itself. Either way one offer per peer,
+// and everyone sees everyone. Joining muted is silent from the first packet either way.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pollUntil, roomName, serverAndBrowser, withCall } from './lib/call.js';
+
+const fx = serverAndBrowser();
+/** Total audio energy (WebRTC stats) below this is silence. */
+const SILENT = 1e-6;
+
+/**
+ * Runs in the page before its scripts: keeps every RTCPeerConnection it makes in
+ * `window.__pcs` and counts the offers set as local descriptions in `window.__offers`.
+ */
+function watchConnections() {
+  const w = /** @type {any} */ (window);
+  w.__pcs = [];
+  w.__offers = 0;
+  const Real = RTCPeerConnection;
+  w.RTCPeerConnection = function (/** @type {RTCConfiguration} */ c) {
+    const pc = new Real(c);
+    w.__pcs.push(pc);
+    return pc;
+  };
+  w.RTCPeerConnection.prototype = Real.prototype;
+  const setLocal = Real.prototype.setLocalDescription;
+  Real.prototype.setLocalDescription = async function (/** @type {any[]} */ ...a) {
+    await setLocal.apply(this, /** @type {any} */ (a));
+    if (this.localDescription?.type === 'offer') w.__offers += 1;
+  };
+}
+
+/**
+ * Context set-up: the connection watcher, and /js/call.js held back until `release()`,
+ * so the app cannot take over before the test lets it.
+ */
+function holdApp() {
+  /** @type {() => void} */
+  let release = () => {};
+  const released = new Promise((resolve) => { release = () => resolve(undefined); });
+  /** @param {import('playwright-core').BrowserContext} ctx */
+  const setup = async (ctx) => {
+    await ctx.addInitScript(watchConnections);
+    await ctx.route('**/js/call.js', async (route) => {
+      await released;
+      await route.continue();
+    });
+  };
+  return { setup, release };
+}
+
+/** @param {import('playwright-core').Page} page */
+const preludeOffers = (page) => page.evaluate(() => {
+  const m = /** @type {PerformanceMark | undefined} */ (performance.getEntriesByName('meshcall:prelude-offers')[0]);
+  return m ? /** @type {number} */ (m.detail) : null;
+});
+
+test('the boot script makes the first offers while the app loads; the app adopts them', { timeout: 120_000 }, async () => {
+  await withCall(fx.browser, fx.server, roomName('prelude'), async (call) => {
+    await call.join('P0');
+    await call.join('P1');
+    const held = holdApp();
+    const p2 = await call.join('P2', { setup: held.setup, waitJoined: false });
+    // Offers to both, made and sent before any of the call's modules could run.
+    await call.waitFor(p2, 'no prelude offers', () => performance.getEntriesByName('meshcall:prelude-offers').length > 0,
+      null, { timeout: 15_000, polling: 50 });
+    assert.equal(await preludeOffers(p2.page), 2);
+    assert.equal(await p2.page.evaluate(() => window.T.joinedAt), null, 'the app has not joined yet');
+    held.release();
+    await call.waitJoined(p2);
+    await call.waitForMesh();
+    await call.waitForColours();
+    await call.waitForMediaFlow();
+    // The adopted connections are the app's: one offer each, no second one from the app.
+    assert.deepEqual(await p2.page.evaluate(() => [/** @type {any} */ (window).__pcs.length, /** @type {any} */ (window).__offers]), [2, 2]);
+    // And it drives them: a mute reaches the others over the adopted data channels.
+    await p2.page.click('#btn-mic');
+    await Promise.all(call.others(p2).map((p) => call.waitFor(p, 'P2 not shown muted', (id) =>
+      !!document.querySelector(`#grid .tile[data-peer="${id}"][data-mic-off]`), p2.id, { timeout: 10_000, polling: 50 })));
+    await call.assertNoErrors();
+  });
+});
+
+test('a camera slower than the app: the app makes the first offers itself', { timeout: 120_000 }, async () => {
+  await withCall(fx.browser, fx.server, roomName('slowcam'), async (call) => {
+    await call.join('P0');
+    const p1 = await call.join('P1', { holdCamera: true, setup: (ctx) => ctx.addInitScript(watchConnections) });
+    // The app has joined (its `joined` handled), the camera has not answered: no offer yet.
+    assert.equal(await p1.page.evaluate(() => /** @type {any} */ (window).__offers), 0);
+    await p1.page.evaluate(() => /** @type {any} */ (window).__releaseCamera());
+    await call.waitForMesh();
+    await call.waitForColours();
+    assert.equal(await preludeOffers(p1.page), null, 'the prelude stood back');
+    assert.deepEqual(await p1.page.evaluate(() => [/** @type {any} */ (window).__pcs.length, /** @type {any} */ (window).__offers]), [1, 1]);
+    await call.assertNoErrors();
+  });
+});
+
+test('joining muted through the prelude: silent from the first packet', { timeout: 120_000 }, async () => {
+  await withCall(fx.browser, fx.server, roomName('mutedjoin'), async (call) => {
+    const p0 = await call.join('P0', { setup: (ctx) => ctx.addInitScript(watchConnections) });
+    const held = holdApp();
+    const p1 = await call.join('P1', {
+      waitJoined: false,
+      setup: async (ctx) => {
+        // As the lobby leaves it after "join with the microphone off".
+        await ctx.addInitScript(() => sessionStorage.setItem('meshcall.joinMicOff', '1'));
+        await held.setup(ctx);
+      },
+    });
+    await call.waitFor(p1, 'no prelude offers', () => performance.getEntriesByName('meshcall:prelude-offers').length > 0,
+      null, { timeout: 15_000, polling: 50 });
+    held.release();
+    await call.waitJoined(p1);
+    await call.waitForMesh();
+    /** The audio P0 has received from P1: packets and energy. */
+    const heard = () => p0.page.evaluate(async () => {
+      for (const pc of /** @type {RTCPeerConnection[]} */ (/** @type {any} */ (window).__pcs)) {
+        for (const r of (await pc.getStats()).values()) {
+          if (r.type === 'inbound-rtp' && r.kind === 'audio') return { packets: r.packetsReceived ?? 0, energy: r.totalAudioEnergy ?? 0 };
+        }
+      }
+      return { packets: 0, energy: 0 };
+    });
+    let got = await heard();
+    await pollUntil(async () => (got = await heard()).packets >= 100, 20_000, () => `P1's audio at P0: ${JSON.stringify(got)}`);
+    // Silence decodes to a little noise (around 1e-9), a beep to far more.
+    assert.ok(got.energy < SILENT, `P0 heard P1 before P1 unmuted: ${JSON.stringify(got)}`);
+    // Control: unmuted, the fake microphone's beep is heard.
+    await p1.page.click('#btn-mic');
+    await pollUntil(async () => (got = await heard()).energy > 1000 * SILENT, 20_000, () => `P1's audio at P0 after unmuting: ${JSON.stringify(got)}`);
+    console.log(`audio energy at P0 from P1 after unmuting: ${got.energy}`);
+    await call.assertNoErrors();
+  });
+});
