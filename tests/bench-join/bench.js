@@ -140,6 +140,35 @@ async function waitPage(p, what, fn, arg) {
   });
 }
 
+/**
+ * Wait, without evaluating anything in it, until the page has joined, painted `frames`
+ * remote peer connections, started its camera and loaded: from the status instrument.js
+ * tells on the console. Start before the page's navigation.
+ * @param {Part} p @param {number} frames @param {string} what
+ */
+function quietlyReady(p, frames, what) {
+  let last = 'nothing';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      p.page.off('console', onConsole);
+      reject(new Error(`${p.name}: ${what}: no status with ${frames} frames within ${TIMEOUT} ms; last: ${last}\nconsole: ${JSON.stringify(p.console.slice(-10))}`));
+    }, TIMEOUT);
+    /** @param {import('playwright-core').ConsoleMessage} m */
+    const onConsole = (m) => {
+      const text = m.text();
+      if (!text.startsWith('__bench:status ')) return;
+      last = text.slice('__bench:status '.length);
+      const s = JSON.parse(last);
+      if (s.joined && s.camera && s.loaded && s.frames >= frames) {
+        clearTimeout(timer);
+        p.page.off('console', onConsole);
+        resolve(undefined);
+      }
+    };
+    p.page.on('console', onConsole);
+  });
+}
+
 /** Wait until every page has joined, painted `frames` remote peer connections, started its camera and loaded. */
 async function waitReady(/** @type {Part[]} */ parts, /** @type {number} */ frames, /** @type {string} */ what) {
   await Promise.all(parts.map((p) => waitPage(p, what, (k) => {
@@ -272,6 +301,8 @@ async function runCall(browser, target, kind, n, run, cpu, exclude) {
   const parts = [];
   try {
     let gotoAt = 0;
+    /** @type {Promise<unknown>[]} */
+    let meshReady = [];
     for (let i = 0; i < n; i++) {
       const name = `P${i}`;
       const ctx = await browser.newContext({ viewport: VIEWPORT });
@@ -287,11 +318,13 @@ async function runCall(browser, target, kind, n, run, cpu, exclude) {
         await waitReady(parts.slice(0, -1), n - 2, 'not settled before the last join');
         gotoAt = Date.now();
       }
+      // From the last join on, every page is watched only through its console (quietlyReady).
+      if (i === n - 1) meshReady = parts.map((q) => quietlyReady(q, n - 1, 'no full mesh'));
       await page.goto(kind !== 'ref' ? target.roomUrl(room, { name }) : target.roomUrl(room), { waitUntil: 'commit', timeout: TIMEOUT });
       if (i < n - 1) await waitPage(p, 'not joined', () => /** @type {any} */ (window).__bench?.joinedAt > 0, null);
       log(`${kind} N=${n} run ${run}: ${name} opened`);
     }
-    await waitReady(parts, n - 1, 'no full mesh');
+    await Promise.all(meshReady);
     log(`${kind} N=${n} run ${run}: full mesh`);
     const pages = await Promise.all(parts.map(readPage));
     // t0: the last page's navigation start (the browser may take a while to act on page.goto

@@ -18,6 +18,12 @@
 // a video track received on that peer connection (the track event's track); every video
 // element given a srcObject is watched until it paints a received track (or holds only
 // tracks of our own getUserMedia). Nothing here polls.
+//
+// Each change of what the harness waits for (joined, camera started, a peer's first frame
+// painted, the load event) is also told on the console (`console.debug('__bench:status
+// {...}')`): the harness waits on the page being measured through that, since any
+// page.evaluate or waitForFunction would make Playwright compile its injected script
+// (80-100 ms of that page's main thread) in the middle of the join.
 
 export function instrument() {
   /** @type {any} */
@@ -26,6 +32,17 @@ export function instrument() {
   const now = () => Date.now();
   const B = { gum: /** @type {any[]} */ ([]), ws: /** @type {any[]} */ ([]), pcs: /** @type {any[]} */ ([]), joinedAt: 0, errors: /** @type {string[]} */ ([]) };
   w.__bench = B;
+  let told = '';
+  const status = () => {
+    const now = JSON.stringify({
+      joined: B.joinedAt > 0,
+      camera: B.gum.some((/** @type {any} */ g) => g.ok),
+      frames: B.pcs.filter((/** @type {any} */ pc) => pc.frame).length,
+      loaded: document.readyState === 'complete',
+    });
+    if (now !== told) console.debug(`__bench:status ${(told = now)}`);
+  };
+  window.addEventListener('load', () => setTimeout(status, 0));
   window.addEventListener('error', (e) => B.errors.push(String(e.message)));
   window.addEventListener('unhandledrejection', (e) => B.errors.push(`rejection: ${String(e.reason)}`));
 
@@ -61,6 +78,7 @@ export function instrument() {
         const s = await gum(c);
         for (const t of s.getTracks()) ownTracks.add(t);
         rec.ok = true;
+        status();
         return s;
       } finally {
         rec.end = now();
@@ -86,6 +104,7 @@ export function instrument() {
         if (rec.type === 'joined') {
           Object.assign(rec, { participants: Array.isArray(m.participants) ? m.participants.length : null, self: m.connectionId });
           if (!B.joinedAt) B.joinedAt = t;
+          status();
         }
         if (rec.type === 'signal') Object.assign(rec, { from: m.from }, kind(m.data));
         if (rec.type === 'newParticipant') Object.assign(rec, { peer: m.participantConnectionId });
@@ -172,6 +191,7 @@ export function instrument() {
         const rec = trackPc.get(tr);
         if (rec) { remote = true; if (!rec.frame) rec.frame = t; }
       }
+      if (remote) status();
       // Keep watching an element that has shown none of our received tracks yet, unless all
       // it holds is our own camera.
       if (!remote && !(tracks.length && tracks.every((tr) => ownTracks.has(tr)))) watch(v);

@@ -9,15 +9,22 @@
 //
 // --js: a V8 CPU profile instead of the trace (sampled every 100 µs): the page's functions by
 // inclusive time until the first offer, and by self time.
+// --until connected: the window ends when every peer connection of the newcomer is connected
+// instead of at its first offer (the step times printed say when each answer was applied);
+// --until frame: when the newcomer has painted a frame from each (instrument.js's criterion).
 //
 // Chromium's trace (`devtools.timeline`, `v8`) is written to artifacts/bench-join/trace.json.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { REPO, startServer } from '../e2e/lib/server.js';
+import { instrument } from './instrument.js';
 import { ARGS, CHROMIUM, SERVER_ARGS, VIEWPORT } from './setup.js';
 
 const N = Number(process.argv[2] ?? 2);
+const untilArg = process.argv.indexOf('--until');
+const UNTIL = untilArg > 0 ? process.argv[untilArg + 1] : 'offer';
+if (!['offer', 'connected', 'frame'].includes(UNTIL)) throw new Error('--until offer|connected|frame');
 const server = await startServer({ args: SERVER_ARGS });
 const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
 const room = `trace-${Date.now()}`;
@@ -31,46 +38,96 @@ try {
   // Let the others settle into their call.
   await new Promise((r) => setTimeout(r, 3000));
   const page = await (await browser.newContext({ viewport: VIEWPORT })).newPage();
-  // When the first offer goes out, as seen by the page (before any of its own scripts run).
-  await page.addInitScript(() => {
+  // When the first offer goes out, each answer is applied and each connection connects, as
+  // seen by the page (before any of its own scripts run).
+  await page.addInitScript((n) => {
+    const w = /** @type {any} */ (window);
+    w.__steps = [];
     const orig = RTCPeerConnection.prototype.setLocalDescription;
     RTCPeerConnection.prototype.setLocalDescription = function (...a) {
-      if (!('__firstOffer' in window)) /** @type {any} */ (window).__firstOffer = performance.now();
+      if (!('__firstOffer' in window)) {
+        w.__firstOffer = performance.now();
+        console.debug('__trace:__firstOffer');
+      }
       return orig.apply(this, /** @type {any} */ (a));
     };
-  });
+    const remote = RTCPeerConnection.prototype.setRemoteDescription;
+    RTCPeerConnection.prototype.setRemoteDescription = function (...a) {
+      w.__steps.push([`setRemoteDescription ${a[0]?.type}`, performance.now()]);
+      return remote.apply(this, /** @type {any} */ (a));
+    };
+    let connected = 0;
+    const Real = RTCPeerConnection;
+    w.RTCPeerConnection = function (/** @type {RTCConfiguration} */ c) {
+      const pc = new Real(c);
+      pc.addEventListener('connectionstatechange', () => {
+        if (pc.connectionState !== 'connected') return;
+        w.__steps.push(['connected', performance.now()]);
+        if (++connected === n - 1) {
+          w.__allConnected = performance.now();
+          console.debug('__trace:__allConnected');
+        }
+      });
+      return pc;
+    };
+    w.RTCPeerConnection.prototype = Real.prototype;
+  }, N);
+  if (UNTIL === 'frame') {
+    await page.addInitScript(instrument);
+    await page.addInitScript((n) => {
+      const w = /** @type {any} */ (window);
+      const timer = setInterval(() => {
+        const pcs = w.__bench?.pcs ?? [];
+        if (pcs.length === n - 1 && pcs.every((/** @type {any} */ p) => p.frame)) {
+          w.__allPainted = performance.now();
+          console.debug('__trace:__allPainted');
+          clearInterval(timer);
+        }
+      }, 10);
+    }, N);
+  }
+  const endName = { offer: '__firstOffer', connected: '__allConnected', frame: '__allPainted' }[UNTIL];
+  // Told on the console: waitForFunction would compile Playwright's injected script in the
+  // traced page in the middle of the join (80-100 ms of its main thread).
+  const ended = page.waitForEvent('console', { predicate: (m) => m.text() === `__trace:${endName}`, timeout: 15_000 });
+  /** The window's end, and the steps recorded until then (ms after navigation start). */
+  const ending = async () => {
+    await ended;
+    const { end, steps } = await page.evaluate((k) => ({ end: /** @type {any} */ (window)[k], steps: /** @type {any} */ (window).__steps }), endName);
+    const firstOffer = await page.evaluate(() => /** @type {any} */ (window).__firstOffer);
+    console.log(`steps: first offer ${firstOffer.toFixed(0)}, ${steps.map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')} (ms)`);
+    return end;
+  };
   if (process.argv.includes('--js')) {
     const cdp = await page.context().newCDPSession(page);
     await cdp.send('Profiler.enable');
     await cdp.send('Profiler.setSamplingInterval', { interval: 100 });
     await cdp.send('Profiler.start');
     await page.goto(url);
-    await page.waitForFunction(() => '__firstOffer' in window, null, { timeout: 15_000 });
+    const end = await ending();
     const { profile } = await cdp.send('Profiler.stop');
-    const firstOffer = await page.evaluate(() => /** @type {any} */ (window).__firstOffer);
-    functions(profile, firstOffer);
+    functions(profile, end);
     process.exit(0);
   }
   await browser.startTracing(page, { categories: ['devtools.timeline', 'v8', 'disabled-by-default-devtools.timeline', 'blink.user_timing'] });
   await page.goto(url);
-  await page.waitForFunction(() => '__firstOffer' in window, null, { timeout: 15_000 });
+  const end = await ending();
   await new Promise((r) => setTimeout(r, 200));
   const trace = JSON.parse((await browser.stopTracing()).toString());
-  const firstOffer = await page.evaluate(() => /** @type {any} */ (window).__firstOffer);
   const dir = path.join(REPO, 'artifacts/bench-join');
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'trace.json'), JSON.stringify(trace));
-  summarize(trace.traceEvents, firstOffer);
+  summarize(trace.traceEvents, end);
 } finally {
   await browser.close();
   server.proc.kill('SIGTERM');
 }
 
 /**
- * The page's functions by inclusive and self time in the CPU profile, up to the first offer.
- * @param {any} profile @param {number} firstOfferMs
+ * The page's functions by inclusive and self time in the CPU profile, up to the window's end.
+ * @param {any} profile @param {number} endMs
  */
-function functions(profile, firstOfferMs) {
+function functions(profile, endMs) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
@@ -85,7 +142,7 @@ function functions(profile, firstOfferMs) {
   const self = new Map();
   let t = profile.startTime;
   let counted = 0;
-  const endUs = profile.startTime + (firstOfferMs + 50) * 1000; // navigation starts just after the profile
+  const endUs = profile.startTime + (endMs + 50) * 1000; // navigation starts just after the profile
   for (let i = 0; i < profile.samples.length; i++) {
     t += profile.timeDeltas[i];
     if (t > endUs) break;
@@ -103,7 +160,7 @@ function functions(profile, firstOfferMs) {
       inclusive.set(l, (inclusive.get(l) ?? 0) + dt);
     }
   }
-  console.log(`newcomer of ${N}: first offer at ${firstOfferMs.toFixed(0)} ms; ${(counted / 1000).toFixed(0)} ms not idle in the CPU profile until then`);
+  console.log(`newcomer of ${N}: ${{ offer: 'first offer', connected: 'all connected', frame: 'all painted' }[UNTIL]} at ${endMs.toFixed(0)} ms; ${(counted / 1000).toFixed(0)} ms not idle in the CPU profile until then`);
   const show = (title, m) => {
     console.log(title);
     for (const [k, v] of [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`  ${(v / 1000).toFixed(1).padStart(7)} ms  ${k}`);
@@ -112,14 +169,14 @@ function functions(profile, firstOfferMs) {
   show('self:', self);
 }
 
-/** @param {any[]} events @param {number} firstOfferMs */
-function summarize(events, firstOfferMs) {
+/** @param {any[]} events @param {number} endMs */
+function summarize(events, endMs) {
   // The traced page's renderer main thread: the one with the navigationStart mark.
   const nav = events.find((e) => e.name === 'navigationStart' && e.args?.data?.isLoadingMainFrame);
   if (!nav) throw new Error('no navigationStart in the trace');
   const main = events.filter((e) => e.pid === nav.pid && e.tid === nav.tid);
   const t0 = nav.ts;
-  const end = t0 + firstOfferMs * 1000;
+  const end = t0 + endMs * 1000;
   const tasks = main.filter((e) => e.ph === 'X' && e.name === 'RunTask' && e.ts >= t0 && e.ts <= end);
   let busy = 0;
   const rows = [];
@@ -137,7 +194,7 @@ function summarize(events, firstOfferMs) {
     const top = [...by.entries()].sort((a, b) => b[1] - a[1]).slice(0, 4).map(([k, v]) => `${k} ${(v / 1000).toFixed(1)}`);
     rows.push({ at: (t.ts - t0) / 1000, dur: t.dur / 1000, top });
   }
-  console.log(`newcomer of ${N}: first offer at ${firstOfferMs.toFixed(0)} ms; main thread busy ${(busy / 1000).toFixed(0)} ms of it (${tasks.length} tasks)`);
+  console.log(`newcomer of ${N}: ${{ offer: 'first offer', connected: 'all connected', frame: 'all painted' }[UNTIL]} at ${endMs.toFixed(0)} ms; main thread busy ${(busy / 1000).toFixed(0)} ms of it (${tasks.length} tasks)`);
   for (const r of rows.sort((a, b) => b.dur - a.dur).slice(0, 25)) {
     console.log(`  at ${r.at.toFixed(0).padStart(5)} ms  ${r.dur.toFixed(1).padStart(6)} ms  ${r.top.join(' | ')}`);
   }

@@ -52,6 +52,8 @@ export function startCall(ctx) {
   const signaling = new Signaling({ url: '', roomId });
   const room = new Room({ signaling, media, localState: () => ({ name, ...pick(media.state) }) });
   let ended = false;
+  /** The prelude made our first offers (before this module ran). */
+  let preludeOffered = false;
 
   // ---------------------------------------------------------------- join
 
@@ -64,6 +66,7 @@ export function startCall(ctx) {
     const prelude = takeOverPrelude?.() ?? null;
     if (!ended) {
       room.prelude = prelude;
+      preludeOffered = !!prelude && prelude.peers.size > 0;
       signaling.start(early); // joining already, most likely
     } else {
       for (const p of prelude?.peers.values() ?? []) p.pc.close();
@@ -134,13 +137,15 @@ export function startCall(ctx) {
   // paint take the main thread for tens of ms (hundreds on a machine busy with a call); done
   // while we wait for the answers, they cost the join nothing, while done earlier they held
   // up the camera's start and the offers (measured: docs/web.md, "Join speed benchmark").
+  // When the prelude made them, before any of this ran, it is shown at once.
   const show = () => {
     clearTimeout(showTimer);
     view.show();
   };
   const showTimer = setTimeout(show, SHOW_WAIT_MS);
   room.on('offersOut', () => {
-    if ('requestIdleCallback' in window) requestIdleCallback(show, { timeout: 150 });
+    if (preludeOffered) show();
+    else if ('requestIdleCallback' in window) requestIdleCallback(show, { timeout: 150 });
     else setTimeout(show, 50);
   });
 

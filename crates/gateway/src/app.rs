@@ -39,8 +39,10 @@ pub fn router(state: AppState) -> Router {
     let stage = state.settings.stage.clone();
     let connections = || get(manage::get).post(manage::post).delete(manage::delete);
     let mut router = Router::new()
-        .route("/", get(web::index))
-        .route("/r/{room}", get(web::index))
+        // The page without settings written in: its wsUrl depends on the request's host, so
+        // the app fetches /config.json (as from a static host).
+        .route("/", get(web::page))
+        .route("/r/{room}", get(web::page))
         .route("/config.json", get(config))
         .route("/healthz", get(healthz))
         .route("/_gateway/idle", get(idle))

@@ -57,17 +57,46 @@ fn script_hashes(html: &[u8]) -> Vec<String> {
     hashes
 }
 
-/// `GET /` and `GET /r/<room>`: the app's page.
-pub async fn index(headers: HeaderMap) -> Response {
+/// The placeholder in index.html that the page's settings are written into: the boot
+/// script reads them from it and needs no request for `/config.json`.
+const CONFIG_META: &[u8] = br#"<meta name="meshcall-config" content="">"#;
+
+/// `GET /` and `GET /r/<room>`: the app's page, with the app's settings (as `/config.json`
+/// has them) written into its `meshcall-config` meta.
+pub async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(file) = Assets::get("index.html") else {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    };
+    let page = with_config(&file.data, &settings_json(&state).to_string());
+    let hash: [u8; 32] = Sha256::digest(&page).into();
+    respond(page, &hash, "text/html", &headers)
+}
+
+/// The app's page as it is in `web/`, without settings written in: the boot script fetches
+/// `/config.json` (for servers whose settings depend on the request, as the gateway's).
+#[allow(
+    clippy::unused_async,
+    reason = "an axum handler (the gateway's routes)"
+)]
+pub async fn page(headers: HeaderMap) -> Response {
     serve("index.html", &headers)
 }
 
-/// `GET /config.json`: the app's settings. `wsUrl` is never set here, so the app signals at
-/// `/ws` on its own origin (static hosting on AWS puts the API Gateway URL there);
-/// `socketMaxAgeMs` tells the app to move to a fresh socket before `--max-connection-age`
-/// closes this one; `iceTransportPolicy: "relay"` appears when the server forces media
-/// through TURN.
+/// `GET /config.json`: the app's settings, for pages that do not carry them (the boot
+/// script reads them from the page this server serves).
 pub async fn config(State(state): State<AppState>) -> Response {
+    (
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
+        Json(settings_json(&state)),
+    )
+        .into_response()
+}
+
+/// The app's settings. `wsUrl` is never set here, so the app signals at `/ws` on its own
+/// origin (static hosting on AWS puts the API Gateway URL there); `socketMaxAgeMs` tells the
+/// app to move to a fresh socket before `--max-connection-age` closes this one;
+/// `iceTransportPolicy: "relay"` appears when the server forces media through TURN.
+fn settings_json(state: &AppState) -> serde_json::Value {
     let mut config = serde_json::Map::new();
     if let Some(age) = socket_max_age(state.settings.limits.max_connection_age) {
         config.insert(
@@ -78,11 +107,29 @@ pub async fn config(State(state): State<AppState>) -> Response {
     if state.settings.force_relay {
         config.insert("iceTransportPolicy".into(), "relay".into());
     }
-    (
-        [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
-        Json(config),
-    )
-        .into_response()
+    config.into()
+}
+
+/// `page` with `json` as the content of its `meshcall-config` meta (escaped for a quoted
+/// attribute); unchanged when it has no such placeholder.
+fn with_config(page: &[u8], json: &str) -> Vec<u8> {
+    let Some(at) = memmem::find(page, CONFIG_META) else {
+        return page.to_vec();
+    };
+    let value_at = at + CONFIG_META.len() - br#"">"#.len();
+    let mut out = Vec::with_capacity(page.len() + json.len() * 2);
+    out.extend_from_slice(&page[..value_at]);
+    for c in json.bytes() {
+        match c {
+            b'&' => out.extend_from_slice(b"&amp;"),
+            b'"' => out.extend_from_slice(b"&quot;"),
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b'>' => out.extend_from_slice(b"&gt;"),
+            c => out.push(c),
+        }
+    }
+    out.extend_from_slice(&page[value_at..]);
+    out
 }
 
 /// Any other path: the embedded file of that name, or 404.
@@ -102,7 +149,21 @@ fn serve(path: &str, request_headers: &HeaderMap) -> Response {
     let Some(file) = Assets::get(path) else {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     };
-    let hash = file.metadata.sha256_hash();
+    respond(
+        file.data,
+        &file.metadata.sha256_hash(),
+        file.metadata.mimetype(),
+        request_headers,
+    )
+}
+
+/// A file's response: its `ETag` from `hash`, `no-cache`, 304 when the browser has it.
+fn respond(
+    body: impl Into<axum::body::Body>,
+    hash: &[u8; 32],
+    mime: &str,
+    request_headers: &HeaderMap,
+) -> Response {
     let mut etag = String::from("\"");
     for b in &hash[..12] {
         let _ = write!(etag, "{b:02x}");
@@ -121,7 +182,6 @@ fn serve(path: &str, request_headers: &HeaderMap) -> Response {
     if fresh {
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
-    let mime = file.metadata.mimetype();
     let content_type =
         if mime.starts_with("text/") || mime.ends_with("javascript") || mime.ends_with("json") {
             format!("{mime}; charset=utf-8")
@@ -131,7 +191,7 @@ fn serve(path: &str, request_headers: &HeaderMap) -> Response {
     if let Ok(v) = HeaderValue::from_str(&content_type) {
         headers.insert(header::CONTENT_TYPE, v);
     }
-    (headers, file.data).into_response()
+    (headers, body.into()).into_response()
 }
 
 #[cfg(test)]
@@ -150,6 +210,22 @@ mod tests {
                 "'sha256-bhHHL3z2vDgxUt0W3dWQOrprscmda2Y5pLsLg4GF+pI='",
             ]
         );
+    }
+
+    #[test]
+    fn the_settings_are_written_into_the_page_escaped() {
+        let page = br#"<head><meta name="meshcall-config" content=""><script>x</script>"#;
+        assert_eq!(
+            String::from_utf8(with_config(page, r#"{"a":"<&>"}"#)).unwrap(),
+            r#"<head><meta name="meshcall-config" content="{&quot;a&quot;:&quot;&lt;&amp;&gt;&quot;}"><script>x</script>"#
+        );
+        assert_eq!(with_config(b"<head></head>", "{}"), b"<head></head>");
+    }
+
+    #[test]
+    fn the_served_page_has_the_settings_placeholder() {
+        let page = Assets::get("index.html").expect("index.html is embedded");
+        assert!(memmem::find(&page.data, CONFIG_META).is_some());
     }
 
     #[test]

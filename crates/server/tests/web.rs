@@ -1,5 +1,5 @@
 //! The embedded web app: its page at `/` and `/r/<room>`, its files with their content
-//! types and revalidation headers, and `/config.json`.
+//! types and revalidation headers, `/config.json` and the same settings written into the page.
 
 mod support;
 
@@ -103,6 +103,36 @@ async fn config_json_has_no_ws_url_and_rotates_sockets_before_the_age_limit() {
     let off = TestServer::with(&["--max-connection-age", "0s"]).await;
     assert_eq!(off.get("/config.json").await.2, "{}");
     off.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_page_carries_the_settings_of_config_json() {
+    let mut etags = Vec::new();
+    for args in [&[][..], &["--max-connection-age", "0s"]] {
+        let server = TestServer::with(args).await;
+        let config = server.get("/config.json").await.2;
+        let (status, headers, page) = server.get("/r/some-room").await;
+        assert_eq!(status, 200);
+        // As a quoted attribute: the JSON's quotes escaped.
+        let meta = format!(
+            r#"<meta name="meshcall-config" content="{}">"#,
+            config.replace('"', "&quot;")
+        );
+        assert!(page.contains(&meta), "{args:?}: the page lacks {meta}");
+        let etag = header(&headers, "etag").expect("an etag").to_owned();
+        let (status, _, _) =
+            support::http_get_with(server.addr, "/", &[("If-None-Match", &etag)]).await;
+        assert_eq!(status, 304, "the page revalidates by its own etag");
+        // The file itself (not the app's URL) is as in web/: the app then fetches the settings.
+        let raw = server.get("/index.html").await.2;
+        assert!(raw.contains(r#"<meta name="meshcall-config" content="">"#));
+        etags.push(etag);
+        server.stop().await.unwrap();
+    }
+    assert_ne!(
+        etags[0], etags[1],
+        "other settings, another page, another etag"
+    );
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ order, and at what ended up "in S3" (the zip, config.json, the web app).
 """
 
 import hashlib
+import html
 import json
 import os
 import re
@@ -122,6 +123,16 @@ class Scripts(unittest.TestCase):
     def s3(self, bucket, key):
         with open(os.path.join(self.state, "buckets", bucket, key), "rb") as f:
             return f.read()
+
+    def page_settings(self):
+        """The settings written into the uploaded index.html (its meshcall-config meta), parsed
+        as the browser would: the attribute unescaped, then JSON; the rest of the page as in web/."""
+        page = self.s3(SITE, "index.html").decode()
+        m = re.search(r'<meta name="meshcall-config" content="([^"]*)">', page)
+        self.assertIsNotNone(m, "index.html has the settings meta")
+        with open(os.path.join(ROOT, "web", "index.html"), encoding="utf-8") as f:
+            self.assertEqual(page.replace(m.group(0), '<meta name="meshcall-config" content="">'), f.read())
+        return json.loads(html.unescape(m.group(1)))
 
     @staticmethod
     def opt(argv, name):
@@ -268,6 +279,8 @@ class Scripts(unittest.TestCase):
         self.assertEqual(self.opt(argv, "--cache-control"), "no-cache")
         self.assertEqual(self.opt(argv, "--content-type"), "application/json")
         self.assertEqual(json.loads(self.s3(SITE, "config.json")), {"wsUrl": WS_URL, "socketMaxAgeMs": SOCKET_MAX_AGE_MS, "iceTransportPolicy": "relay"})
+        self.assertEqual(self.page_settings(), json.loads(self.s3(SITE, "config.json")),
+                         "index.html carries config.json's settings")
         inval, argv = self.one("cloudfront", "create-invalidation")
         self.assertEqual(self.opt(argv, "--distribution-id"), "E2QWRUHAPOMQZL")
         self.assertEqual(self.opt(argv, "--paths"), "/*")
@@ -304,6 +317,7 @@ class Scripts(unittest.TestCase):
         self.run_script(DEPLOY, "--stack", "test-stack", "--region", REGION, "--zip", self.zip,
                         "--param", "ForceRelay=false")
         self.assertEqual(json.loads(self.s3(SITE, "config.json")), {"wsUrl": WS_URL, "socketMaxAgeMs": SOCKET_MAX_AGE_MS})
+        self.assertEqual(self.page_settings(), {"wsUrl": WS_URL, "socketMaxAgeMs": SOCKET_MAX_AGE_MS})
 
         # ---- destroy: site bucket emptied, stack deleted and waited for, artifacts removed
         self.clear_calls()
