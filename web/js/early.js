@@ -9,8 +9,9 @@
 //   socket, opened with it, which sends `joinRoom` as soon as it is open; signaling.js
 //   takes that socket over (Signaling.start), with what came meanwhile. So the join's round
 //   trips run while the app loads, not after;
-// - on a call page, `modulepreload` links for the call's modules, once the prelude (below)
-//   is done: until then `appMayLoad` holds main.js back from loading the call's modules;
+// - on a call page, `modulepreload` links for the call's modules (fetched and compiled at
+//   once); `appMayLoad` holds main.js back from running them until the prelude (below) is
+//   done;
 // - on a call page, the first offers (the prelude): once `joined` came and the camera
 //   answered, a peer connection per participant already there, its offer sent and its
 //   answer applied, while the app loads. call.js takes them over (`takeOver`) when it takes

@@ -1,8 +1,9 @@
 // Entry point: show the lobby at `/` or the call at `/r/<room>` (the server serves this same
-// page for both), loading only that page's modules. The camera and /config.json were asked
+// page for both), loading only that page's modules. The camera and the settings were asked
 // for already (index.html's inline boot script; early.js hands them over); on a call page
-// the call's modules load once the boot script's prelude has made the first offers
-// (`appMayLoad`). The test hooks are installed first when a test asked for them (hooks.js).
+// the call's modules (preloaded by the boot script) run once its prelude has made the first
+// offers (`appMayLoad`). The test hooks are installed first when a test asked for them
+// (hooks.js).
 
 import { appMayLoad } from './early.js';
 import { Notices } from './notices.js';
