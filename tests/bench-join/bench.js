@@ -13,7 +13,7 @@
 //
 // Usage (inside the namespace; scripts/bench-join does that):
 //   node tests/bench-join/bench.js [--runs 5] [--quick] [--cases 2,3,4] [--cpu-settle 5]
-//     [--cpu-window 10] [--out FILE]
+//     [--cpu-window 10] [--out FILE] [--app2 BIN] [--delay-ms 0]
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -25,6 +25,7 @@ import { chromium } from 'playwright-core';
 import { Child } from '../e2e/lib/child.js';
 import { BIN, REPO, startServer } from '../e2e/lib/server.js';
 import { instrument } from './instrument.js';
+import { DelayRelay } from './delay.js';
 import { ARGS, CHROMIUM, SERVER_ARGS, VIEWPORT } from './setup.js';
 
 const { values: opt } = parseArgs({
@@ -39,6 +40,9 @@ const { values: opt } = parseArgs({
     // A second meshcall binary (another build of web/), run as a third kind 'app2', interleaved
     // with the other two: compares two versions of the app under the same load.
     app2: { type: 'string' },
+    // One-way delay (ms) between the browsers and the servers (pages, files, signalling),
+    // through a delaying relay (delay.js); media stays on loopback. 0: none.
+    'delay-ms': { type: 'string', default: '0' },
   },
 });
 const RUNS = opt.quick ? 1 : Number(opt.runs);
@@ -50,6 +54,11 @@ if (!(RUNS >= 1) || CASES.some((n) => !(n >= 2 && n <= 8)) || !(CPU_WINDOW_MS > 
   process.exit(2);
 }
 const CPU_CASE = Math.max(...CASES);
+const DELAY_MS = Number(opt['delay-ms']);
+if (!(DELAY_MS >= 0)) {
+  console.error('bench-join: --delay-ms >= 0');
+  process.exit(2);
+}
 const TIMEOUT = 30_000;
 const KINDS = /** @type {('app' | 'ref' | 'app2')[]} */ (opt.app2 ? ['app', 'app2', 'ref'] : ['app', 'ref']);
 const LABEL = { app: 'app      ', app2: 'app2     ', ref: 'reference' };
@@ -431,12 +440,24 @@ const fmt = (/** @type {number | null} */ x) => (x === null ? '-' : String(Math.
 async function main() {
   const started = new Date();
   const meta = { started: started.toISOString(), machine: machine(), loadavgBefore: os.loadavg(), runs: RUNS, cases: CASES,
-    cpuCase: CPU_CASE, cpuSettleMs: CPU_SETTLE_MS, cpuWindowMs: CPU_WINDOW_MS, viewport: VIEWPORT, chromiumArgs: ARGS, serverArgs: SERVER_ARGS,
+    cpuCase: CPU_CASE, delayMs: DELAY_MS, cpuSettleMs: CPU_SETTLE_MS, cpuWindowMs: CPU_WINDOW_MS, viewport: VIEWPORT, chromiumArgs: ARGS, serverArgs: SERVER_ARGS,
     chromium: '', loadavgAfter: /** @type {number[]} */ ([]), finished: '' };
   const server = await startServer({ args: SERVER_ARGS });
-  const refProc = new Child('refserver', process.execPath, [path.join(REPO, 'tests/bench-join/refserver.js'), `ws://127.0.0.1:${server.port}/ws`], process.env);
-  const refOrigin = await refProc.waitLine((line) => (/^listening (http:\S+)$/.exec(line) ?? [])[1], 10_000, 'listening line');
+  /** @type {DelayRelay[]} */
+  const relays = [];
+  /** The origin the browsers reach a server at: through a delaying relay with --delay-ms. @param {number} port */
+  const reach = async (port) => {
+    if (DELAY_MS === 0) return `http://127.0.0.1:${port}`;
+    const relay = await new DelayRelay(port, DELAY_MS).start();
+    relays.push(relay);
+    return relay.origin;
+  };
+  const appOrigin = await reach(server.port);
+  const refProc = new Child('refserver', process.execPath, [path.join(REPO, 'tests/bench-join/refserver.js'), `${appOrigin.replace('http:', 'ws:')}/ws`], process.env);
+  const refOrigin = await reach(Number(new URL(await refProc.waitLine((line) => (/^listening (http:\S+)$/.exec(line) ?? [])[1], 10_000, 'listening line')).port));
   const ref = { roomUrl: (/** @type {string} */ room) => `${refOrigin}/r/${encodeURIComponent(room)}` };
+  /** @param {import('../e2e/lib/server.js').Server} s @param {string} origin */
+  const via = (s, origin) => ({ roomUrl: (/** @type {string} */ room, /** @type {Record<string, string> | undefined} */ q) => s.roomUrl(room, q).replace(s.origin, origin) });
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
   meta.chromium = browser.version();
   const exclude = new Set(/** @type {number[]} */ ([server.proc.pid, refProc.proc.pid]));
@@ -451,7 +472,7 @@ async function main() {
   try {
     server2 = opt.app2 ? await startServer({ args: SERVER_ARGS, bin: opt.app2 }) : null;
     if (server2) exclude.add(/** @type {number} */ (server2.proc.pid));
-    const targets = { app: server, ref, app2: server2 ?? server };
+    const targets = { app: via(server, appOrigin), ref, app2: server2 ? via(server2, await reach(server2.port)) : via(server, appOrigin) };
     // One unrecorded 2-person call of each kind first: the browser's first renderers, caches
     // and code would otherwise make whichever kind goes first look slower.
     for (const kind of KINDS) {
@@ -480,6 +501,7 @@ async function main() {
     }
   } finally {
     await browser.close().catch(() => {});
+    for (const r of relays) r.close();
     await refProc.stop();
     await server.stop();
     await server2?.stop();
@@ -575,7 +597,7 @@ async function main() {
   }
   lines.push('');
   const m = meta.machine;
-  lines.push(`machine: ${m.cpus} x ${m.cpuModel}, ${m.memGiB} GiB, load average before ${meta.loadavgBefore.map((x) => x.toFixed(2)).join(' ')}, after ${meta.loadavgAfter.map((x) => x.toFixed(2)).join(' ')}; Chromium ${meta.chromium}; node ${m.node}; commit ${m.commit}${m.webUncommittedChanges ? ' (web/ has uncommitted changes)' : ''}; meshcall ${m.meshcallBin} (built ${m.meshcallBinModified})`);
+  lines.push(`machine: ${m.cpus} x ${m.cpuModel}, ${m.memGiB} GiB, load average before ${meta.loadavgBefore.map((x) => x.toFixed(2)).join(' ')}, after ${meta.loadavgAfter.map((x) => x.toFixed(2)).join(' ')}; Chromium ${meta.chromium}; node ${m.node}; commit ${m.commit}${m.webUncommittedChanges ? ' (web/ has uncommitted changes)' : ''}; meshcall ${m.meshcallBin} (built ${m.meshcallBinModified})${meta.delayMs ? `; ${meta.delayMs} ms one way between browsers and servers (delay.js)` : ''}`);
   if (failures.length) lines.push(`FAILED runs: ${failures.length} (see the JSON)`);
 
   const stamp = started.toISOString().replace(/[:.]/g, '-').replace(/Z$/, '');

@@ -76,6 +76,17 @@ test('the boot script makes the first offers while the app loads; the app adopts
     await call.waitForMediaFlow();
     // The adopted connections are the app's: one offer each, no second one from the app.
     assert.deepEqual(await p2.page.evaluate(() => [/** @type {any} */ (window).__pcs.length, /** @type {any} */ (window).__offers]), [2, 2]);
+    // Made as peer.js makes its own: the same configuration, the data channel it expects.
+    const made = await p2.page.evaluate(async () => {
+      const { connectionConfig } = await import('/js/peer.js');
+      return /** @type {RTCPeerConnection[]} */ (/** @type {any} */ (window).__pcs).map((pc) => {
+        const got = /** @type {Record<string, unknown>} */ (/** @type {unknown} */ (pc.getConfiguration()));
+        const want = /** @type {Record<string, unknown>} */ (/** @type {unknown} */ (
+          connectionConfig(pc.getConfiguration().iceServers ?? [], pc.getConfiguration().iceTransportPolicy ?? 'all')));
+        return Object.keys(want).filter((k) => JSON.stringify(got[k]) !== JSON.stringify(want[k]));
+      });
+    });
+    assert.deepEqual(made, [[], []], 'configuration keys the prelude set differently from peer.js');
     // And it drives them: a mute reaches the others over the adopted data channels.
     await p2.page.click('#btn-mic');
     await Promise.all(call.others(p2).map((p) => call.waitFor(p, 'P2 not shown muted', (id) =>

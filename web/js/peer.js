@@ -94,15 +94,7 @@ export class Peer extends Emitter {
     this.offerTimeoutMs = opts.offerTimeoutMs ?? 10_000;
 
     const early = opts.early;
-    // The prelude (index.html) makes its connections with this same configuration.
-    this.pc = early ? early.pc : new RTCPeerConnection({
-      iceServers: opts.iceServers,
-      iceTransportPolicy: opts.iceTransportPolicy ?? 'all',
-      // One transport for audio, video and the data channel from the first offer on. The
-      // default ('balanced') gathers candidates, signals them and runs ICE checks for each
-      // of the three until the answer confirms bundling: three times the work of a join.
-      bundlePolicy: 'max-bundle',
-    });
+    this.pc = early ? early.pc : new RTCPeerConnection(connectionConfig(opts.iceServers, opts.iceTransportPolicy ?? 'all'));
     this.makingOffer = false;
     this.ignoreOffer = false;
     /**
@@ -618,6 +610,24 @@ export class Peer extends Emitter {
     this.pc.restartIce();
     void this.negotiate();
   }
+}
+
+/**
+ * Every peer connection's configuration. index.html's prelude makes its connections with
+ * the same (tests/e2e/prelude.test.js compares an adopted connection's with this).
+ * @param {RTCIceServer[]} iceServers
+ * @param {RTCIceTransportPolicy} iceTransportPolicy
+ * @returns {RTCConfiguration}
+ */
+export function connectionConfig(iceServers, iceTransportPolicy) {
+  return {
+    iceServers,
+    iceTransportPolicy,
+    // One transport for audio, video and the data channel from the first offer on. The
+    // default ('balanced') gathers candidates, signals them and runs ICE checks for each of
+    // the three until the answer confirms bundling: three times the work of a join.
+    bundlePolicy: 'max-bundle',
+  };
 }
 
 /**
