@@ -147,3 +147,27 @@ test('joining muted through the prelude: silent from the first packet', { timeou
     await call.assertNoErrors();
   });
 });
+
+test('someone leaves before the app takes over: the adopted mesh lets them go', { timeout: 120_000 }, async () => {
+  await withCall(fx.browser, fx.server, roomName('preludeleave'), async (call) => {
+    const p0 = await call.join('P0');
+    const p1 = await call.join('P1');
+    const held = holdApp();
+    const p2 = await call.join('P2', { setup: held.setup, waitJoined: false });
+    await call.waitFor(p2, 'no prelude offers', () => performance.getEntriesByName('meshcall:prelude-offers').length > 0,
+      null, { timeout: 15_000, polling: 50 });
+    assert.equal(await preludeOffers(p2.page), 2);
+    // P1 goes while P2's app is still held: P2's socket gets participantLeft before the app
+    // has adopted anything (P0 seeing P1 go says the room has told everyone).
+    await call.close(p1);
+    await call.waitFor(p0, 'still shows P1', (id) => !document.querySelector(`#grid .tile[data-peer="${id}"]`),
+      p1.id, { timeout: 15_000, polling: 50 });
+    held.release();
+    await call.waitJoined(p2);
+    await call.waitForMesh();
+    await call.waitForColours();
+    assert.deepEqual(await p2.page.evaluate(() => /** @type {RTCPeerConnection[]} */ (/** @type {any} */ (window).__pcs).map((pc) => pc.connectionState).sort()),
+      ['closed', 'connected'], 'the connection to P1 was closed, the one to P0 kept');
+    await call.assertNoErrors();
+  });
+});
