@@ -72,27 +72,28 @@ try {
     };
     w.RTCPeerConnection.prototype = Real.prototype;
   }, N);
-  if (UNTIL === 'frame') {
-    await page.addInitScript(instrument);
-    await page.addInitScript((n) => {
-      const w = /** @type {any} */ (window);
-      const timer = setInterval(() => {
-        const pcs = w.__bench?.pcs ?? [];
-        if (pcs.length === n - 1 && pcs.every((/** @type {any} */ p) => p.frame)) {
-          w.__allPainted = performance.now();
-          console.debug('__trace:__allPainted');
-          clearInterval(timer);
-        }
-      }, 10);
-    }, N);
-  }
+  // --until frame: instrument.js (as the benchmark's) tells on the console each time a peer's
+  // first frame is painted; the window ends at the latest of the N - 1 frames.
+  if (UNTIL === 'frame') await page.addInitScript(instrument);
   const endName = { offer: '__firstOffer', connected: '__allConnected', frame: '__allPainted' }[UNTIL];
   // Told on the console: waitForFunction would compile Playwright's injected script in the
   // traced page in the middle of the join (80-100 ms of its main thread).
-  const ended = page.waitForEvent('console', { predicate: (m) => m.text() === `__trace:${endName}`, timeout: 15_000 });
+  const ended = page.waitForEvent('console', {
+    predicate: (m) => UNTIL === 'frame'
+      ? m.text().startsWith('__bench:status ') && JSON.parse(m.text().slice('__bench:status '.length)).frames >= N - 1
+      : m.text() === `__trace:${endName}`,
+    timeout: 15_000,
+  });
   /** The window's end, and the steps recorded until then (ms after navigation start). */
   const ending = async () => {
     await ended;
+    if (UNTIL === 'frame') {
+      await page.evaluate(() => {
+        const w = /** @type {any} */ (window);
+        // instrument.js keeps Date.now() times: back to this page's performance.now() clock.
+        w.__allPainted = Math.max(...w.__bench.pcs.map((/** @type {any} */ p) => p.frame)) - (Date.now() - performance.now());
+      });
+    }
     const { end, steps } = await page.evaluate((k) => ({ end: /** @type {any} */ (window)[k], steps: /** @type {any} */ (window).__steps }), endName);
     const firstOffer = await page.evaluate(() => /** @type {any} */ (window).__firstOffer);
     console.log(`steps: first offer ${firstOffer.toFixed(0)}, ${steps.map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')} (ms)`);

@@ -5,8 +5,8 @@
 //   person chose to join with it off), on the lobby and on a call page alike. Starting a
 //   camera takes a few hundred ms, the longest step of a join; media.js takes the answer
 //   (`Media.start` uses it for its first ask instead of asking again);
-// - /config.json (signaling.js reads it in loadConfig), and on a call page the signalling
-//   socket, opened with it, which sends `joinRoom` as soon as it is open; signaling.js
+// - the app's settings (the page's meshcall-config meta, else /config.json; signaling.js
+//   reads them in loadConfig), and on a call page the signalling socket, opened with them, which sends `joinRoom` as soon as it is open; signaling.js
 //   takes that socket over (Signaling.start), with what came meanwhile. So the join's round
 //   trips run while the app loads, not after;
 // - on a call page, `modulepreload` links for the call's modules (fetched and compiled at
@@ -56,7 +56,8 @@
 /**
  * @typedef {object} Boot
  * @property {EarlyAsk | null} media  null without getUserMedia (an insecure origin)
- * @property {Promise<unknown>} config  /config.json, null when absent or unreadable
+ * @property {Promise<unknown>} config  the settings: the page's meshcall-config meta, else
+ *   /config.json; null when absent or unreadable
  * @property {Promise<EarlySocket | null>} socket  null on the lobby
  * @property {Promise<void>} appMayLoad  the call's modules may load now: the prelude's offers
  *   are out, or it has nothing to do, or it took too long (at once on the lobby)
@@ -78,7 +79,7 @@ if (!boot) {
 
 /** The camera and microphone, asked for as the page started. */
 export const earlyMedia = boot.media;
-/** /config.json, fetched as the page started. */
+/** The app's settings, read as the page started. */
 export const earlyConfig = boot.config;
 /** The call's socket, opening and joining (null on the lobby). */
 export const earlySocket = boot.socket;

@@ -1,10 +1,10 @@
 // What the browser remembers between visits: the display name and the chosen devices
 // (localStorage), and "join with mic/camera off" for the next join only (sessionStorage).
 // Storage can be unavailable (private modes, blocked cookies): then nothing is remembered.
-// index.html's boot script reads the devices and "camera off" itself (the same keys) before
-// the app loads.
+// index.html's boot script reads the devices and "camera off"/"mic off" itself (the same
+// keys) before the app loads.
 
-const KEY = { // index.html's boot script reads cameraId, micId and joinCamOff under these names too
+const KEY = { // index.html's boot script reads cameraId, micId, joinCamOff and joinMicOff under these names too
   name: 'meshcall.name',
   camera: 'meshcall.cameraId',
   mic: 'meshcall.micId',

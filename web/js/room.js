@@ -66,16 +66,18 @@ export class Room extends Emitter {
    * @param {Signaling} opts.signaling
    * @param {Media} opts.media
    * @param {() => PeerState} opts.localState  what we tell peers about ourselves
-   * @param {Prelude | null} [opts.prelude]  what index.html's prelude made (adopted on the
-   *   first `joined`, if it is the one the prelude saw)
    */
   constructor(opts) {
     super();
     this.signaling = opts.signaling;
     this.media = opts.media;
     this.localState = opts.localState;
-    /** @type {Prelude | null} */
-    this.prelude = opts.prelude ?? null;
+    /**
+     * What index.html's prelude made, set by call.js when it takes the socket over: adopted
+     * on the first `joined`, if it is the one the prelude saw.
+     * @type {Prelude | null}
+     */
+    this.prelude = null;
     /** @type {Map<string, Peer>} */
     this.peers = new Map();
     /** @type {Map<string, PeerState>} */

@@ -395,24 +395,14 @@ function detach(ws) {
 }
 
 /**
- * The service's settings from /config.json, fetched once per page: the signalling URL
- * (`wsUrl`, else /ws on this page's host), the ICE transport policy and the socket age limit.
- * @param {Promise<unknown> | null} [fetched]  the file as fetched already (early.js), if it was
+ * The service's settings, as the boot script read them (the page's meshcall-config meta, or
+ * /config.json; early.js): the signalling URL (`wsUrl`, else /ws on this page's host), the
+ * ICE transport policy and the socket age limit.
+ * @param {Promise<unknown>} read  the raw settings; null when there are none
  * @returns {Promise<{ url: string, iceTransportPolicy: RTCIceTransportPolicy, socketMaxAgeMs: number }>}
  */
-export async function loadConfig(fetched) {
-  const raw = await (fetched ?? fetchConfig());
-  const { wsUrl, ...rest } = parseConfig(raw);
+export async function loadConfig(read) {
+  const { wsUrl, ...rest } = parseConfig(await read);
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   return { url: wsUrl ?? `${scheme}://${location.host}/ws`, ...rest };
-}
-
-/** /config.json, or null when it is absent or unreadable (the self-hosted defaults). */
-async function fetchConfig() {
-  try {
-    const res = await fetch('/config.json', { cache: 'no-store' });
-    return res.ok ? await res.json() : null;
-  } catch {
-    return null;
-  }
 }
