@@ -8,7 +8,9 @@
 //     node tests/bench-join/trace.js [N] [--js]'
 //
 // --js: a V8 CPU profile instead of the trace (sampled every 100 µs): the page's functions by
-// inclusive time until the first offer, and by self time.
+// inclusive time until the first offer, and by self time. --js-member: the same of the first
+// page already in the call, over the newcomer's window. Self times are wall time: on two
+// cores a thread the OS has put aside still counts for the function it was in.
 // --until connected: the window ends when every peer connection of the newcomer is connected
 // instead of at its first offer (the step times printed say when each answer was applied);
 // --until frame: when the newcomer has painted a frame from each (instrument.js's criterion).
@@ -30,8 +32,11 @@ const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true
 const room = `trace-${Date.now()}`;
 const url = `${server.origin}/r/${room}`;
 try {
+  /** @type {import('playwright-core').Page[]} */
+  const members = [];
   for (let i = 0; i < N - 1; i++) {
     const page = await (await browser.newContext({ viewport: VIEWPORT })).newPage();
+    members.push(page);
     await page.goto(url);
     await page.waitForFunction(() => document.querySelectorAll('#grid .tile').length >= 1, null, { timeout: 15_000 });
   }
@@ -99,8 +104,11 @@ try {
     console.log(`steps: first offer ${firstOffer.toFixed(0)}, ${steps.map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')} (ms)`);
     return end;
   };
-  if (process.argv.includes('--js')) {
-    const cdp = await page.context().newCDPSession(page);
+  const jsMember = process.argv.includes('--js-member');
+  if (process.argv.includes('--js') || jsMember) {
+    // --js-member: the profile is the first member's (already in the call) during the
+    // newcomer's join, over the same window.
+    const cdp = await (jsMember ? members[0] : page).context().newCDPSession(jsMember ? members[0] : page);
     await cdp.send('Profiler.enable');
     await cdp.send('Profiler.setSamplingInterval', { interval: 100 });
     await cdp.send('Profiler.start');
@@ -110,7 +118,10 @@ try {
     functions(profile, end);
     process.exit(0);
   }
-  await browser.startTracing(page, { categories: ['devtools.timeline', 'v8', 'disabled-by-default-devtools.timeline', 'blink.user_timing'] });
+  // TRACE_CATEGORIES (comma-separated) adds categories, e.g. 'blink,fonts' or
+  // 'disabled-by-default-v8.cpu_profiler' (JS samples of every renderer, the others' too).
+  const extra = (process.env.TRACE_CATEGORIES ?? '').split(',').filter(Boolean);
+  await browser.startTracing(page, { categories: ['devtools.timeline', 'v8', 'disabled-by-default-devtools.timeline', 'blink.user_timing', ...extra] });
   await page.goto(url);
   const end = await ending();
   await new Promise((r) => setTimeout(r, 200));

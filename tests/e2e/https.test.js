@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { launchBrowser, roomName, withCall } from './lib/call.js';
@@ -36,5 +36,6 @@ test('3-person call over https with a self-signed certificate', { timeout: 120_0
   } finally {
     await browser?.close();
     await server.stop();
+    rmSync(stateDir, { recursive: true, force: true }); // the certificate's private key too
   }
 });

@@ -2,6 +2,8 @@
 // them while the app loads, and the app adopts those connections; when the camera answers
 // only after the app took over, the app makes them itself. Either way one offer per peer,
 // and everyone sees everyone. Joining muted is silent from the first packet either way.
+// Video first: the boot script shows each participant's video as it comes, the app runs
+// after the first frames, and the tiles take those video elements over.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -91,6 +93,75 @@ test('the boot script makes the first offers while the app loads; the app adopts
     await p2.page.click('#btn-mic');
     await Promise.all(call.others(p2).map((p) => call.waitFor(p, 'P2 not shown muted', (id) =>
       !!document.querySelector(`#grid .tile[data-peer="${id}"][data-mic-off]`), p2.id, { timeout: 10_000, polling: 50 })));
+    await call.assertNoErrors();
+  });
+});
+
+test('video first: the boot stage shows everyone before the app runs; their tiles take the same elements over', { timeout: 120_000 }, async () => {
+  await withCall(fx.browser, fx.server, roomName('videofirst'), async (call) => {
+    await call.join('P0');
+    await call.join('P1');
+    const held = holdApp();
+    const p2 = await call.join('P2', { setup: held.setup, waitJoined: false });
+    // Both others' videos play on the boot stage, the app still held back: each paints a
+    // frame with a picture in it. Each element is marked, to be found in its tile later.
+    await call.waitFor(p2, 'no boot stage with two videos', () => document.querySelectorAll('#boot-stage video').length === 2,
+      null, { timeout: 15_000, polling: 50 });
+    const onStage = await p2.page.evaluate(() => Promise.all([...document.querySelectorAll('#boot-stage video')].map((el) => {
+      const v = /** @type {HTMLVideoElement} */ (el);
+      /** @type {any} */ (v).__fromStage = true;
+      return new Promise((resolve) => v.requestVideoFrameCallback(() => resolve({
+        peer: v.dataset.peer, width: v.videoWidth, muted: v.muted, paused: v.paused,
+        tracks: /** @type {MediaStream} */ (v.srcObject).getTracks().map((t) => t.kind).sort(),
+      })));
+    })));
+    const others = call.others(p2).map((p) => p.id).sort();
+    assert.deepEqual(onStage.map((v) => v.peer).sort(), others, 'one video per other participant');
+    for (const v of onStage) {
+      assert.ok(v.width > 0 && !v.paused && v.muted, `playing a picture, muted until the app: ${JSON.stringify(v)}`);
+      assert.deepEqual(v.tracks, ['audio', 'video'], 'their audio and video (the stream the Peer adopts)');
+    }
+    assert.equal(await p2.page.evaluate(() => window.T.joinedAt), null, 'the app has not run yet');
+    held.release();
+    await call.waitJoined(p2);
+    await call.waitForMesh();
+    await call.waitForColours();
+    // Each tile plays the very element the stage did, now with sound; the stage is gone.
+    const tiles = await p2.page.evaluate((ids) => ids.map((id) => {
+      const v = /** @type {HTMLVideoElement | null} */ (document.querySelector(`#grid .tile[data-peer="${id}"] video`));
+      return { id, fromStage: !!(/** @type {any} */ (v))?.__fromStage, muted: v?.muted, paused: v?.paused, early: v?.closest('.tile')?.hasAttribute('data-early') };
+    }), others);
+    for (const t of tiles) assert.deepEqual(t, { id: t.id, fromStage: true, muted: false, paused: false, early: true });
+    assert.equal(await p2.page.evaluate(() => document.getElementById('boot-stage')), null, 'the boot stage is gone');
+    await call.assertNoErrors();
+  });
+});
+
+test('video first: the app runs once the first frames are painted (or FRAMES_WAIT_MS after the offers)', { timeout: 120_000 }, async () => {
+  await withCall(fx.browser, fx.server, roomName('videofirstgate'), async (call) => {
+    await call.join('P0');
+    const p1 = await call.join('P1', {
+      setup: (ctx) => ctx.addInitScript(() => {
+        // When the boot stage's first video painted its first frame.
+        const w = /** @type {any} */ (window);
+        new MutationObserver((_, observer) => {
+          const v = /** @type {HTMLVideoElement | null} */ (document.querySelector('#boot-stage video'));
+          if (!v) return;
+          observer.disconnect();
+          v.requestVideoFrameCallback(() => { w.__stageFrameAt = performance.now(); });
+        }).observe(document, { childList: true, subtree: true });
+      }),
+    });
+    await call.waitForMesh();
+    const at = await p1.page.evaluate(() => ({
+      frame: /** @type {any} */ (window).__stageFrameAt ?? null,
+      offers: performance.getEntriesByName('meshcall:prelude-offers')[0]?.startTime ?? null,
+      app: performance.getEntriesByName('meshcall:media-start')[0]?.startTime ?? null,
+    }));
+    assert.ok(at.offers !== null && at.app !== null, `the prelude offered and the app ran: ${JSON.stringify(at)}`);
+    // FRAMES_WAIT_MS (index.html) is 1500 ms; a timer may fire a little early, not 100 ms.
+    const waitedOut = at.app - at.offers >= 1400;
+    assert.ok(waitedOut || (at.frame !== null && at.app >= at.frame), `the app ran before the first frame: ${JSON.stringify(at)}`);
     await call.assertNoErrors();
   });
 });

@@ -64,6 +64,7 @@ export function showMesh({ room, view, notices, hooks }) {
       new Tile({
         id,
         name: room.stateOf(id)?.name ?? 'Joining…',
+        video: room.takeEarlyVideo(id),
         hooks: {
           firstFrame: hooks ? () => hooks.firstFrame(id) : undefined,
           autoplayBlocked: () =>

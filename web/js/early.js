@@ -15,7 +15,9 @@
 // - on a call page, the first offers (the prelude): once `joined` came and the camera
 //   answered, a peer connection per participant already there, its offer sent and its
 //   answer applied, while the app loads. call.js takes them over (`takeOver`) when it takes
-//   the socket; room.js adopts each as a Peer. A prelude not started by then never starts.
+//   the socket; room.js adopts each as a Peer. A prelude not started by then never starts;
+// - video first: each participant's video, as soon as it comes, on a stage of its own
+//   (#boot-stage) until the call page shows; that participant's tile takes the element over.
 //
 // A failure is kept as a value: media.js and signaling.js decide what it means. This module
 // gives the boot script's work its types; it must run after it, as every module does.
@@ -45,6 +47,11 @@
  * @property {RTCIceCandidateInit[]} candidates  candidates that came before the answer
  * @property {MediaStreamTrack[]} tracks  remote tracks (`track` events) so far
  * @property {number} offeredAt  Date.now() when the offer (round 1) went out
+ * @property {MediaStream} stream  the remote stream (the first track of each kind), which the
+ *   Peer keeps as its remoteStream
+ * @property {HTMLVideoElement | null} video  the boot stage's element playing `stream` (video
+ *   first), for the participant's tile to take over; null when no video came
+ * @property {boolean} settled  its first frame was painted, or none will come before the app
  */
 
 /**

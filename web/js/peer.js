@@ -128,7 +128,9 @@ export class Peer extends Emitter {
     this.remoteRound = undefined;
     this.offeredAt = 0;
     this.requestedAt = -Infinity;
-    this.remoteStream = new MediaStream();
+    // The prelude's: what it received is in it already, and the boot stage plays it (video
+    // first), so the tile that takes that element over shows the same stream.
+    this.remoteStream = early ? early.stream : new MediaStream();
     /** Signals are handled one at a time, in arrival order. */
     /** @type {Promise<void>} */
     this.chain = early ? early.chain : Promise.resolve();
@@ -201,6 +203,8 @@ export class Peer extends Emitter {
   catchUp(early) {
     if (this.closed) return;
     for (const track of early.tracks) this.addRemoteTrack(track);
+    // Those tracks were in the stream already (the prelude put them there): tell it once.
+    if (this.remoteStream.getTracks().length) this.emit('remoteStream', this.remoteStream);
     if (this.pc.connectionState !== 'new') this.connectionChanged();
     if (this.channel.readyState === 'open') this.emit('channelOpen', undefined);
   }

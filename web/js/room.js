@@ -78,6 +78,12 @@ export class Room extends Emitter {
      * @type {Prelude | null}
      */
     this.prelude = null;
+    /**
+     * The boot stage's video of each adopted prelude connection, until its tile takes it
+     * (takeEarlyVideo).
+     * @type {Map<string, HTMLVideoElement>}
+     */
+    this.earlyVideos = new Map();
     /** @type {Map<string, Peer>} */
     this.peers = new Map();
     /** @type {Map<string, PeerState>} */
@@ -245,6 +251,7 @@ export class Room extends Emitter {
         if (this.peers.has(id) || id === this.selfId) continue;
         const early = made?.get(id);
         made?.delete(id);
+        if (early?.video) this.earlyVideos.set(id, early.video);
         const peer = this.addPeer(id, true, early);
         if (!first || early) continue; // the prelude's offer is out already
         this.offersPending?.add(id);
@@ -259,6 +266,17 @@ export class Room extends Emitter {
     }
     this.emit('joined', { selfId: msg.connectionId, resumed: msg.resumed, count: this.peers.size + 1 });
     this.offerMade(null);
+  }
+
+  /**
+   * The video element the boot stage plays this participant's stream in (video first), for
+   * its tile to take over; null when there is none (or it was taken).
+   * @param {string} id
+   */
+  takeEarlyVideo(id) {
+    const video = this.earlyVideos.get(id) ?? null;
+    this.earlyVideos.delete(id);
+    return video;
   }
 
   /**
@@ -343,6 +361,7 @@ export class Room extends Emitter {
 
   /** @param {string} id */
   removePeer(id) {
+    this.earlyVideos.delete(id);
     const peer = this.peers.get(id);
     if (!peer) return;
     peer.close();

@@ -69,7 +69,9 @@ function initials(name) {
 
 export class Tile {
   /**
-   * @param {{ id: string | null, name: string, hooks?: TileHooks }} opts  id null: our own tile
+   * @param {{ id: string | null, name: string, video?: HTMLVideoElement | null, hooks?: TileHooks }} opts
+   *   id null: our own tile; video: the boot stage's element already playing this participant
+   *   (video first), taken over as it is: same stream, no reload, no blank frame
    */
   constructor(opts) {
     this.id = opts.id;
@@ -91,7 +93,12 @@ export class Tile {
     else el.dataset.peer = opts.id;
     el.style.setProperty('--hue', String(hue(opts.id ?? 'self')));
 
-    const video = document.createElement('video');
+    const video = opts.video ?? document.createElement('video');
+    if (opts.video) {
+      video.className = '';
+      video.muted = false; // the boot stage played it muted; play() below asks for sound
+      el.dataset.early = ''; // already on screen: no fade-in
+    }
     video.autoplay = true;
     video.playsInline = true;
     if (this.self) {

@@ -115,6 +115,9 @@ export class RoomView {
     this.grid.release();
     this.root.hidden = false;
     document.body.classList.add('in-room');
+    // The boot script's stage of first videos (video first): its elements are in their
+    // tiles now (those of anyone not adopted go with it).
+    document.getElementById('boot-stage')?.remove();
   }
 
   /** @param {boolean} on @param {boolean} available */
