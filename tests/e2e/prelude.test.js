@@ -3,7 +3,8 @@
 // only after the app took over, the app makes them itself. Either way one offer per peer,
 // and everyone sees everyone. Joining muted is silent from the first packet either way.
 // Video first: the boot script shows each participant's video as it comes, the app runs
-// after the first frames, and the tiles take those video elements over.
+// after the first frames, and the tiles take those video elements over; on the other side,
+// the tile for someone joining goes into the page only once the answer to them is out.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -162,6 +163,32 @@ test('video first: the app runs once the first frames are painted (or FRAMES_WAI
     // FRAMES_WAIT_MS (index.html) is 1500 ms; a timer may fire a little early, not 100 ms.
     const waitedOut = at.app - at.offers >= 1400;
     assert.ok(waitedOut || (at.frame !== null && at.app >= at.frame), `the app ran before the first frame: ${JSON.stringify(at)}`);
+    await call.assertNoErrors();
+  });
+});
+
+test('someone joining: the tile for them goes into the page once our answer to their offer is out', { timeout: 120_000 }, async () => {
+  await withCall(fx.browser, fx.server, roomName('tileafter'), async (call) => {
+    const p0 = await call.join('P0', {
+      setup: (ctx) => ctx.addInitScript(() => {
+        // When our first answer went out, and when the first remote tile came into the page.
+        const w = /** @type {any} */ (window);
+        const send = WebSocket.prototype.send;
+        WebSocket.prototype.send = function (/** @type {any} */ data) {
+          if (w.__answerAt === undefined && typeof data === 'string' && data.includes('"answer"')) w.__answerAt = performance.now();
+          return send.call(this, data);
+        };
+        new MutationObserver(() => {
+          if (w.__tileAt === undefined && document.querySelector('#grid .tile[data-peer]')) w.__tileAt = performance.now();
+        }).observe(document, { childList: true, subtree: true });
+      }),
+    });
+    await call.join('P1');
+    await call.waitForMesh();
+    await call.waitForColours();
+    const at = await p0.page.evaluate(() => ({ answer: /** @type {any} */ (window).__answerAt, tile: /** @type {any} */ (window).__tileAt }));
+    assert.ok(typeof at.answer === 'number' && typeof at.tile === 'number', `answered and shown: ${JSON.stringify(at)}`);
+    assert.ok(at.tile >= at.answer, `the tile came into the page before the answer went out: ${JSON.stringify(at)}`);
     await call.assertNoErrors();
   });
 });

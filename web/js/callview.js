@@ -7,9 +7,13 @@
 //   connection's trouble), the people count, the chat log, and the `peerFailed` notice
 //   naming whom we can't reach.
 //
-// It only listens and renders: no call logic, and no timers.
+// It only listens and renders: no call logic, and one timer (a joining participant's tile
+// goes in at the latest TILE_WAIT_MS after it came, see showMesh).
 
 import { Tile } from './tiles.js';
+
+/** A participant joining gets its tile once we answered its offer, or this long after it came. */
+const TILE_WAIT_MS = 1_000;
 
 /** @typedef {import('./media.js').Media} Media */
 /** @typedef {import('./room.js').Room} Room */
@@ -60,21 +64,30 @@ export function showMesh({ room, view, notices, hooks }) {
 
   room.on('joined', count);
   room.on('peerAdded', (id) => {
-    const tile = view.grid.add(
-      new Tile({
-        id,
-        name: room.stateOf(id)?.name ?? 'Joining…',
-        video: room.takeEarlyVideo(id),
-        hooks: {
-          firstFrame: hooks ? () => hooks.firstFrame(id) : undefined,
-          autoplayBlocked: () =>
-            notices.show('autoplayBlocked', undefined, { action: { label: 'Turn on sound', run: enableSound } }),
-        },
-      }),
-    );
+    const tile = new Tile({
+      id,
+      name: room.stateOf(id)?.name ?? 'Joining…',
+      video: room.takeEarlyVideo(id),
+      hooks: {
+        firstFrame: hooks ? () => hooks.firstFrame(id) : undefined,
+        autoplayBlocked: () =>
+          notices.show('autoplayBlocked', undefined, { action: { label: 'Turn on sound', run: enableSound } }),
+      },
+    });
     tile.setStatus('Connecting…');
+    // Someone who joins after us offers to us: its tile goes into the page once our answer
+    // is out. Adding a tile lays the whole page out again (tens of ms, more on a machine busy
+    // with the call), and done first it held up our answer to the offer that came meanwhile
+    // (docs/web.md, "Video first"). Its stream, state and connection reach it meanwhile.
+    if (room.peers.get(id)?.awaitingOffer) {
+      view.grid.addWaiting(tile);
+      setTimeout(() => view.grid.show(id), TILE_WAIT_MS);
+    } else {
+      view.grid.add(tile);
+    }
     count();
   });
+  room.on('peerAnswered', (id) => view.grid.show(id));
   room.on('peerRemoved', (id) => {
     view.grid.remove(id);
     recovered(id);

@@ -308,6 +308,12 @@ export class Grid {
      * @type {DocumentFragment | null}
      */
     this.held = null;
+    /**
+     * Tiles made but kept out of the page for now (addWaiting, until show): events reach
+     * them (get), they are not laid out.
+     * @type {Map<string, Tile>}
+     */
+    this.waiting = new Map();
     /** What layout() set last, so that an unchanged layout touches nothing. */
     this.shown = '';
     this.observer = new ResizeObserver((entries) => {
@@ -328,6 +334,25 @@ export class Grid {
       this.pending = null;
       this.layout();
     });
+  }
+
+  /**
+   * A tile that goes into the page only at show(id): until then it gets what happens to its
+   * participant (get) and plays detached, and the page is not laid out again for it.
+   * @param {Tile} tile
+   */
+  addWaiting(tile) {
+    const key = tile.id ?? '';
+    this.remove(key);
+    this.waiting.set(key, tile);
+  }
+
+  /** Put a waiting tile into the page (nothing if it is there already, or gone). @param {string} id */
+  show(id) {
+    const tile = this.waiting.get(id);
+    if (!tile) return;
+    this.waiting.delete(id);
+    this.add(tile);
   }
 
   /** @param {Tile} tile */
@@ -355,11 +380,13 @@ export class Grid {
 
   /** @param {string} id */
   get(id) {
-    return this.tiles.get(id) ?? null;
+    return this.tiles.get(id) ?? this.waiting.get(id) ?? null;
   }
 
   /** @param {string} id */
   remove(id) {
+    this.waiting.get(id)?.remove();
+    this.waiting.delete(id);
     const tile = this.tiles.get(id);
     if (!tile) return;
     this.tiles.delete(id);
@@ -369,8 +396,9 @@ export class Grid {
 
   /** Remove every tile, ours included. */
   clear() {
-    for (const tile of this.tiles.values()) tile.remove();
+    for (const tile of [...this.tiles.values(), ...this.waiting.values()]) tile.remove();
     this.tiles.clear();
+    this.waiting.clear();
   }
 
   /**
