@@ -95,7 +95,6 @@ export class Tile {
 
     const video = opts.video ?? document.createElement('video');
     if (opts.video) {
-      video.className = '';
       video.muted = false; // the boot stage played it muted; play() below asks for sound
       el.dataset.early = ''; // already on screen: no fade-in
     }
