@@ -8,11 +8,11 @@
 //   naming whom we can't reach.
 //
 // It only listens and renders: no call logic, and one timer (a joining participant's tile
-// goes in at the latest TILE_WAIT_MS after it came, see showMesh).
+// goes in once connected, at the latest TILE_WAIT_MS after it came; see showMesh).
 
 import { Tile } from './tiles.js';
 
-/** A participant joining gets its tile once we answered its offer, or this long after it came. */
+/** A participant joining gets its tile once connected to us, or this long after it came. */
 const TILE_WAIT_MS = 1_000;
 
 /** @typedef {import('./media.js').Media} Media */
@@ -75,10 +75,11 @@ export function showMesh({ room, view, notices, hooks }) {
       },
     });
     tile.setStatus('Connecting…');
-    // Someone who joins after us offers to us: its tile goes into the page once our answer
-    // is out. Adding a tile lays the whole page out again (tens of ms, more on a machine busy
-    // with the call), and done first it held up our answer to the offer that came meanwhile
-    // (docs/web.md, "Video first"). Its stream, state and connection reach it meanwhile.
+    // Someone who joins after us offers to us: its tile goes into the page once the
+    // connection is up. Adding a tile lays the whole page out again (tens of ms, more on a
+    // machine busy with the call); done first it held up our answer to the offer that came
+    // meanwhile, done at the answer it held up the ICE candidates that followed (docs/web.md,
+    // "Video first"). Its stream, state and connection reach it meanwhile.
     if (room.peers.get(id)?.awaitingOffer) {
       view.grid.addWaiting(tile);
       setTimeout(() => view.grid.show(id), TILE_WAIT_MS);
@@ -87,7 +88,6 @@ export function showMesh({ room, view, notices, hooks }) {
     }
     count();
   });
-  room.on('peerAnswered', (id) => view.grid.show(id));
   room.on('peerRemoved', (id) => {
     view.grid.remove(id);
     recovered(id);
@@ -105,6 +105,7 @@ export function showMesh({ room, view, notices, hooks }) {
   room.on('peerConnection', ({ id, state }) => {
     const tile = view.grid.get(id);
     if (state === 'connected') {
+      view.grid.show(id);
       tile?.setStatus(null);
       recovered(id);
     } else if (state === 'disconnected') {

@@ -50,7 +50,6 @@ const RELAY_CHECK_MS = 1_000;
  * @property {RTCPeerConnectionState} connectionState
  * @property {void} channelOpen  the data channel opened: time to send our state
  * @property {void} offered  an offer of ours went out
- * @property {void} answered  an answer of ours went out
  * @property {PeerMessage} message
  * @property {{ reason: string }} failed  could not connect; an ICE restart is under way
  * @property {boolean} relayed  the selected pair is (or stopped being) relayed
@@ -478,7 +477,6 @@ export class Peer extends Emitter {
         await pc.setLocalDescription();
         const desc = pc.localDescription;
         if (desc) this.sendSignal({ description: desc.toJSON(), round: data.round });
-        this.emit('answered', undefined);
         void this.applyLimits(); // if it could not be set before
       }
     } else if ('candidate' in data) {

@@ -49,7 +49,6 @@ const REBALANCE_AFTER_JOIN_MS = 2_000;
  * @property {{ selfId: string, resumed: boolean, count: number }} joined
  * @property {void} offersOut  after our first join: an offer went to everyone who was there
  * @property {string} peerAdded
- * @property {string} peerAnswered  we answered an offer of this peer's
  * @property {string} peerRemoved
  * @property {{ id: string, stream: MediaStream }} peerStream
  * @property {{ id: string, state: PeerState }} peerState
@@ -320,7 +319,6 @@ export class Room extends Emitter {
       }
     });
     peer.on('remoteStream', (stream) => this.emit('peerStream', { id, stream }));
-    peer.on('answered', () => this.emit('peerAnswered', id));
     peer.on('connectionState', (state) => {
       this.emit('peerConnection', { id, state });
       if (state === 'connected') void this.rebalance(id);
