@@ -18,7 +18,12 @@ test('a peer that cannot connect is reported, retried, and recovers when the pat
       && document.querySelector('#notice')?.getAttribute('data-kind') === 'peerFailed', null, { timeout: 60_000, polling: 100 })));
     const failedMs = Date.now() - start;
     call.lap('peerFailed shown on both');
-    // The tile is there, but no video came through.
+    // The tile is there, saying so, but no video came through. (P0's tile for P1, who joined
+    // after it, goes into the page once connected or after 1 s: here only the second can.)
+    for (const [p, other] of [[p0, p1], [p1, p0]]) {
+      const status = await p.page.evaluate((id) => document.querySelector(`#grid .tile[data-peer="${id}"] .tile-status`)?.textContent ?? null, other.id);
+      if (!status) throw new Error(`${p.name} shows no tile (or no status) for ${other.name}: ${status}`);
+    }
     for (const p of [p0, p1]) {
       const painted = await p.page.evaluate(() => Object.keys(window.T.firstFrameAt).length);
       if (painted !== 0) throw new Error(`${p.name} painted a frame through a blocked path`);
