@@ -55,24 +55,48 @@ function holdApp() {
   return { setup, release };
 }
 
-/** @param {import('playwright-core').Page} page */
+/**
+ * `name` joins with its app held back (holdApp), after `setup` if given; `release` lets it run.
+ * @param {import('./lib/call.js').Call} call @param {string} name
+ * @param {(ctx: import('playwright-core').BrowserContext) => Promise<unknown>} [setup]
+ */
+async function joinHeld(call, name, setup) {
+  const held = holdApp();
+  const p = await call.join(name, {
+    waitJoined: false,
+    setup: async (ctx) => {
+      await setup?.(ctx);
+      await held.setup(ctx);
+    },
+  });
+  return { p, release: held.release };
+}
+
+/** How many offers the prelude made (its mark's detail), null when it made none. @param {import('playwright-core').Page} page */
 const preludeOffers = (page) => page.evaluate(() => {
   const m = /** @type {PerformanceMark | undefined} */ (performance.getEntriesByName('meshcall:prelude-offers')[0]);
   return m ? /** @type {number} */ (m.detail) : null;
 });
 
+/**
+ * Once the prelude's offers are out: how many it made.
+ * @param {import('./lib/call.js').Call} call @param {import('./lib/call.js').Participant} p
+ */
+async function preludeOffered(call, p) {
+  await call.waitFor(p, 'no prelude offers', () => performance.getEntriesByName('meshcall:prelude-offers').length > 0,
+    null, { timeout: 15_000, polling: 50 });
+  return preludeOffers(p.page);
+}
+
 test('the boot script makes the first offers while the app loads; the app adopts them', { timeout: 120_000 }, async () => {
   await withCall(fx.browser, fx.server, roomName('prelude'), async (call) => {
     await call.join('P0');
     await call.join('P1');
-    const held = holdApp();
-    const p2 = await call.join('P2', { setup: held.setup, waitJoined: false });
+    const { p: p2, release } = await joinHeld(call, 'P2');
     // Offers to both, made and sent before any of the call's modules could run.
-    await call.waitFor(p2, 'no prelude offers', () => performance.getEntriesByName('meshcall:prelude-offers').length > 0,
-      null, { timeout: 15_000, polling: 50 });
-    assert.equal(await preludeOffers(p2.page), 2);
+    assert.equal(await preludeOffered(call, p2), 2);
     assert.equal(await p2.page.evaluate(() => window.T.joinedAt), null, 'the app has not joined yet');
-    held.release();
+    release();
     await call.waitJoined(p2);
     await call.waitForMesh();
     await call.waitForColours();
@@ -102,8 +126,7 @@ test('video first: the boot stage shows everyone before the app runs; their tile
   await withCall(fx.browser, fx.server, roomName('videofirst'), async (call) => {
     await call.join('P0');
     await call.join('P1');
-    const held = holdApp();
-    const p2 = await call.join('P2', { setup: held.setup, waitJoined: false });
+    const { p: p2, release } = await joinHeld(call, 'P2');
     // Both others' videos play on the boot stage, the app still held back: each paints a
     // frame with a picture in it. Each element is marked, to be found in its tile later.
     await call.waitFor(p2, 'no boot stage with two videos', () => document.querySelectorAll('#boot-stage video').length === 2,
@@ -123,7 +146,7 @@ test('video first: the boot stage shows everyone before the app runs; their tile
       assert.deepEqual(v.tracks, ['audio', 'video'], 'their audio and video (the stream the Peer adopts)');
     }
     assert.equal(await p2.page.evaluate(() => window.T.joinedAt), null, 'the app has not run yet');
-    held.release();
+    release();
     await call.waitJoined(p2);
     await call.waitForMesh();
     await call.waitForColours();
@@ -227,18 +250,10 @@ test('a camera slower than the app: the app makes the first offers itself', { ti
 test('joining muted through the prelude: silent from the first packet', { timeout: 120_000 }, async () => {
   await withCall(fx.browser, fx.server, roomName('mutedjoin'), async (call) => {
     const p0 = await call.join('P0', { setup: (ctx) => ctx.addInitScript(watchConnections) });
-    const held = holdApp();
-    const p1 = await call.join('P1', {
-      waitJoined: false,
-      setup: async (ctx) => {
-        // As the lobby leaves it after "join with the microphone off".
-        await ctx.addInitScript(() => sessionStorage.setItem('meshcall.joinMicOff', '1'));
-        await held.setup(ctx);
-      },
-    });
-    await call.waitFor(p1, 'no prelude offers', () => performance.getEntriesByName('meshcall:prelude-offers').length > 0,
-      null, { timeout: 15_000, polling: 50 });
-    held.release();
+    // As the lobby leaves it after "join with the microphone off".
+    const { p: p1, release } = await joinHeld(call, 'P1', (ctx) => ctx.addInitScript(() => sessionStorage.setItem('meshcall.joinMicOff', '1')));
+    assert.equal(await preludeOffered(call, p1), 1);
+    release();
     await call.waitJoined(p1);
     await call.waitForMesh();
     /** The audio P0 has received from P1: packets and energy. */
@@ -266,17 +281,14 @@ test('someone leaves before the app takes over: the adopted mesh lets them go', 
   await withCall(fx.browser, fx.server, roomName('preludeleave'), async (call) => {
     const p0 = await call.join('P0');
     const p1 = await call.join('P1');
-    const held = holdApp();
-    const p2 = await call.join('P2', { setup: held.setup, waitJoined: false });
-    await call.waitFor(p2, 'no prelude offers', () => performance.getEntriesByName('meshcall:prelude-offers').length > 0,
-      null, { timeout: 15_000, polling: 50 });
-    assert.equal(await preludeOffers(p2.page), 2);
+    const { p: p2, release } = await joinHeld(call, 'P2');
+    assert.equal(await preludeOffered(call, p2), 2);
     // P1 goes while P2's app is still held: P2's socket gets participantLeft before the app
     // has adopted anything (P0 seeing P1 go says the room has told everyone).
     await call.close(p1);
     await call.waitFor(p0, 'still shows P1', (id) => !document.querySelector(`#grid .tile[data-peer="${id}"]`),
       p1.id, { timeout: 15_000, polling: 50 });
-    held.release();
+    release();
     await call.waitJoined(p2);
     await call.waitForMesh();
     await call.waitForColours();

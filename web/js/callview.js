@@ -63,11 +63,11 @@ export function showMesh({ room, view, notices, hooks }) {
   };
 
   room.on('joined', count);
-  room.on('peerAdded', (id) => {
+  room.on('peerAdded', ({ id, video }) => {
     const tile = new Tile({
       id,
       name: room.stateOf(id)?.name ?? 'Joining…',
-      video: room.takeEarlyVideo(id),
+      video,
       hooks: {
         firstFrame: hooks ? () => hooks.firstFrame(id) : undefined,
         autoplayBlocked: () =>

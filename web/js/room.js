@@ -48,7 +48,8 @@ const REBALANCE_AFTER_JOIN_MS = 2_000;
  * @typedef {object} RoomEvents
  * @property {{ selfId: string, resumed: boolean, count: number }} joined
  * @property {void} offersOut  after our first join: an offer went to everyone who was there
- * @property {string} peerAdded
+ * @property {{ id: string, video: HTMLVideoElement | null }} peerAdded  video: the boot stage's
+ *   element already playing this peer (video first), for its tile to take over
  * @property {string} peerRemoved
  * @property {{ id: string, stream: MediaStream }} peerStream
  * @property {{ id: string, state: PeerState }} peerState
@@ -78,12 +79,6 @@ export class Room extends Emitter {
      * @type {Prelude | null}
      */
     this.prelude = null;
-    /**
-     * The boot stage's video of each adopted prelude connection, until its tile takes it
-     * (takeEarlyVideo).
-     * @type {Map<string, HTMLVideoElement>}
-     */
-    this.earlyVideos = new Map();
     /** @type {Map<string, Peer>} */
     this.peers = new Map();
     /** @type {Map<string, PeerState>} */
@@ -251,7 +246,6 @@ export class Room extends Emitter {
         if (this.peers.has(id) || id === this.selfId) continue;
         const early = made?.get(id);
         made?.delete(id);
-        if (early?.video) this.earlyVideos.set(id, early.video);
         const peer = this.addPeer(id, true, early);
         if (!first || early) continue; // the prelude's offer is out already
         this.offersPending?.add(id);
@@ -266,17 +260,6 @@ export class Room extends Emitter {
     }
     this.emit('joined', { selfId: msg.connectionId, resumed: msg.resumed, count: this.peers.size + 1 });
     this.offerMade(null);
-  }
-
-  /**
-   * The video element the boot stage plays this participant's stream in (video first), for
-   * its tile to take over; null when there is none (or it was taken).
-   * @param {string} id
-   */
-  takeEarlyVideo(id) {
-    const video = this.earlyVideos.get(id) ?? null;
-    this.earlyVideos.delete(id);
-    return video;
   }
 
   /**
@@ -326,7 +309,7 @@ export class Room extends Emitter {
     peer.on('failed', ({ reason }) => this.emit('peerFailed', { id, reason }));
     peer.on('relayed', (relayed) => this.emit('peerRelayed', { id, relayed }));
     peer.on('problem', (words) => console.warn(`meshcall: peer ${id}: ${words}`));
-    this.emit('peerAdded', id);
+    this.emit('peerAdded', { id, video: early?.video ?? null });
     // Hello: our name and state, so the other side can label us before media connects.
     const hello = this.localState();
     this.signaling.signal(id, { state: hello });
@@ -361,7 +344,6 @@ export class Room extends Emitter {
 
   /** @param {string} id */
   removePeer(id) {
-    this.earlyVideos.delete(id);
     const peer = this.peers.get(id);
     if (!peer) return;
     peer.close();
