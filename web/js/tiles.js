@@ -346,6 +346,12 @@ export class Grid {
     this.waiting.set(key, tile);
   }
 
+  /** Drop the waiting tile of this id, if any. @param {string} id */
+  dropWaiting(id) {
+    this.waiting.get(id)?.remove();
+    this.waiting.delete(id);
+  }
+
   /** Put a waiting tile into the page (nothing if it is there already, or gone). @param {string} id */
   show(id) {
     const tile = this.waiting.get(id);
@@ -357,6 +363,7 @@ export class Grid {
   /** @param {Tile} tile */
   add(tile) {
     const key = tile.id ?? '';
+    this.dropWaiting(key); // one tile per participant: a waiting one shown later would replace this
     this.tiles.get(key)?.remove();
     this.tiles.set(key, tile);
     (this.held ?? this.el).append(tile.el);
@@ -384,8 +391,7 @@ export class Grid {
 
   /** @param {string} id */
   remove(id) {
-    this.waiting.get(id)?.remove();
-    this.waiting.delete(id);
+    this.dropWaiting(id);
     const tile = this.tiles.get(id);
     if (!tile) return;
     this.tiles.delete(id);
