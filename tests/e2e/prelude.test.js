@@ -105,7 +105,7 @@ test('the boot script makes the first offers while the app loads; the app adopts
     assert.deepEqual(await p2.page.evaluate(() => [/** @type {any} */ (window).__pcs.length, /** @type {any} */ (window).__offers]), [2, 2]);
     // Made as peer.js makes its own: the same configuration, the data channel it expects.
     const made = await p2.page.evaluate(async () => {
-      const { connectionConfig } = await import('/js/peer.js');
+      const { connectionConfig } = await import('/js/boot.js');
       return /** @type {RTCPeerConnection[]} */ (/** @type {any} */ (window).__pcs).map((pc) => {
         const got = /** @type {Record<string, unknown>} */ (/** @type {unknown} */ (pc.getConfiguration()));
         const want = /** @type {Record<string, unknown>} */ (/** @type {unknown} */ (

@@ -80,7 +80,7 @@ export function showMesh({ room, view, notices, hooks }) {
     // machine busy with the call); done first it held up our answer to the offer that came
     // meanwhile, done at the answer it held up the ICE candidates that followed (docs/web.md,
     // "Video first"). Its stream, state and connection reach it meanwhile.
-    if (room.peers.get(id)?.awaitingOffer) {
+    if (room.peers.get(id)?.negotiation.is('waitOffer')) {
       view.grid.addWaiting(tile);
       setTimeout(() => view.grid.show(id), TILE_WAIT_MS);
     } else {

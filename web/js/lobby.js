@@ -7,7 +7,8 @@ import { earlyMedia } from './early.js';
 import { LobbyView } from './lobbyview.js';
 import { Media } from './media.js';
 import { prefs } from './prefs.js';
-import { cleanName, isRoomId } from './protocol.js';
+import { isRoomId } from './boot.js';
+import { cleanName } from './protocol.js';
 import { randomRoomName } from './roomname.js';
 
 /** @typedef {import('./notices.js').Notices} Notices */

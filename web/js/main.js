@@ -5,33 +5,25 @@
 // offers (`appMayLoad`). The test hooks are installed first when a test asked for them
 // (hooks.js).
 
+import { isRoomId, roomPath } from './boot.js';
 import { appMayLoad } from './early.js';
 import { Notices } from './notices.js';
-import { isRoomId } from './protocol.js';
 
 /** A test asked for the hooks (set before the app's scripts ran). */
 const testing = /** @type {{ __meshcallTestHooks?: unknown }} */ (window).__meshcallTestHooks === true;
 const hooks = testing ? (await import('./hooks.js')).installHooks() : null;
 const notices = new Notices(hooks ? (kind) => hooks.notice(kind) : () => {});
 
-const match = /^\/r\/([^/]+)\/?$/.exec(location.pathname);
-/** @type {string | null} */
-let roomId = null;
-if (match) {
-  try {
-    roomId = decodeURIComponent(match[1]);
-  } catch {
-    roomId = null;
-  }
-}
+const path = roomPath(location.pathname);
+const roomId = path?.id ?? null;
 
 if (roomId !== null && isRoomId(roomId)) {
   await appMayLoad;
   const { startCall } = await import('./call.js');
   startCall({ roomId, notices, hooks });
 } else {
-  if (match) {
-    notices.show('invalidRoomId', `“${roomId ?? match[1]}” can’t be a room name: use 1 to 64 letters, digits, - or _.`);
+  if (path) {
+    notices.show('invalidRoomId', `“${roomId ?? path.raw}” can’t be a room name: use 1 to 64 letters, digits, - or _.`);
   }
   const { startLobby } = await import('./lobby.js');
   startLobby({ notices });

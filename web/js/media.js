@@ -11,10 +11,10 @@
 //
 // No DOM apart from reading media devices.
 
-import { audioConstraints, getUserMediaLoose, videoConstraints } from './early.js';
+import { audioConstraints, getUserMediaLoose, videoConstraints } from './boot.js';
 import { Emitter } from './emitter.js';
 
-/** @typedef {import('./early.js').EarlyAsk} EarlyAsk */
+/** @typedef {import('./boot.js').EarlyAsk} EarlyAsk */
 
 /** @typedef {'audio' | 'video'} Kind */
 

@@ -1,16 +1,10 @@
 // What the browser remembers between visits: the display name and the chosen devices
 // (localStorage), and "join with mic/camera off" for the next join only (sessionStorage).
 // Storage can be unavailable (private modes, blocked cookies): then nothing is remembered.
-// index.html's boot script reads the devices and "camera off"/"mic off" itself (the same
-// keys) before the app loads.
+// The keys are boot.js's: the boot script reads the devices and "camera off"/"mic off"
+// itself before the app loads.
 
-const KEY = { // index.html's boot script reads cameraId, micId, joinCamOff and joinMicOff under these names too
-  name: 'meshcall.name',
-  camera: 'meshcall.cameraId',
-  mic: 'meshcall.micId',
-  micOff: 'meshcall.joinMicOff',
-  camOff: 'meshcall.joinCamOff',
-};
+import { STORAGE_KEYS as KEY } from './boot.js';
 
 /** @param {Storage | null} store @param {string} key */
 function read(store, key) {

@@ -8,41 +8,8 @@
 // This module holds their types and the checks that turn untrusted text into them.
 // It does no IO.
 
-/** Room ids: 1-64 characters of A-Z a-z 0-9 _ - (case-sensitive), as the service checks. */
-export const ROOM_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
-
-/** @param {string} id */
-export function isRoomId(id) {
-  return ROOM_ID_RE.test(id);
-}
-
-// ---------------------------------------------------------------- /config.json
-
-/**
- * What the deployment tells the app in /config.json (absent when self-hosted).
- * @typedef {object} ServiceConfig
- * @property {string | null} wsUrl  the signalling URL (on AWS, the API Gateway stage)
- * @property {RTCIceTransportPolicy} iceTransportPolicy  `relay` when the server forces TURN
- *   (`--force-relay`): media then only flows through TURN, and peers never learn each
- *   other's addresses
- * @property {number} socketMaxAgeMs  move to a fresh socket (a resume) this long after
- *   joining on one, 0 never (the AWS deployment sets it below API Gateway's 2-hour limit)
- */
-
-/**
- * /config.json's settings, each with its default when missing or malformed.
- * @param {unknown} v
- * @returns {ServiceConfig}
- */
-export function parseConfig(v) {
-  const o = isObject(v) ? v : {};
-  const age = o.socketMaxAgeMs;
-  return {
-    wsUrl: isString(o.wsUrl) && o.wsUrl ? o.wsUrl : null,
-    iceTransportPolicy: o.iceTransportPolicy === 'relay' ? 'relay' : 'all',
-    socketMaxAgeMs: typeof age === 'number' && Number.isFinite(age) && age > 0 ? age : 0,
-  };
-}
+// The room-id rule and the settings' parsing are boot.js's (the boot script uses them
+// before any module loads): ROOM_ID_RE, isRoomId, parseConfig.
 
 // ---------------------------------------------------------------- client -> service
 

@@ -11,13 +11,14 @@
 // Payloads are never logged: SDP and ICE candidates carry IP addresses.
 
 import { Emitter } from './emitter.js';
-import { parseConfig, parseServerMessage } from './protocol.js';
+import { parseConfig, signallingUrl } from './boot.js';
+import { parseServerMessage } from './protocol.js';
 
 /** @typedef {import('./protocol.js').ClientMessage} ClientMessage */
 /** @typedef {import('./protocol.js').Joined} Joined */
 /** @typedef {import('./protocol.js').ErrorMsg} ErrorMsg */
 /** @typedef {import('./protocol.js').SignalData} SignalData */
-/** @typedef {import('./early.js').EarlySocket} EarlySocket */
+/** @typedef {import('./boot.js').EarlySocket} EarlySocket */
 
 /**
  * @typedef {'connecting' | 'joining' | 'joined' | 'waiting' | 'closed'} SignalingState
@@ -402,7 +403,7 @@ function detach(ws) {
  * @returns {Promise<{ url: string, iceTransportPolicy: RTCIceTransportPolicy, socketMaxAgeMs: number }>}
  */
 export async function loadConfig(read) {
-  const { wsUrl, ...rest } = parseConfig(await read);
-  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  return { url: wsUrl ?? `${scheme}://${location.host}/ws`, ...rest };
+  const config = parseConfig(await read);
+  const { wsUrl: _wsUrl, ...rest } = config;
+  return { url: signallingUrl(config, location), ...rest };
 }

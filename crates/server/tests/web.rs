@@ -175,3 +175,39 @@ async fn force_relay_tells_the_app_to_use_turn_only() {
         "forcing relay without TURN servers is refused"
     );
 }
+
+#[tokio::test]
+async fn the_page_carries_boot_js_as_its_inline_script_at_every_path() {
+    let server = TestServer::with(&["--max-connection-age", "0s"]).await;
+    let (_, _, module) = server.get("/js/boot.js").await;
+    assert!(
+        module.contains("\nexport function start()"),
+        "boot.js is served as the module the others import"
+    );
+    let (_, _, index) = server.get("/index.html").await;
+    for path in ["/", "/r/x", "/index.html"] {
+        let (status, _, page) = server.get(path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            !page.contains(r#"<script data-inline="js/boot.js"></script>"#),
+            "{path}: the placeholder is left"
+        );
+        let (_, after) = page.split_once("<script>").expect("an inline script");
+        let (boot, _) = after.split_once("</script>").expect("its end");
+        assert!(
+            boot.starts_with("(() => {\n") && boot.ends_with("})();\n"),
+            "{path}"
+        );
+        assert!(boot.contains("\nfunction start()"), "{path}");
+        assert!(
+            !boot.lines().any(|l| l.starts_with("export ")),
+            "{path}: module syntax left"
+        );
+        assert_eq!(
+            page.replace(r#"content="{}""#, r#"content="""#),
+            index,
+            "{path}"
+        );
+    }
+    server.stop().await.unwrap();
+}

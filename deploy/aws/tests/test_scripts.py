@@ -8,6 +8,7 @@ order, and at what ended up "in S3" (the zip, config.json, the web app).
     python3 deploy/aws/tests/test_scripts.py
 """
 
+import base64
 import hashlib
 import html
 import json
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
@@ -126,13 +128,33 @@ class Scripts(unittest.TestCase):
 
     def page_settings(self):
         """The settings written into the uploaded index.html (its meshcall-config meta), parsed
-        as the browser would: the attribute unescaped, then JSON; the rest of the page as in web/."""
+        as the browser would: the attribute unescaped, then JSON; the rest of the page as in web/
+        but for the boot script written in (page_parts)."""
+        return self.page_parts()[0]
+
+    def page_parts(self):
+        """The uploaded index.html's settings (as page_settings), the text of its one inline
+        script (web/js/boot.js in place of the page's placeholder; Smoke compares the whole
+        page with the one meshcall serves), and the page without its settings."""
         page = self.s3(SITE, "index.html").decode()
         m = re.search(r'<meta name="meshcall-config" content="([^"]*)">', page)
         self.assertIsNotNone(m, "index.html has the settings meta")
+        page = page.replace(m.group(0), '<meta name="meshcall-config" content="">')
+        start = page.index("<script>")
+        end = page.index("</script>", start)
+        script = page[start + len("<script>"):end]
         with open(os.path.join(ROOT, "web", "index.html"), encoding="utf-8") as f:
-            self.assertEqual(page.replace(m.group(0), '<meta name="meshcall-config" content="">'), f.read())
-        return json.loads(html.unescape(m.group(1)))
+            self.assertEqual(page[:start] + '<script data-inline="js/boot.js"></script>'
+                             + page[end + len("</script>"):], f.read())
+        self.assertTrue(script.startswith("(() => {\n") and script.endswith("})();\n"), script[:100])
+        self.assertIn("\nfunction start()", script, "boot.js")
+        self.assertNotIn("\nexport ", script, "module syntax left")
+        return json.loads(html.unescape(m.group(1))), script, page
+
+    @staticmethod
+    def csp_source(script):
+        """The Content-Security-Policy source that allows an inline script of this text."""
+        return "sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
 
     @staticmethod
     def opt(argv, name):
@@ -172,6 +194,7 @@ class Scripts(unittest.TestCase):
             (DEPLOY, ["--stack", "s", "--turn-secret-file", "/nonexistent/secret"], "no such file"),
             (DEPLOY, ["--stack", "s", "--param", "MaxRoomSise=4"], "no parameter 'MaxRoomSise'"),
             (DEPLOY, ["--stack", "s", "--param", "CodeKey=x"], "set by this script"),
+            (DEPLOY, ["--stack", "s", "--param", "BootScriptHash=sha256-x"], "computed by this script"),
             (DEPLOY, ["--stack", "s", "--param", "novalue"], "Key=Value"),
             (DEPLOY, ["--stack", "s", "--zip", "/nonexistent/bootstrap.zip"], "no such zip"),
             (DEPLOY, ["--stack", "s", "--frobnicate"], "unknown argument"),
@@ -240,7 +263,9 @@ class Scripts(unittest.TestCase):
         self.assertIn("--no-fail-on-empty-changeset", argv)
         tags_at = argv.index("--tags")
         self.assertEqual(argv[tags_at + 1:tags_at + 3], ["App=meshcall", "Stack=test-stack"])
-        self.assertEqual(self.overrides(argv), {
+        overrides = self.overrides(argv)
+        boot_hash = overrides.pop("BootScriptHash", None)
+        self.assertEqual(overrides, {
             "CodeBucket": ARTIFACTS, "CodeKey": key, "Architecture": "x86_64", "MaxRoomSize": "4",
             "ForceRelay": "true", "TurnUrls": "turn:turn.example.com:3478,turns:turn.example.com:5349"})
         self.assertLessEqual(set(self.overrides(argv)), template_parameters(), "every override is a parameter")
@@ -281,6 +306,8 @@ class Scripts(unittest.TestCase):
         self.assertEqual(json.loads(self.s3(SITE, "config.json")), {"wsUrl": WS_URL, "socketMaxAgeMs": SOCKET_MAX_AGE_MS, "iceTransportPolicy": "relay"})
         self.assertEqual(self.page_settings(), json.loads(self.s3(SITE, "config.json")),
                          "index.html carries config.json's settings")
+        self.assertEqual(boot_hash, self.csp_source(self.page_parts()[1]),
+                         "the stack's policy allows the uploaded page's boot script")
         inval, argv = self.one("cloudfront", "create-invalidation")
         self.assertEqual(self.opt(argv, "--distribution-id"), "E2QWRUHAPOMQZL")
         self.assertEqual(self.opt(argv, "--paths"), "/*")
@@ -303,7 +330,8 @@ class Scripts(unittest.TestCase):
         self.assertEqual(self.s3(ARTIFACTS, key), built)
         self.assertEqual(self.find("s3api", "create-bucket"), [], "the artifacts bucket exists already")
         _, argv = self.one("cloudformation", "deploy")
-        self.assertEqual(self.overrides(argv), {"CodeBucket": ARTIFACTS, "CodeKey": key, "Architecture": "x86_64"},
+        self.assertEqual(self.overrides(argv), {"CodeBucket": ARTIFACTS, "CodeKey": key, "Architecture": "x86_64",
+                                                "BootScriptHash": boot_hash},
                          "an update keeps the other settings (UsePreviousValue)")
         self.assertEqual(self.calls("openssl"), [], "no new secret on update")
         self.assertEqual(self.find("ssm", "put-parameter"), [], "both secrets kept")
@@ -547,6 +575,21 @@ class Smoke(Scripts):
         self.assertFalse(os.path.exists(os.path.join(self.state, "stack")), "the stack is gone")
         self.assertEqual(os.listdir(os.path.join(self.state, "buckets")), [], "no bucket left")
         self.assertEqual(os.listdir(os.path.join(self.state, "ssm")), [], "no secret left")
+
+    def test_deploy_uploads_the_page_meshcall_serves(self):
+        """deploy/aws/deploy and crates/server/src/web.rs each write web/js/boot.js into the
+        page: the two pages are the same (but for the settings), so is the hash."""
+        self.run_script(DEPLOY, "--stack", "test-stack", "--region", REGION, "--zip", self.zip)
+        _, script, uploaded = self.page_parts()
+        ws = self.serve(APP_URL)
+        http_url = ws.replace("ws://", "http://", 1).removesuffix("/ws")
+        with urllib.request.urlopen(http_url + "/index.html", timeout=10) as res:
+            served = res.read().decode()
+            csp = res.headers["Content-Security-Policy"]
+        self.assertEqual(uploaded, served)
+        self.assertIn(f"script-src 'self' '{self.csp_source(script)}'", csp)
+        _, argv = self.one("cloudformation", "deploy")
+        self.assertEqual(self.overrides(argv)["BootScriptHash"], self.csp_source(script))
 
     def test_smoke_help(self):
         r = self.run_script(SMOKE, "--help")
