@@ -4,12 +4,11 @@
 //! Headers are parsed by tungstenite's [`FrameHeader`]; the rules a server must enforce on
 //! what a client sends (masking, control frames, fragments, UTF-8, the size limit) are here.
 
-use std::{
-    cell::Cell,
-    io::{self, Cursor},
-};
+use std::io::{self, Cursor};
 
 use tokio::{io::Interest, net::TcpStream};
+
+use super::scratch::Scratch;
 use tungstenite::protocol::frame::{
     FrameHeader,
     coding::{Control, Data, OpCode},
@@ -45,18 +44,13 @@ pub(crate) enum Fault {
 const MAX_HEADER: usize = 14;
 
 /// How much one read may take: a busy connection's frames come several to a system call.
-/// The buffer read into is the worker thread's ([`SCRATCH`]), lent for one pass.
-const READ_AT_ONCE: usize = 64 * 1024;
+/// The buffer read into is the worker thread's ([`Scratch::Read`]), lent for one pass.
+const READ_AT_ONCE: usize = super::scratch::LENT;
 
 /// A frame in progress up to this size moves into the lent buffer for the next read; a
 /// larger one is read into its own buffer, the rest of the frame only (so a client dribbling
 /// a large frame does not make the server copy it over and over).
 const MOVE_AT_MOST: usize = 4 * 1024;
-
-thread_local! {
-    /// Each worker thread's read buffer, lent to one connection at a time.
-    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-}
 
 /// Reads a client's frames. Between passes ([`Reader::settle`]) it holds only the bytes of
 /// a frame not yet complete (and the fragments of a message not yet complete): between
@@ -89,6 +83,19 @@ impl Reader {
 
     /// Takes bytes read elsewhere (what hyper read past the upgrade request).
     pub(crate) fn take(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Takes bytes decrypted in this pass (TLS), into the lent buffer as [`Reader::read_from`]
+    /// reads; [`Reader::settle`] ends the pass.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
+        if !self.lent {
+            let mut lent = borrow();
+            lent.extend_from_slice(&self.buf[self.start..]);
+            self.buf = lent;
+            self.start = 0;
+            self.lent = true;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
@@ -270,20 +277,11 @@ impl Reader {
 
 /// The thread's read buffer (a new one if it is lent out already).
 fn borrow() -> Vec<u8> {
-    let buf = SCRATCH.take();
-    if buf.capacity() >= READ_AT_ONCE {
-        buf
-    } else {
-        Vec::with_capacity(READ_AT_ONCE)
-    }
+    Scratch::Read.borrow()
 }
 
-/// Gives a lent buffer back to the thread; one grown far past its size is freed instead.
-fn give_back(mut buf: Vec<u8>) {
-    if buf.capacity() <= 2 * READ_AT_ONCE {
-        buf.clear();
-        SCRATCH.set(buf);
-    }
+fn give_back(buf: Vec<u8>) {
+    Scratch::Read.give_back(buf);
 }
 
 fn whole(bytes: Vec<u8>, text: bool) -> Result<Event, Fault> {
