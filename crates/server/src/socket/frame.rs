@@ -11,7 +11,7 @@ use tokio::{io::Interest, net::TcpStream};
 use super::scratch::Scratch;
 use tungstenite::protocol::frame::{
     FrameHeader,
-    coding::{Control, Data, OpCode},
+    coding::{CloseCode, Control, Data, OpCode},
 };
 
 /// Something the client sent.
@@ -217,17 +217,25 @@ impl Reader {
                 OpCode::Control(Control::Pong) => Some(Ok(Event::Pong)),
                 OpCode::Control(Control::Close) => Some(close(payload)),
                 OpCode::Data(Data::Continue) => {
-                    let (bytes, _) = self.message.as_mut().expect("checked: a message is open");
+                    let (bytes, text) = self.message.as_mut().expect("checked: a message is open");
                     bytes.extend_from_slice(payload);
-                    header.is_final.then(|| {
+                    if header.is_final {
                         let (bytes, text) = self.message.take().expect("open");
-                        whole(bytes, text)
-                    })
+                        Some(whole(bytes, text))
+                    } else if *text && !utf8_so_far(bytes) {
+                        Some(Err(Fault::InvalidUtf8))
+                    } else {
+                        None
+                    }
                 }
                 OpCode::Data(data) => {
                     let text = data == Data::Text;
                     if header.is_final {
                         Some(whole(payload.to_vec(), text))
+                    } else if text && !utf8_so_far(payload) {
+                        // As tungstenite does: a text message fails at its first fragment
+                        // that cannot begin valid UTF-8, not only once it is whole.
+                        Some(Err(Fault::InvalidUtf8))
                     } else {
                         self.message = Some((payload.to_vec(), text));
                         None
@@ -244,6 +252,11 @@ impl Reader {
 
     /// The rules on a client frame, checked from its header alone.
     fn check(&self, header: &FrameHeader, len: u64) -> Result<(), Fault> {
+        // The size first, as tungstenite checks it (socket/differential.rs holds the two
+        // readers to the same answers).
+        if len > self.max as u64 {
+            return Err(Fault::TooLarge);
+        }
         if header.mask.is_none() {
             return Err(Fault::Protocol("client frames must be masked"));
         }
@@ -284,6 +297,14 @@ fn give_back(buf: Vec<u8>) {
     Scratch::Read.give_back(buf);
 }
 
+/// Whether `bytes` are UTF-8 but maybe for a character cut at the end (a fragment's).
+fn utf8_so_far(bytes: &[u8]) -> bool {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none(),
+    }
+}
+
 fn whole(bytes: Vec<u8>, text: bool) -> Result<Event, Fault> {
     if !text {
         return Ok(Event::Binary);
@@ -299,7 +320,15 @@ fn close(payload: &[u8]) -> Result<Event, Fault> {
         [_] => Err(Fault::Protocol("a close frame with a one-byte body")),
         [a, b, reason @ ..] => {
             std::str::from_utf8(reason).map_err(|_| Fault::InvalidUtf8)?;
-            Ok(Event::Close(Some(u16::from_be_bytes([*a, *b]))))
+            let code = u16::from_be_bytes([*a, *b]);
+            // RFC 6455, 7.4: a code no endpoint may send (0-999, 1004-1006, 1014-2999,
+            // 5000 and up) fails the connection rather than being echoed back.
+            if !CloseCode::from(code).is_allowed() {
+                return Err(Fault::Protocol(
+                    "a close frame with a code no endpoint may send",
+                ));
+            }
+            Ok(Event::Close(Some(code)))
         }
     }
 }

@@ -18,6 +18,8 @@
 //! worker thread's buffers lent for a pass, one write per room-mate per pass) is in
 //! docs/architecture.md and docs/benchmarks.md.
 
+#[cfg(test)]
+mod differential;
 pub(crate) mod frame;
 pub mod link;
 mod scratch;
