@@ -441,7 +441,7 @@ async fn the_suite_helper_speaks_tls_exactly_when_asked() {
     server.stop().await.unwrap();
 }
 
-/// One address holding silent sockets on the HTTPS port (no ClientHello) costs only that
+/// One address holding silent sockets on the HTTPS port (no `ClientHello`) costs only that
 /// address: past `--max-handshakes-per-ip` its new sockets are closed at once (counted in
 /// `/metrics`), the listener keeps accepting, and another address is served meanwhile.
 #[tokio::test]
