@@ -27,7 +27,6 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures_util::SinkExt as _;
-use meshcall::socket::send_within;
 use rand::RngExt as _;
 use serde_json::Value;
 use tokio::{sync::mpsc, task::JoinHandle};
@@ -363,6 +362,30 @@ fn read_failed(e: &axum::Error) -> End {
         _ => {
             tracing::debug!(error = %e, "read failed");
             End::Dropped
+        }
+    }
+}
+
+/// Writes one frame; `false` if the socket failed or accepted nothing for `timeout` (a
+/// stalled peer), either of which ends the connection; `conn` names it in the logs.
+async fn send_within(
+    socket: &mut WebSocket,
+    frame: Message,
+    timeout: Duration,
+    conn: &str,
+) -> bool {
+    match tokio::time::timeout(timeout, socket.send(frame)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::debug!(conn_id = conn, error = %e, "write failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(
+                conn_id = conn,
+                "socket stalled past the send timeout; dropping it"
+            );
+            false
         }
     }
 }

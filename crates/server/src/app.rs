@@ -5,18 +5,17 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use axum::{
     Router,
-    extract::{ConnectInfo, FromRequestParts, Request, State, WebSocketUpgrade},
-    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
+    extract::{ConnectInfo, FromRequestParts, Request, State},
+    http::{HeaderMap, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
     routing::get,
 };
-use hyper::upgrade::OnUpgrade;
 use meshcall_core::{MemoryStore, ResumeKey, Signalling};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    direct, limits::Limits, metrics::Metrics, pusher::ChannelPusher, security, settings::Settings,
-    socket, web,
+    limits::Limits, metrics::Metrics, pusher::ChannelPusher, security, settings::Settings,
+    socket::upgrade, web,
 };
 
 /// The core as the server runs it: memory store, channel pusher.
@@ -110,25 +109,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     }
 }
 
-async fn ws(State(state): State<AppState>, Peer(peer): Peer, req: Request) -> Response {
-    // Plain HTTP serves the socket directly (crate::direct); HTTPS through axum's WebSocket.
-    let (mut parts, body) = req.into_parts();
-    let upgrade = if state.settings.tls.enabled() {
-        match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
-            Ok(upgrade) => Upgrade::Axum(upgrade),
-            Err(rejection) => return rejection.into_response(),
-        }
-    } else {
-        let mut req = Request::from_parts(parts, body);
-        match direct::handshake(&mut req) {
-            Ok((upgrade, accept)) => {
-                parts = req.into_parts().0;
-                Upgrade::Direct(upgrade, accept)
-            }
-            Err(response) => return response,
-        }
+async fn ws(State(state): State<AppState>, Peer(peer): Peer, mut req: Request) -> Response {
+    let (upgrade, accept) = match upgrade::handshake(&mut req) {
+        Ok(checked) => checked,
+        Err(response) => return response,
     };
-    let headers = &parts.headers;
+    let headers = req.headers();
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
@@ -151,28 +137,7 @@ async fn ws(State(state): State<AppState>, Peer(peer): Peer, req: Request) -> Re
                 .into_response();
         }
     };
-    let upgrade = match upgrade {
-        Upgrade::Direct(upgrade, accept) => {
-            return direct::switch(state, upgrade, accept, admission);
-        }
-        Upgrade::Axum(upgrade) => upgrade,
-    };
-    let s = &state.settings;
-    upgrade
-        .read_buffer_size(s.read_buffer_bytes)
-        .write_buffer_size(0)
-        .max_message_size(s.max_message_bytes)
-        .max_frame_size(s.max_message_bytes)
-        .on_upgrade(move |ws| {
-            let tracker = state.tracker.clone();
-            tracker.track_future(socket::serve(state, ws, admission))
-        })
-}
-
-/// A WebSocket upgrade, checked, not yet answered.
-enum Upgrade {
-    Direct(OnUpgrade, HeaderValue),
-    Axum(WebSocketUpgrade),
+    upgrade::switch(state, upgrade, accept, admission)
 }
 
 fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {

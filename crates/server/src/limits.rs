@@ -77,6 +77,12 @@ pub struct LimitArgs {
     )]
     pub max_joins_per_minute_per_ip: u32,
 
+    /// Most TLS handshakes in progress at once from one client address (an IPv6 /64); a
+    /// connection past it is closed at once, so sockets held open without a handshake
+    /// cost only their own address (0: no limit; a `--trust-proxy` address has none).
+    #[arg(long, env = "MESHCALL_MAX_HANDSHAKES_PER_IP", default_value_t = 256)]
+    pub max_handshakes_per_ip: usize,
+
     /// Close a connection this old with 1001; the app moves to a fresh socket before (0:
     /// no limit).
     #[arg(long, env = "MESHCALL_MAX_CONNECTION_AGE", default_value = "24h",
@@ -99,6 +105,7 @@ impl Default for LimitArgs {
             max_connections: 10_000,
             max_connections_per_ip: 32,
             max_joins_per_minute_per_ip: 60,
+            max_handshakes_per_ip: 256,
             max_connection_age: Duration::from_hours(24),
             trust_proxy: Vec::new(),
         }
@@ -244,15 +251,21 @@ pub enum Limit {
     JoinsPerIp,
     /// `--max-connection-age`.
     ConnectionAge,
+    /// TLS handshakes in progress, in all ([`MAX_HANDSHAKES`]).
+    Handshakes,
+    /// `--max-handshakes-per-ip`.
+    HandshakesPerIp,
 }
 
 impl Limit {
     /// Every limit, in a stable order.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 6] = [
         Self::Connections,
         Self::ConnectionsPerIp,
         Self::JoinsPerIp,
         Self::ConnectionAge,
+        Self::Handshakes,
+        Self::HandshakesPerIp,
     ];
 
     /// The metric label.
@@ -262,6 +275,8 @@ impl Limit {
             Self::ConnectionsPerIp => "connections_per_ip",
             Self::JoinsPerIp => "joins_per_ip",
             Self::ConnectionAge => "connection_age",
+            Self::Handshakes => "handshakes",
+            Self::HandshakesPerIp => "handshakes_per_ip",
         }
     }
 }
@@ -357,6 +372,11 @@ struct Sources {
     sweep_at: usize,
 }
 
+/// TLS handshakes in progress at once, in all: past this a new connection is closed at
+/// once (the listener never waits for a slot). With the default
+/// `--max-handshakes-per-ip` it takes 16 addresses flooding together to reach it.
+pub const MAX_HANDSHAKES: usize = 4096;
+
 /// The limits' shared state. One per server; cheap to share in an `Arc`.
 #[derive(Debug)]
 pub struct Limits {
@@ -366,6 +386,8 @@ pub struct Limits {
     open: AtomicUsize,
     sources: Mutex<Sources>,
     logged: Mutex<HashMap<(Limit, Source), u64>>,
+    /// Handshakes in progress: per source, and in all.
+    handshakes: Mutex<(HashMap<Source, usize>, usize)>,
 }
 
 impl Limits {
@@ -381,7 +403,45 @@ impl Limits {
                 sweep_at: 1024,
             }),
             logged: Mutex::new(HashMap::new()),
+            handshakes: Mutex::new((HashMap::new(), 0)),
         }
+    }
+
+    /// Takes a place for a TLS handshake from `peer` (the socket's address: no header has
+    /// been read yet), or refuses it (counted and logged) when [`MAX_HANDSHAKES`] are in
+    /// progress, or `--max-handshakes-per-ip` from its source. Never waits. The place
+    /// is held until the returned [`Handshake`] is dropped.
+    pub fn begin_handshake(self: &Arc<Self>, peer: IpAddr, now: Instant) -> Option<Handshake> {
+        let source = Source::of(peer);
+        let exempt = self.args.trust_proxy.iter().any(|p| p.contains(peer));
+        let refused = {
+            let mut guard = self
+                .handshakes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let (per_source, total) = &mut *guard;
+            let mine = per_source.get(&source).copied().unwrap_or(0);
+            if *total >= MAX_HANDSHAKES {
+                Some(Limit::Handshakes)
+            } else if !exempt
+                && self.args.max_handshakes_per_ip > 0
+                && mine >= self.args.max_handshakes_per_ip
+            {
+                Some(Limit::HandshakesPerIp)
+            } else {
+                *per_source.entry(source).or_insert(0) += 1;
+                *total += 1;
+                None
+            }
+        };
+        if let Some(limit) = refused {
+            self.hit(limit, source, now, false);
+            return None;
+        }
+        Some(Handshake {
+            limits: self.clone(),
+            source,
+        })
     }
 
     /// The flags these limits were built from.
@@ -532,6 +592,32 @@ impl Limits {
 
     fn lock_sources(&self) -> std::sync::MutexGuard<'_, Sources> {
         self.sources.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A TLS handshake's place under the limits; dropping it frees the place.
+#[derive(Debug)]
+pub struct Handshake {
+    limits: Arc<Limits>,
+    source: Source,
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        let mut guard = self
+            .limits
+            .handshakes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (per_source, total) = &mut *guard;
+        *total -= 1;
+        if let Some(n) = per_source.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                per_source.remove(&self.source);
+                shrink_if_sparse(per_source);
+            }
+        }
     }
 }
 

@@ -1,7 +1,10 @@
 //! HTTPS built in: the `--tls-*`, `--acme-*`, `--redirect-http` and `--state-dir` flags
-//! ([`TlsArgs`]), and the listener that turns accepted TCP sockets into TLS streams for
-//! axum ([`TlsListener`]). The router, the sockets and the core never know whether a
-//! connection came over TLS.
+//! ([`TlsArgs`]), and [`Tls`], the certificate and the handshake the listener
+//! (`crate::listen`) runs on each connection. The router and the core never know whether
+//! a connection came over TLS; the WebSocket loop (`crate::socket`) carries the session.
+//!
+//! [`session`] holds a connection's TLS state as rustls's unbuffered, sans-IO connection,
+//! so that the caller owns every buffer; [`stream`] makes it a byte stream for hyper.
 //!
 //! Three ways to get a certificate, one at a time:
 //!
@@ -20,6 +23,8 @@ pub mod acme;
 pub mod files;
 pub mod redirect;
 pub mod self_signed;
+pub mod session;
+pub mod stream;
 
 use std::{
     net::SocketAddr,
@@ -36,22 +41,17 @@ use rustls::{
     server::{ClientHello, ResolvesServerCert},
     sign::CertifiedKey,
 };
-use tokio::{
-    io::AsyncWriteExt as _,
-    net::{TcpListener, TcpStream},
-    sync::{Semaphore, mpsc},
-};
-use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor, server::TlsStream};
+use tokio::{io::AsyncWriteExt as _, net::TcpStream};
 use tokio_util::sync::CancellationToken;
+
+use session::Session;
+use stream::TlsStream;
 
 /// Let's Encrypt's production directory, the default `--acme-directory`.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
-/// A TLS handshake that takes longer than this is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Handshakes in progress at once; further accepted sockets wait for a slot.
-const MAX_HANDSHAKES: usize = 1024;
+/// The ALPN protocol of ACME's TLS-ALPN-01 validation (RFC 8737).
+const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 /// The HTTPS flags, flattened into [`Settings`](crate::Settings).
 #[derive(Debug, Clone, Default, Args)]
@@ -162,17 +162,24 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A server config that presents whatever `resolver` holds, speaking HTTP/1.1.
+/// A server config that presents whatever `resolver` holds, speaking HTTP/1.1 (and, with
+/// `acme`, answering TLS-ALPN-01 validations, which ask for `acme-tls/1` alone).
 ///
 /// # Errors
 /// If the provider supports no safe protocol version (it does).
-pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> anyhow::Result<Arc<ServerConfig>> {
+pub fn server_config(
+    resolver: Arc<dyn ResolvesServerCert>,
+    acme: bool,
+) -> anyhow::Result<Arc<ServerConfig>> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .context("choosing TLS versions")?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if acme {
+        config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+    }
     Ok(Arc::new(config))
 }
 
@@ -215,53 +222,12 @@ pub fn fingerprint(der: &[u8]) -> String {
         .join(":")
 }
 
-/// How an accepted socket becomes TLS.
-#[derive(Clone)]
-enum Handshake {
-    /// One config for every connection (self-signed or files).
-    Fixed(TlsAcceptor),
-    /// ACME: TLS-ALPN-01 validation connections get the challenge certificate and are
-    /// closed; the others get the issued one.
-    Acme {
-        challenge: Arc<ServerConfig>,
-        default: Arc<ServerConfig>,
-    },
-}
-
-impl std::fmt::Debug for Handshake {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Fixed(_) => "Handshake::Fixed",
-            Self::Acme { .. } => "Handshake::Acme",
-        })
-    }
-}
-
-impl Handshake {
-    /// Runs the handshake; `None` for a connection that was only an ACME validation.
-    async fn run(&self, tcp: TcpStream) -> std::io::Result<Option<TlsStream<TcpStream>>> {
-        match self {
-            Self::Fixed(acceptor) => acceptor.accept(tcp).await.map(Some),
-            Self::Acme { challenge, default } => {
-                let start =
-                    LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
-                if rustls_acme::is_tls_alpn_challenge(&start.client_hello()) {
-                    tracing::info!("answering an ACME TLS-ALPN-01 validation");
-                    let mut tls = start.into_stream(challenge.clone()).await?;
-                    tls.shutdown().await?;
-                    Ok(None)
-                } else {
-                    start.into_stream(default.clone()).await.map(Some)
-                }
-            }
-        }
-    }
-}
-
-/// HTTPS as `run` serves it: how to handshake, and what to tell the operator.
+/// HTTPS as the listener serves it: the server config (its certificate kept current by
+/// the mode's own task) and whether ACME validations may come.
 #[derive(Debug)]
 pub struct Tls {
-    handshake: Handshake,
+    config: Arc<ServerConfig>,
+    acme: bool,
 }
 
 impl Tls {
@@ -276,7 +242,7 @@ impl Tls {
         local: SocketAddr,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Option<Self>> {
-        let handshake = if args.tls_self_signed {
+        let (resolver, acme): (Arc<dyn ResolvesServerCert>, bool) = if args.tls_self_signed {
             let dir = args.state_dir()?;
             let names = self_signed::Names::of_this_host(&args.tls_hostname);
             let made = tokio::task::spawn_blocking(move || {
@@ -285,9 +251,7 @@ impl Tls {
             .await
             .context("making the self-signed certificate")??;
             made.announce(local);
-            Handshake::Fixed(TlsAcceptor::from(server_config(Arc::new(
-                CurrentCert::new(made.certified_key()?),
-            ))?))
+            (Arc::new(CurrentCert::new(made.certified_key()?)), false)
         } else if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
             let files = files::CertFiles::new(cert.clone(), key.clone());
             let current = Arc::new(files.load().await?);
@@ -304,115 +268,62 @@ impl Tls {
                 args.tls_watch_interval,
                 shutdown.clone(),
             ));
-            Handshake::Fixed(TlsAcceptor::from(server_config(resolver)?))
+            (resolver, false)
         } else if !args.acme_domain.is_empty() {
-            let acme = acme::start(args, &args.state_dir()?.join("acme"), shutdown).await?;
-            Handshake::Acme {
-                challenge: acme.challenge,
-                default: acme.default,
-            }
+            let resolver = acme::start(args, &args.state_dir()?.join("acme"), shutdown).await?;
+            (resolver, true)
         } else {
             return Ok(None);
         };
-        Ok(Some(Self { handshake }))
+        Ok(Some(Self {
+            config: server_config(resolver, acme)?,
+            acme,
+        }))
     }
 
-    /// The listener axum serves: accepts on `listener` (`TCP_NODELAY` on), handshakes in
-    /// the background (at most [`MAX_HANDSHAKES`] at once, each within
-    /// [`HANDSHAKE_TIMEOUT`]), and yields finished TLS streams. The background task ends
-    /// when the returned listener is dropped.
+    /// Runs the handshake on `tcp` (no time limit: the listener sets one): the stream, or
+    /// `None` for a connection that was only an ACME validation (answered and closed).
     ///
     /// # Errors
-    /// If the listener's address cannot be read.
-    pub fn listener(self, listener: TcpListener) -> anyhow::Result<TlsListener> {
-        let local = listener.local_addr().context("reading the bound address")?;
-        let (ready, rx) = mpsc::channel(64);
-        let accept = tokio::spawn(accept_loop(listener, self.handshake, ready));
-        Ok(TlsListener {
-            local,
-            ready: rx,
-            accept: accept.abort_handle(),
+    /// If the socket fails or the handshake is refused.
+    pub async fn accept(&self, mut tcp: TcpStream) -> std::io::Result<Option<TlsStream>> {
+        let (session, accepted) = Session::accept(self.config.clone(), &mut tcp).await?;
+        let acme = self.acme && session.alpn_protocol() == Some(ACME_TLS_ALPN);
+        let mut stream = TlsStream::new(tcp, session, accepted);
+        if acme {
+            tracing::info!("answered an ACME TLS-ALPN-01 validation");
+            stream.shutdown().await?;
+            return Ok(None);
+        }
+        Ok(Some(stream))
+    }
+}
+
+/// What the first byte a client sends on the HTTPS port says it speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstBytes {
+    /// A TLS record (a ClientHello): handshake.
+    Tls,
+    /// Anything else: most likely plain HTTP (an `http://` URL with the HTTPS port).
+    Other,
+}
+
+impl FirstBytes {
+    /// Waits for the client's first byte, without taking it from the socket.
+    ///
+    /// # Errors
+    /// If the socket fails or closes first.
+    pub async fn of(tcp: &TcpStream) -> std::io::Result<Self> {
+        let mut first = [0u8; 1];
+        if tcp.peek(&mut first).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        // 22: the handshake content type every TLS connection starts with.
+        Ok(if first[0] == 22 {
+            Self::Tls
+        } else {
+            Self::Other
         })
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    handshake: Handshake,
-    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-) {
-    let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let (tcp, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) if is_connection_error(&e) => continue,
-            Err(e) => {
-                // Out of file descriptors and the like: wait a little, as axum does.
-                tracing::error!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        // As on plain HTTP: a frame is written whole and at once, so Nagle only delays it.
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "could not set TCP_NODELAY");
-        }
-        let handshake = handshake.clone();
-        let ready = ready.clone();
-        tokio::spawn(async move {
-            let done = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake.run(tcp)).await;
-            drop(slot);
-            match done {
-                Ok(Ok(Some(tls))) => {
-                    let _ = ready.send((tls, peer)).await;
-                }
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!("TLS handshake timed out"),
-            }
-        });
-    }
-}
-
-fn is_connection_error(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    matches!(
-        e.kind(),
-        ConnectionRefused | ConnectionAborted | ConnectionReset
-    )
-}
-
-/// Finished TLS connections, for `axum::serve`.
-#[derive(Debug)]
-pub struct TlsListener {
-    local: SocketAddr,
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    accept: tokio::task::AbortHandle,
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(accepted) => accepted,
-            // The accept loop only ends when this listener is dropped.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
     }
 }
 

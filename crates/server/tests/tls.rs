@@ -440,3 +440,99 @@ async fn the_suite_helper_speaks_tls_exactly_when_asked() {
     }
     server.stop().await.unwrap();
 }
+
+/// One address holding silent sockets on the HTTPS port (no `ClientHello`) costs only that
+/// address: past `--max-handshakes-per-ip` its new sockets are closed at once (counted in
+/// `/metrics`), the listener keeps accepting, and another address is served meanwhile.
+#[tokio::test]
+async fn silent_sockets_from_one_address_cost_only_that_address() {
+    const PER_IP: usize = 8;
+    const FLOOD: usize = 40;
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().to_str().unwrap();
+    let per_ip = PER_IP.to_string();
+    let (addr, shutdown, handle) = start(&[
+        "--tls-self-signed",
+        "--state-dir",
+        dir,
+        "--max-handshakes-per-ip",
+        &per_ip,
+    ])
+    .await;
+    let pem = wait_file(&state.path().join("tls").join(self_signed::CERT_FILE)).await;
+    let trust = client_trusting(&pem);
+
+    // The flood, from 127.0.0.2 (loopback, another address), one socket after another so
+    // the server accepts them in this order.
+    let mut flood = Vec::new();
+    for _ in 0..FLOOD {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from(([127, 0, 0, 2], 0))).unwrap();
+        flood.push(
+            tokio::time::timeout(WAIT, socket.connect(addr))
+                .await
+                .expect("connect timed out")
+                .unwrap(),
+        );
+    }
+    // Everyone else is served while the flood holds its places.
+    let (status, _, body) = https_get(addr, &trust, "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let mut b = wss(addr, &trust).await;
+    pong(&mut b).await;
+
+    // Past its share, the flood's sockets were closed at once: well before the 10 s
+    // handshake timeout that ends the ones holding a place.
+    for (i, socket) in flood.iter_mut().enumerate().skip(PER_IP) {
+        use tokio::io::AsyncReadExt as _;
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(3), socket.read(&mut byte))
+            .await
+            .unwrap_or_else(|_| panic!("flood socket {i} still open past the per-address bound"));
+        assert!(matches!(read, Ok(0) | Err(_)), "socket {i}: {read:?}");
+    }
+    // Those holding a place are still waiting for their handshake.
+    for (i, socket) in flood.iter().take(PER_IP).enumerate() {
+        let mut byte = [0u8; 1];
+        let read = socket.try_read(&mut byte);
+        assert!(
+            matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "socket {i} (within the bound) should be open: {read:?}"
+        );
+    }
+    let (_, _, metrics) = https_get(addr, &trust, "/metrics").await;
+    let refused = format!(
+        "meshcall_limit_hits_total{{limit=\"handshakes_per_ip\"}} {}",
+        FLOOD - PER_IP
+    );
+    assert!(metrics.contains(&refused), "want {refused} in\n{metrics}");
+
+    drop(flood);
+    shutdown.cancel();
+    handle.await.unwrap().unwrap();
+}
+
+/// An `http://` URL with the HTTPS port (a plain request where TLS is expected) is
+/// redirected to `https://`, not answered with bytes a browser shows as an error.
+#[tokio::test]
+async fn a_plain_request_on_the_https_port_is_redirected() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().to_str().unwrap();
+    let (addr, shutdown, handle) = start(&["--tls-self-signed", "--state-dir", dir]).await;
+    wait_file(&state.path().join("tls").join(self_signed::CERT_FILE)).await;
+    let port = addr.port();
+    let response = raw_request(
+        addr,
+        &format!("GET /r/team?x=1 HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 308"), "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains(&format!(
+            "location: https://localhost:{port}/r/team?x=1\r\n"
+        )),
+        "{response}"
+    );
+    shutdown.cancel();
+    handle.await.unwrap().unwrap();
+}

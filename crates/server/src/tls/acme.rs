@@ -2,8 +2,8 @@
 //! obtained and renewed by the server itself with crate `rustls-acme`.
 //!
 //! The CA validates with TLS-ALPN-01 on the port meshcall already serves (it must be
-//! reachable as 443): the listener hands a validation handshake (ALPN `acme-tls/1`) the
-//! challenge certificate and closes it. The account key and certificates are cached in
+//! reachable as 443): the resolver hands a validation handshake (ALPN `acme-tls/1` alone)
+//! the challenge certificate, and the listener closes it after the handshake. The account key and certificates are cached in
 //! `<state-dir>/acme/` (mode 0700: the cached certificate file holds its key), so a restart
 //! serves the cached certificate at once. A certificate is renewed when two thirds of its
 //! lifetime have passed; a failed order is retried with growing pauses.
@@ -13,26 +13,18 @@ use std::{path::Path, sync::Arc};
 use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use rustls::{
-    ClientConfig, RootCertStore, ServerConfig, pki_types::CertificateDer,
-    pki_types::pem::PemObject as _,
+    ClientConfig, RootCertStore, pki_types::CertificateDer, pki_types::pem::PemObject as _,
+    server::ResolvesServerCert,
 };
 use rustls_acme::{AcmeConfig, caches::DirCache};
 use tokio_util::sync::CancellationToken;
 
 use super::TlsArgs;
 
-/// The two server configs the listener chooses between.
-#[derive(Debug)]
-pub struct Acme {
-    /// For TLS-ALPN-01 validation connections.
-    pub challenge: Arc<ServerConfig>,
-    /// For everyone else: the issued certificate (no handshake succeeds before the first
-    /// one is issued or loaded from the cache).
-    pub default: Arc<ServerConfig>,
-}
-
 /// Starts the ACME driver for `args.acme_domain`, caching in `cache_dir`; it runs until
-/// `shutdown`.
+/// `shutdown`. The resolver it returns presents the challenge certificate to validations
+/// and the issued one to everyone else (no handshake succeeds before the first one is
+/// issued or loaded from the cache).
 ///
 /// # Errors
 /// If the cache directory cannot be created or `--acme-directory-ca` cannot be read.
@@ -40,7 +32,7 @@ pub async fn start(
     args: &TlsArgs,
     cache_dir: &Path,
     shutdown: &CancellationToken,
-) -> anyhow::Result<Acme> {
+) -> anyhow::Result<Arc<dyn ResolvesServerCert>> {
     super::create_private_dir(cache_dir)?;
     let config = match &args.acme_directory_ca {
         Some(ca) => AcmeConfig::new_with_client_config(&args.acme_domain, client_config(ca).await?),
@@ -52,8 +44,7 @@ pub async fn start(
         .directory(&args.acme_directory)
         .cache(DirCache::new(cache_dir.to_path_buf()))
         .state();
-    let challenge = state.challenge_rustls_config_with_provider(super::provider());
-    let default = super::server_config(state.resolver())?;
+    let resolver = state.resolver();
     tracing::info!(
         domains = ?args.acme_domain,
         directory = %args.acme_directory,
@@ -76,7 +67,7 @@ pub async fn start(
             }
         }
     });
-    Ok(Acme { challenge, default })
+    Ok(resolver)
 }
 
 /// A client config for the ACME directory that trusts only the CA in `ca` (PEM).

@@ -26,11 +26,16 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, https_port, "redirecting plain HTTP to https");
-    let router = Router::new().fallback(redirect).with_state(https_port);
-    axum::serve(listener, router)
+    axum::serve(listener, router(https_port))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .context("serving the HTTP redirect")
+}
+
+/// Every request redirected to https on port `https_port`: `--redirect-http`'s app, and
+/// what a plain-HTTP request to the HTTPS port gets.
+pub fn router(https_port: u16) -> Router {
+    Router::new().fallback(redirect).with_state(https_port)
 }
 
 async fn redirect(State(https_port): State<u16>, request: Request) -> Response {

@@ -4,15 +4,14 @@
 //! Headers are parsed by tungstenite's [`FrameHeader`]; the rules a server must enforce on
 //! what a client sends (masking, control frames, fragments, UTF-8, the size limit) are here.
 
-use std::{
-    cell::Cell,
-    io::{self, Cursor},
-};
+use std::io::{self, Cursor};
 
 use tokio::{io::Interest, net::TcpStream};
+
+use super::scratch::Scratch;
 use tungstenite::protocol::frame::{
     FrameHeader,
-    coding::{Control, Data, OpCode},
+    coding::{CloseCode, Control, Data, OpCode},
 };
 
 /// Something the client sent.
@@ -45,18 +44,13 @@ pub(crate) enum Fault {
 const MAX_HEADER: usize = 14;
 
 /// How much one read may take: a busy connection's frames come several to a system call.
-/// The buffer read into is the worker thread's ([`SCRATCH`]), lent for one pass.
-const READ_AT_ONCE: usize = 64 * 1024;
+/// The buffer read into is the worker thread's ([`Scratch::Read`]), lent for one pass.
+const READ_AT_ONCE: usize = super::scratch::LENT;
 
 /// A frame in progress up to this size moves into the lent buffer for the next read; a
 /// larger one is read into its own buffer, the rest of the frame only (so a client dribbling
 /// a large frame does not make the server copy it over and over).
 const MOVE_AT_MOST: usize = 4 * 1024;
-
-thread_local! {
-    /// Each worker thread's read buffer, lent to one connection at a time.
-    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-}
 
 /// Reads a client's frames. Between passes ([`Reader::settle`]) it holds only the bytes of
 /// a frame not yet complete (and the fragments of a message not yet complete): between
@@ -89,6 +83,19 @@ impl Reader {
 
     /// Takes bytes read elsewhere (what hyper read past the upgrade request).
     pub(crate) fn take(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Takes bytes decrypted in this pass (TLS), into the lent buffer as [`Reader::read_from`]
+    /// reads; [`Reader::settle`] ends the pass.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
+        if !self.lent {
+            let mut lent = borrow();
+            lent.extend_from_slice(&self.buf[self.start..]);
+            self.buf = lent;
+            self.start = 0;
+            self.lent = true;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
@@ -210,17 +217,25 @@ impl Reader {
                 OpCode::Control(Control::Pong) => Some(Ok(Event::Pong)),
                 OpCode::Control(Control::Close) => Some(close(payload)),
                 OpCode::Data(Data::Continue) => {
-                    let (bytes, _) = self.message.as_mut().expect("checked: a message is open");
+                    let (bytes, text) = self.message.as_mut().expect("checked: a message is open");
                     bytes.extend_from_slice(payload);
-                    header.is_final.then(|| {
+                    if header.is_final {
                         let (bytes, text) = self.message.take().expect("open");
-                        whole(bytes, text)
-                    })
+                        Some(whole(bytes, text))
+                    } else if *text && !utf8_so_far(bytes) {
+                        Some(Err(Fault::InvalidUtf8))
+                    } else {
+                        None
+                    }
                 }
                 OpCode::Data(data) => {
                     let text = data == Data::Text;
                     if header.is_final {
                         Some(whole(payload.to_vec(), text))
+                    } else if text && !utf8_so_far(payload) {
+                        // As tungstenite does: a text message fails at its first fragment
+                        // that cannot begin valid UTF-8, not only once it is whole.
+                        Some(Err(Fault::InvalidUtf8))
                     } else {
                         self.message = Some((payload.to_vec(), text));
                         None
@@ -237,6 +252,11 @@ impl Reader {
 
     /// The rules on a client frame, checked from its header alone.
     fn check(&self, header: &FrameHeader, len: u64) -> Result<(), Fault> {
+        // The size first, as tungstenite checks it (socket/differential.rs holds the two
+        // readers to the same answers).
+        if len > self.max as u64 {
+            return Err(Fault::TooLarge);
+        }
         if header.mask.is_none() {
             return Err(Fault::Protocol("client frames must be masked"));
         }
@@ -270,19 +290,18 @@ impl Reader {
 
 /// The thread's read buffer (a new one if it is lent out already).
 fn borrow() -> Vec<u8> {
-    let buf = SCRATCH.take();
-    if buf.capacity() >= READ_AT_ONCE {
-        buf
-    } else {
-        Vec::with_capacity(READ_AT_ONCE)
-    }
+    Scratch::Read.borrow()
 }
 
-/// Gives a lent buffer back to the thread; one grown far past its size is freed instead.
-fn give_back(mut buf: Vec<u8>) {
-    if buf.capacity() <= 2 * READ_AT_ONCE {
-        buf.clear();
-        SCRATCH.set(buf);
+fn give_back(buf: Vec<u8>) {
+    Scratch::Read.give_back(buf);
+}
+
+/// Whether `bytes` are UTF-8 but maybe for a character cut at the end (a fragment's).
+fn utf8_so_far(bytes: &[u8]) -> bool {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none(),
     }
 }
 
@@ -301,7 +320,15 @@ fn close(payload: &[u8]) -> Result<Event, Fault> {
         [_] => Err(Fault::Protocol("a close frame with a one-byte body")),
         [a, b, reason @ ..] => {
             std::str::from_utf8(reason).map_err(|_| Fault::InvalidUtf8)?;
-            Ok(Event::Close(Some(u16::from_be_bytes([*a, *b]))))
+            let code = u16::from_be_bytes([*a, *b]);
+            // RFC 6455, 7.4: a code no endpoint may send (0-999, 1004-1006, 1014-2999,
+            // 5000 and up) fails the connection rather than being echoed back.
+            if !CloseCode::from(code).is_allowed() {
+                return Err(Fault::Protocol(
+                    "a close frame with a code no endpoint may send",
+                ));
+            }
+            Ok(Event::Close(Some(code)))
         }
     }
 }
