@@ -8,13 +8,16 @@
 //   allocation for every connection id, and, once the call ends, relayed traffic;
 // - wrong secret (the negative control): coturn refuses every allocation (its log says
 //   so), no peer connects and no frame arrives within 15 s, and both pages say `peerFailed`
-//   (the app's 20 s connect timeout).
+//   (the app's 20 s connect timeout);
+// - Firefox too: a 2-person Firefox call through the same coturn, relayed media flowing,
+//   the badge on both tiles.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from './lib/server.js';
 import { startCoturn } from './lib/coturn.js';
-import { launchBrowser, pollUntil, roomName, withCall, writeArtifact } from './lib/call.js';
+import { callBrowsers, launchBrowser, pollUntil, roomName, withCall, writeArtifact } from './lib/call.js';
+import { launchFirefox } from './lib/firefox.js';
 
 /** @type {import('playwright-core').Browser} */
 let browser;
@@ -205,6 +208,29 @@ test('3-person call with --force-relay: all media goes through coturn with per-j
   }, 15_000, () => `coturn "peer usage" over 10 kB each way in ${n - 1} sessions for each of ${ids.join(', ')}: ${JSON.stringify([...relayed])}\n--- coturn log tail ---\n${turn.tail(40)}`);
   const used = ids.flatMap(carried);
   console.log(`coturn relayed ${used.reduce((a, u) => a + u.rb, 0)} bytes from peers in ${used.length} sessions (least ${Math.min(...used.map((u) => Math.min(u.rb, u.sb)))} bytes one way)`);
+});
+
+test('Firefox, with --force-relay: a 2-person call through coturn', { timeout: 90_000, skip: !callBrowsers().includes('firefox') }, async () => {
+  const server = await meshcall(turn.secret);
+  const firefox = await launchFirefox();
+  try {
+    await withCall(firefox, server, roomName('turnff'), async (call) => {
+      await call.join('F0');
+      await call.join('F1');
+      await call.waitForMesh();
+      await call.waitForColours();
+      await call.waitForMediaFlow({ relayed: true });
+      for (const p of call.live) {
+        await call.waitFor(p, 'no "Relayed (TURN)" badge', (id) => {
+          const b = document.querySelector(`#grid .tile[data-peer="${id}"] .tile-relay`);
+          return b instanceof HTMLElement && !b.hidden;
+        }, call.others(p)[0].id, { timeout: 10_000, polling: 100 });
+      }
+      await call.assertNoErrors();
+    });
+  } finally {
+    await firefox.close();
+  }
 });
 
 test('negative control: a TURN secret coturn does not know: no connection, peerFailed', { timeout: 90_000 }, async () => {

@@ -52,6 +52,10 @@ export async function summarize(pc) {
       s.audioPackets += r.packetsReceived ?? 0;
     } else if (r.type === 'transport' && r.selectedCandidatePairId) {
       selected = report.get(r.selectedCandidatePairId) ?? selected;
+    } else if (r.type === 'candidate-pair' && r.selected === true) {
+      // Firefox: no transport stats; it marks the pair in use (after an ICE restart the
+      // nominated pair of the old generation can linger as succeeded).
+      selected = r;
     } else if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded' && !selected) {
       selected = r;
     }

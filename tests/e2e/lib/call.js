@@ -9,6 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
+import { launchFirefox } from './firefox.js';
 import { REPO, startServer } from './server.js';
 
 export const ARTIFACTS = path.join(REPO, 'artifacts/e2e');
@@ -40,23 +41,48 @@ export async function launchBrowser({ fakeUi = true, extraArgs = [] } = {}) {
 }
 
 /**
+ * What a Call joins participants with: Playwright's Chromium, or lib/firefox.js's adapter
+ * (the same methods, as far as the tests use them).
+ * @typedef {import('playwright-core').Browser | import('./firefox.js').FirefoxBrowser} AnyBrowser
+ */
+
+/** @param {AnyBrowser} b @returns {'chromium' | 'firefox'} */
+export function browserKind(b) {
+  return 'kind' in b && b.kind === 'firefox' ? 'firefox' : 'chromium';
+}
+
+/**
  * What most test files share: one meshcall server (started with `serverOpts`) and one
  * browser, made before the file's tests and closed after them. The tests read `.server`
  * and `.browser`. (Node runs top-level `before` hooks at once, side by side: another hook
  * of the file cannot count on them; what needs the server starts in the test.)
+ * With `firefox`, a Firefox too (`.firefox`), unless E2E_BROWSERS leaves it out.
  * @param {Parameters<typeof startServer>[0]} [serverOpts]
+ * @param {{ firefox?: boolean }} [o]
  */
-export function serverAndBrowser(serverOpts) {
-  const fx = /** @type {{ server: import('./server.js').Server, browser: import('playwright-core').Browser }} */ ({});
+export function serverAndBrowser(serverOpts, { firefox = false } = {}) {
+  const fx = /** @type {{ server: import('./server.js').Server, browser: import('playwright-core').Browser, firefox: import('./firefox.js').FirefoxBrowser }} */ ({});
   before(async () => {
     fx.server = await startServer(serverOpts);
     fx.browser = await launchBrowser();
+    if (firefox && callBrowsers().includes('firefox')) fx.firefox = await launchFirefox();
   });
   after(async () => {
+    await fx.firefox?.close();
     await fx.browser?.close();
     await fx.server?.stop();
   });
   return fx;
+}
+
+/**
+ * The browsers a file's call tests run in: Chromium, and Firefox too unless
+ * E2E_BROWSERS names only one (`E2E_BROWSERS=chromium ./scripts/e2e ...`).
+ * @returns {('chromium' | 'firefox')[]}
+ */
+export function callBrowsers() {
+  const want = (process.env.E2E_BROWSERS || 'chromium,firefox').split(',').map((s) => s.trim());
+  return /** @type {('chromium' | 'firefox')[]} */ (['chromium', 'firefox'].filter((k) => want.includes(k)));
 }
 
 // Camera colours, one per participant (hue of hsl(h,100%,50%)): red, green, blue, yellow,
@@ -91,7 +117,8 @@ export function colourMatches(got, want) {
  * does, or holds the camera's answer until the test calls `window.__releaseCamera()` (a slow
  * camera, or a permission prompt). The fake microphone (a beep) is kept.
  * @param {{ label: string, hue: number, altHue: number, screenHue: number, videoError: string | null,
- *   audioError: string | null, realScreen: boolean, holdCamera: boolean }} o
+ *   audioError: string | null, realScreen: boolean, holdCamera: boolean, realCamera: boolean }} o
+ *   realCamera: keep the browser's own fake camera (a y4m file given to Chromium, say)
  */
 function fakeMedia(o) {
   const md = navigator.mediaDevices;
@@ -133,7 +160,7 @@ function fakeMedia(o) {
     if (c && c.audio && o.audioError) throw fail(o.audioError);
     if (c && c.video && cameraReleased) await cameraReleased;
     const s = await realGum(c);
-    if (!c || !c.video) return s;
+    if (!c || !c.video || o.realCamera) return s;
     const real = s.getVideoTracks()[0];
     const settings = real.getSettings();
     const cameras = (await md.enumerateDevices()).filter((d) => d.kind === 'videoinput');
@@ -249,12 +276,13 @@ export async function pollUntil(fn, timeoutMs, what, every = 200) {
  * @property {string[]} console   console errors and uncaught exceptions
  * @property {string[]} pageErrors uncaught exceptions only
  * @property {boolean} closed
+ * @property {'chromium' | 'firefox'} kind  the browser it runs in
  */
 
 /** One room: participants join one at a time; helpers check what each of them sees. */
 export class Call {
   /**
-   * @param {import('playwright-core').Browser} browser
+   * @param {AnyBrowser} browser  where participants join, unless join's `browser` says
    * @param {import('./server.js').Server} server
    * @param {string} room
    */
@@ -282,25 +310,29 @@ export class Call {
    * @param {string} name
    * @param {{ hue?: number, viewport?: {width:number,height:number}, videoError?: string | null, audioError?: string | null,
    *   permissions?: string[], waitJoined?: boolean, url?: string, realScreen?: boolean, blockIce?: boolean,
- *   holdCamera?: boolean, setup?: (ctx: import('playwright-core').BrowserContext) => Promise<void> }} [opts]
- *   holdCamera: the camera answers once the page calls `window.__releaseCamera()`;
- *   setup: more set-up of the context before its page opens (init scripts, routes)
+   *   holdCamera?: boolean, setup?: (ctx: import('playwright-core').BrowserContext) => Promise<void>, browser?: AnyBrowser,
+   *   realCamera?: boolean }} [opts]
+   *   holdCamera: the camera answers once the page calls `window.__releaseCamera()`;
+   *   setup: more set-up of the context before its page opens (init scripts, routes);
+   *   browser: join from this browser instead of the call's (a mixed call);
+   *   realCamera: send the browser's own fake camera, not the coloured canvas
    * @returns {Promise<Participant>}
    */
   async join(name, opts = {}) {
     const hue = opts.hue ?? HUES[this.all.length % HUES.length];
-    const ctx = await this.browser.newContext({
+    const browser = opts.browser ?? this.browser;
+    const ctx = /** @type {import('playwright-core').BrowserContext} */ (await browser.newContext({
       viewport: opts.viewport ?? { width: 1280, height: 720 },
       ...(opts.permissions ? { permissions: opts.permissions } : {}),
-    });
+    }));
     // The app's test hooks (window.T, window.collectStats) are installed only when asked for.
     await ctx.addInitScript(() => { /** @type {any} */ (window).__meshcallTestHooks = true; });
-    await ctx.addInitScript(fakeMedia, { label: name, hue, altHue: SECOND_CAMERA_HUE, screenHue: SCREEN_HUE, videoError: opts.videoError ?? null, audioError: opts.audioError ?? null, realScreen: !!opts.realScreen, holdCamera: !!opts.holdCamera });
+    await ctx.addInitScript(fakeMedia, { label: name, hue, altHue: SECOND_CAMERA_HUE, screenHue: SCREEN_HUE, videoError: opts.videoError ?? null, audioError: opts.audioError ?? null, realScreen: !!opts.realScreen, holdCamera: !!opts.holdCamera, realCamera: !!opts.realCamera });
     if (opts.blockIce) await ctx.addInitScript(iceBlocker);
     await opts.setup?.(ctx);
     const page = await ctx.newPage();
     /** @type {Participant} */
-    const p = { name, hue, rgb: hueRgb(hue), ctx, page, id: '', t0: 0, console: [], pageErrors: [], closed: false };
+    const p = { name, hue, rgb: hueRgb(hue), ctx, page, id: '', t0: 0, console: [], pageErrors: [], closed: false, kind: browserKind(browser) };
     page.on('console', (m) => { if (m.type() === 'error') p.console.push(m.text()); });
     page.on('pageerror', (e) => { p.console.push(`uncaught: ${e.message}`); p.pageErrors.push(e.message); });
     this.all.push(p);
@@ -430,10 +462,11 @@ export class Call {
    * decoded frames and `packets` more audio packets per peer; the pair is loopback, not
    * relayed (with `relayed`: a relayed UDP pair, the TURN server being on 127.0.0.1 too).
    * `video` and `audio` say which senders are expected to send each (default: everyone).
+   * `pair`: the selected pair's pattern instead (links between namespaces, lib/netns.js).
    * @param {{ frames?: number, packets?: number, timeout?: number, relayed?: boolean,
-   *   video?: (sender: Participant) => boolean, audio?: (sender: Participant) => boolean }} [o]
+   *   video?: (sender: Participant) => boolean, audio?: (sender: Participant) => boolean, pair?: RegExp }} [o]
    */
-  async waitForMediaFlow({ frames = 30, packets = 50, timeout = 30_000, relayed = false, video = () => true, audio = () => true } = {}) {
+  async waitForMediaFlow({ frames = 30, packets = 50, timeout = 30_000, relayed = false, video = () => true, audio = () => true, pair: pairPattern } = {}) {
     await Promise.all(this.live.map(async (p) => {
       const senders = this.others(p);
       const ids = senders.map((q) => q.id);
@@ -453,7 +486,7 @@ export class Call {
         // Local side 127.0.0.1; remote 127.0.0.1, or no address at all when the remote is
         // peer-reflexive (learnt from a check that beat its trickled candidate: Chromium's
         // stats hide prflx addresses). Relayed: the same, both ends relay addresses over UDP.
-        const pair = relayed ? /^127\.0\.0\.1:\d+\/udp -> (127\.0\.0\.1)?:\d+\/udp$/ : /^127\.0\.0\.1:\d+\/\w+ -> (127\.0\.0\.1)?:\d+\//;
+        const pair = pairPattern ?? (relayed ? /^127\.0\.0\.1:\d+\/udp -> (127\.0\.0\.1)?:\d+\/udp$/ : /^127\.0\.0\.1:\d+\/\w+ -> (127\.0\.0\.1)?:\d+\//);
         if (!pair.test(s.pair ?? '')) {
           throw new Error(`${p.name}: selected pair to ${id} is not ${relayed ? 'relayed UDP' : 'loopback'}: ${s.pair}`);
         }
@@ -532,7 +565,7 @@ export class Call {
 /**
  * Run fn with a Call; on failure, attach every page's state and screenshots to the error.
  * @template T
- * @param {import('playwright-core').Browser} browser
+ * @param {AnyBrowser} browser
  * @param {import('./server.js').Server} server
  * @param {string} room
  * @param {(call: Call) => Promise<T>} fn
