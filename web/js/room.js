@@ -11,12 +11,13 @@
 //   `resumeFailed`: our id is gone, drop every peer; the fresh `joined` rebuilds the mesh.
 // - Local media changes are swapped into every peer; local state, chat and whether we are
 //   speaking go out on every data channel.
-// - Bandwidth: the upload budget is split over the N-1 outgoing video streams (see
-//   splitBudget and targetHeight; docs/web.md has the numbers), revisited when the mesh
-//   changes and every few seconds from each connection's availableOutgoingBitrate.
+// - Bandwidth: the upload budget (budget.js) is split over the N-1 outgoing video streams,
+//   revisited when the mesh changes and every few seconds from each connection's
+//   availableOutgoingBitrate; docs/web.md has the numbers.
 //
 // No DOM here: the page listens to the events.
 
+import { UploadBudget } from './budget.js';
 import { Emitter } from './emitter.js';
 import { Peer, describe } from './peer.js';
 import { MAX_CHAT_CHARS } from './protocol.js';
@@ -28,14 +29,6 @@ import { MAX_CHAT_CHARS } from './protocol.js';
 /** @typedef {import('./peerstats.js').PeerSummary} PeerSummary */
 /** @typedef {import('./early.js').Prelude} Prelude */
 
-/** Total upload for outgoing video, bits/s: fits a modest home uplink with room for audio. */
-export const VIDEO_BUDGET_BPS = 2_500_000;
-/** No single stream gets more than this, bits/s. */
-export const PER_PEER_MAX_BPS = 2_500_000;
-/** No stream is squeezed below this, bits/s (below it video is not worth sending). */
-export const PER_PEER_MIN_BPS = 150_000;
-/** Headroom over a connection's bandwidth estimate, so the estimate can still grow. */
-const ESTIMATE_HEADROOM = 1.25;
 const STATS_EVERY_MS = 5_000;
 /**
  * When someone joins, the others' streams get their smaller share this much later: changing
@@ -83,8 +76,7 @@ export class Room extends Emitter {
     this.peers = new Map();
     /** @type {Map<string, PeerState>} */
     this.states = new Map();
-    /** @type {Map<string, number>} */
-    this.estimates = new Map();
+    this.budget = new UploadBudget();
     /** @type {string | null} */
     this.selfId = null;
     /** @type {RTCIceServer[]} */
@@ -351,7 +343,7 @@ export class Room extends Emitter {
     this.told.delete(id);
     this.offerMade(id);
     this.states.delete(id);
-    this.estimates.delete(id);
+    this.budget.forget(id);
     this.emit('peerRemoved', id);
     void this.rebalance();
   }
@@ -364,7 +356,7 @@ export class Room extends Emitter {
     if (this.peers.size === 0) return;
     const all = await this.summaries();
     for (const [id, s] of Object.entries(all)) {
-      if (s.availableOutgoingBitrate !== null) this.estimates.set(id, s.availableOutgoingBitrate);
+      if (s.availableOutgoingBitrate !== null) this.budget.estimate(id, s.availableOutgoingBitrate);
     }
     await this.rebalance();
   }
@@ -377,62 +369,19 @@ export class Room extends Emitter {
   async rebalance(only) {
     const ids = [...this.peers.keys()];
     if (ids.length === 0) return;
-    const caps = ids.map((id) => {
-      const e = this.estimates.get(id);
-      return e === undefined ? Infinity : e * ESTIMATE_HEADROOM;
-    });
-    const rates = splitBudget(VIDEO_BUDGET_BPS, caps, PER_PEER_MIN_BPS, PER_PEER_MAX_BPS);
     const track = this.media.outgoing('video');
-    const screen = !!this.media.screenTrack;
-    const height = track?.getSettings().height ?? 720;
+    const limits = this.budget.limits(ids, { height: track?.getSettings().height ?? 720, screen: !!this.media.screenTrack });
     await Promise.all(
-      ids.map(async (id, i) => {
+      ids.map(async (id) => {
         const peer = this.peers.get(id);
-        if (!peer || (only !== undefined && id !== only)) return;
-        const target = screen ? 1080 : targetHeight(rates[i]);
-        const scale = Math.max(1, Math.round((height / target) * 100) / 100);
+        const limit = limits.get(id);
+        if (!peer || !limit || (only !== undefined && id !== only)) return;
         try {
-          await peer.setVideoLimits({ maxBitrate: rates[i], scaleResolutionDownBy: scale });
+          await peer.setVideoLimits(limit);
         } catch (err) {
           console.warn(`meshcall: limits for ${id}: ${describe(err)}`);
         }
       }),
     );
   }
-}
-
-/**
- * Split `budget` over streams, each limited by its own cap (what its path can carry),
- * fairly: the most constrained streams are served first and what they cannot use goes
- * to the rest ("water filling"). Every share is kept within [min, max].
- * @param {number} budget
- * @param {number[]} caps  per stream; Infinity when unknown
- * @param {number} min
- * @param {number} max
- * @returns {number[]} bits/s per stream, in the order of `caps`
- */
-export function splitBudget(budget, caps, min, max) {
-  const order = caps.map((c, i) => ({ c, i })).sort((a, b) => a.c - b.c);
-  const out = new Array(caps.length).fill(min);
-  let remaining = budget;
-  let left = caps.length;
-  for (const { c, i } of order) {
-    const fair = remaining / left;
-    const share = Math.max(min, Math.min(fair, c, max));
-    out[i] = Math.round(share);
-    remaining = Math.max(0, remaining - share);
-    left -= 1;
-  }
-  return out;
-}
-
-/**
- * The picture height worth sending at a bitrate (camera video, 30 fps, VP8/H.264-ish).
- * @param {number} bps
- */
-export function targetHeight(bps) {
-  if (bps >= 1_200_000) return 720;
-  if (bps >= 600_000) return 540;
-  if (bps >= 300_000) return 360;
-  return 240;
 }

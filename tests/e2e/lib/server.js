@@ -32,7 +32,7 @@ export function remember(proc) {
   return () => { live.delete(proc); };
 }
 
-const LISTENING = /meshcall listening( \(https\))? addr=127\.0\.0\.1:(\d+)/;
+const LISTENING = /meshcall listening( \(https\))? addr=[0-9.]+:(\d+)/;
 
 /**
  * A running meshcall server.
@@ -43,12 +43,13 @@ export class Server {
    * @param {number} port
    * @param {string[]} log  stderr lines, kept for failure reports
    * @param {boolean} [https]  the server speaks TLS (`--tls-self-signed`, `--tls-cert`)
+   * @param {string} [host]  the address it listens on
    */
-  constructor(proc, port, log, https = false) {
+  constructor(proc, port, log, https = false, host = '127.0.0.1') {
     this.proc = proc;
     this.port = port;
     this.log = log;
-    this.origin = `${https ? 'https' : 'http'}://127.0.0.1:${port}`;
+    this.origin = `${https ? 'https' : 'http'}://${host}:${port}`;
     this.exited = new Promise((resolve) => {
       if (proc.exitCode !== null || proc.signalCode !== null) resolve(undefined);
       else proc.once('exit', () => resolve(undefined));
@@ -101,15 +102,15 @@ export class Server {
 
 /**
  * Start meshcall and wait until it listens.
- * @param {{ port?: number, args?: string[], timeoutMs?: number, bin?: string }} [opts]  bin: another
- *   meshcall binary than BIN
+ * @param {{ port?: number, args?: string[], timeoutMs?: number, bin?: string, host?: string }} [opts]  bin: another
+ *   meshcall binary than BIN; host: the address to listen on (lib/netns.js's bridge)
  * @returns {Promise<Server>}
  */
-export function startServer({ port = 0, args = [], timeoutMs = 10_000, bin = BIN } = {}) {
+export function startServer({ port = 0, args = [], timeoutMs = 10_000, bin = BIN, host = '127.0.0.1' } = {}) {
   if (!existsSync(bin)) {
     throw new Error(`meshcall binary not found at ${bin}: run \`cargo build -p meshcall\` or set MESHCALL_BIN`);
   }
-  const proc = spawn(bin, ['--listen', `127.0.0.1:${port}`, ...args], {
+  const proc = spawn(bin, ['--listen', `${host}:${port}`, ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, MESHCALL_LOG_FORMAT: 'text', RUST_LOG: process.env.RUST_LOG || 'info' },
   });
@@ -130,7 +131,7 @@ export function startServer({ port = 0, args = [], timeoutMs = 10_000, bin = BIN
         live.delete(proc);
         reject(err);
       } else {
-        resolve(new Server(proc, /** @type {number} */ (p), log, https));
+        resolve(new Server(proc, /** @type {number} */ (p), log, https, host));
       }
     }
     /** @param {Buffer} chunk */
