@@ -5,6 +5,9 @@
 //   loss and a busy camera (a noisy y4m that wants about 2 Mbit/s). From getStats, watched
 //   in every page: the others keep decoding that person's frames (no gap over 2 s) and
 //   hearing them, and that person still sees and hears everyone.
+// - A network drop: one person's link is cut for a few seconds, then restored. Their media
+//   comes back by itself (ICE restart), their tile says "reconnecting" meanwhile, and nobody
+//   is told they left.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -94,5 +97,72 @@ test('4-person call, one uplink 1 Mbit/s with 2 % loss: that person keeps being 
     }
     console.log(`thin uplink, Slow as the others see it: ${call.others(slow).map((p) => `${p.name} ${JSON.stringify(seen[p.name][slow.id])}`).join('; ')}`);
     assert.deepEqual(problems, [], JSON.stringify(seen));
+  });
+});
+
+/** Links between the test's namespaces: 10.21.0.x at both ends. */
+const NETNS_PAIR = /^10\.21\.0\.\d+:\d+\/\w+ -> (10\.21\.0\.\d+)?:\d+\//;
+
+test('a network drop: the link goes for a few seconds, media comes back by itself, nobody leaves', { timeout: 150_000 }, async (t) => {
+  const net = await network(t);
+  await withCall(net.fastBrowser, net.server, roomName('drop'), async (call) => {
+    await call.join('P0');
+    await call.join('P1');
+    const mover = await call.join('Mover', { browser: net.slowBrowser });
+    await call.waitForMesh();
+    await call.waitForMediaFlow({ pair: NETNS_PAIR });
+    // From now on, record every remote tile that leaves a grid.
+    for (const p of call.live) {
+      await p.page.evaluate(() => {
+        const w = /** @type {any} */ (window);
+        w.__removedTiles = [];
+        new MutationObserver((records) => {
+          for (const r of records) {
+            for (const n of r.removedNodes) {
+              if (n instanceof HTMLElement && n.matches('.tile[data-peer]')) w.__removedTiles.push(n.dataset.peer);
+            }
+          }
+        }).observe(/** @type {Node} */ (document.querySelector('#grid')), { childList: true, subtree: true });
+      });
+    }
+    const before = await net.server.metrics();
+
+    // The link goes; it stays down until every page shows the other side reconnecting.
+    net.slow.cut(true);
+    const cutAt = Date.now();
+    call.lap('link down');
+    /** @param {import('./lib/call.js').Participant} p @param {string} id */
+    const reconnecting = (p, id) => call.waitFor(p, `does not show ${id} reconnecting`, (id) => {
+      const tile = document.querySelector(`#grid .tile[data-peer="${id}"]`);
+      return !!tile && tile.getAttribute('data-quality') === 'reconnecting'
+        && tile.querySelector('.tile-status')?.textContent?.startsWith('Reconnecting');
+    }, id, { timeout: 30_000, polling: 100 });
+    await Promise.all(call.live.flatMap((p) => call.others(p).filter((q) => p === mover || q === mover).map((q) => reconnecting(p, q.id))));
+    const shownAfter = Date.now() - cutAt;
+    call.lap('reconnecting shown');
+
+    net.slow.cut(false);
+    const upAt = Date.now();
+    call.lap('link up');
+    await call.waitForMediaFlow({ pair: NETNS_PAIR, frames: 10, packets: 20, timeout: 40_000 });
+    const backAfter = Date.now() - upAt;
+    call.lap('media back');
+    // The indicator leaves "reconnecting" once media flows again.
+    await Promise.all(call.live.map((p) => call.waitFor(p, 'still shows someone reconnecting',
+      () => !document.querySelector('#grid .tile[data-quality="reconnecting"]') && !document.querySelector('#grid .tile-status:not([hidden])'),
+      null, { timeout: 15_000, polling: 100 })));
+
+    for (const p of call.live) {
+      const removed = await p.page.evaluate(() => /** @type {any} */ (window).__removedTiles);
+      assert.deepEqual(removed, [], `${p.name}: tiles left the grid during the drop`);
+    }
+    const after = await net.server.metrics();
+    const left = 'meshcall_messages_delivered_total{kind="participantLeft"}';
+    assert.equal((after[left] ?? 0) - (before[left] ?? 0), 0, 'participantLeft delivered');
+    assert.equal(after.meshcall_room_members, 3);
+    await call.waitForColours();
+    await call.assertNoErrors();
+    writeArtifact('network-drop.json', { reconnectingShownMs: shownAfter, mediaBackMs: backAfter });
+    console.log(`network drop: "reconnecting" shown ${shownAfter} ms after the cut; media back ${backAfter} ms after the link came up`);
   });
 });

@@ -3,9 +3,9 @@
 // - showMedia: our own tile (the outgoing video, mic and camera flags) and the mic, camera
 //   and screen buttons, from the local media's state;
 // - showMesh: a tile per remote participant (made with its peer, labelled from the state
-//   it tells us, highlighted while it says it speaks, showing its stream and its
-//   connection's trouble), the people count, the chat log, and the `peerFailed` notice
-//   naming whom we can't reach.
+//   it tells us, highlighted while it says it speaks, showing its stream, its
+//   connection's trouble and quality), the people count, the chat log, and the
+//   `peerFailed` notice naming whom we can't reach.
 //
 // It only listens and renders: no call logic, and one timer (a joining participant's tile
 // goes in once connected, at the latest TILE_WAIT_MS after it came; see showMesh).
@@ -124,6 +124,7 @@ export function showMesh({ room, view, notices, hooks }) {
     );
   });
   room.on('peerRelayed', ({ id, relayed }) => view.grid.get(id)?.setRelayed(relayed));
+  room.on('peerQuality', ({ id, quality }) => view.grid.get(id)?.setQuality(quality));
   room.on('peerSpeaking', ({ id, on }) => view.grid.get(id)?.setSpeaking(on));
   room.on('chat', (msg) => view.addChat({ name: msg.name, text: msg.text, at: msg.at, self: msg.from === null }));
 

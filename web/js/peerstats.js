@@ -1,6 +1,7 @@
 // What one RTCPeerConnection's getStats() says, boiled down to the few numbers the app and
 // the browser tests use: is video arriving, is audio arriving, which candidate pair carries
-// it and whether that pair is relayed, and the sender's bandwidth estimate.
+// it and whether that pair is relayed, the sender's bandwidth estimate, and what the
+// quality indicator (quality.js) reads: packets received and lost, the round trip.
 //
 // Nothing here is logged: candidate pairs carry IP addresses.
 
@@ -10,6 +11,9 @@
  * @property {number} framesDecoded
  * @property {number} frameWidth
  * @property {number} audioPackets
+ * @property {number} packetsReceived  audio and video, in
+ * @property {number} packetsLost  audio and video, in
+ * @property {number | null} rttMs  the selected pair's current round trip
  * @property {string | null} pair  "addr:port/proto -> addr:port/proto" of the selected pair
  * @property {boolean} relayed  either end of the selected pair is a TURN relay
  * @property {number | null} availableOutgoingBitrate  bits/s, the sender's estimate
@@ -26,6 +30,9 @@ export function emptySummary(connectionState) {
     framesDecoded: 0,
     frameWidth: 0,
     audioPackets: 0,
+    packetsReceived: 0,
+    packetsLost: 0,
+    rttMs: null,
     pair: null,
     relayed: false,
     availableOutgoingBitrate: null,
@@ -42,6 +49,10 @@ export async function summarize(pc) {
   /** @type {any} */
   let selected = null;
   report.forEach((/** @type {any} */ r) => {
+    if (r.type === 'inbound-rtp') {
+      s.packetsReceived += r.packetsReceived ?? 0;
+      s.packetsLost += r.packetsLost ?? 0;
+    }
     if (r.type === 'inbound-rtp' && r.kind === 'video') {
       // The flowing stream, if a glare left two video m-lines.
       if ((r.framesDecoded ?? 0) >= s.framesDecoded) {
@@ -67,6 +78,7 @@ export async function summarize(pc) {
       s.pair = `${l.address}:${l.port}/${l.protocol} -> ${rm.address}:${rm.port}/${rm.protocol}`;
       s.relayed = l.candidateType === 'relay' || rm.candidateType === 'relay';
     }
+    if (typeof selected.currentRoundTripTime === 'number') s.rttMs = Math.round(selected.currentRoundTripTime * 1000);
     if (typeof selected.availableOutgoingBitrate === 'number') {
       s.availableOutgoingBitrate = selected.availableOutgoingBitrate;
     }

@@ -15,12 +15,16 @@
 //   revisited when the mesh changes and every few seconds from each connection's
 //   availableOutgoingBitrate; docs/web.md has the numbers.
 //
+// - Quality: per peer, good / weak / reconnecting (quality.js) from the same getStats
+//   samples, and at once on each connection state change (`peerQuality`).
+//
 // No DOM here: the page listens to the events.
 
 import { UploadBudget } from './budget.js';
 import { Emitter } from './emitter.js';
 import { Peer, describe } from './peer.js';
 import { MAX_CHAT_CHARS } from './protocol.js';
+import { QualityMeter } from './quality.js';
 
 /** @typedef {import('./protocol.js').PeerState} PeerState */
 /** @typedef {import('./protocol.js').Joined} Joined */
@@ -49,6 +53,7 @@ const REBALANCE_AFTER_JOIN_MS = 2_000;
  * @property {{ id: string, state: RTCPeerConnectionState }} peerConnection
  * @property {{ id: string, reason: string }} peerFailed
  * @property {{ id: string, relayed: boolean }} peerRelayed
+ * @property {{ id: string, quality: import('./quality.js').Quality | null }} peerQuality
  * @property {{ id: string, on: boolean }} peerSpeaking  a peer started or stopped speaking
  * @property {{ from: string | null, name: string, text: string, at: number }} chat  from null = us
  */
@@ -77,6 +82,8 @@ export class Room extends Emitter {
     /** @type {Map<string, PeerState>} */
     this.states = new Map();
     this.budget = new UploadBudget();
+    /** @type {Map<string, { meter: QualityMeter, shown: import('./quality.js').Quality | null }>} */
+    this.quality = new Map();
     /** @type {string | null} */
     this.selfId = null;
     /** @type {RTCIceServer[]} */
@@ -297,6 +304,7 @@ export class Room extends Emitter {
     peer.on('connectionState', (state) => {
       this.emit('peerConnection', { id, state });
       if (state === 'connected') void this.rebalance(id);
+      void this.sampleQuality(id);
     });
     peer.on('failed', ({ reason }) => this.emit('peerFailed', { id, reason }));
     peer.on('relayed', (relayed) => this.emit('peerRelayed', { id, relayed }));
@@ -344,6 +352,7 @@ export class Room extends Emitter {
     this.offerMade(id);
     this.states.delete(id);
     this.budget.forget(id);
+    this.quality.delete(id);
     this.emit('peerRemoved', id);
     void this.rebalance();
   }
@@ -357,8 +366,45 @@ export class Room extends Emitter {
     const all = await this.summaries();
     for (const [id, s] of Object.entries(all)) {
       if (s.availableOutgoingBitrate !== null) this.budget.estimate(id, s.availableOutgoingBitrate);
+      this.judge(id, s);
     }
     await this.rebalance();
+  }
+
+  /**
+   * Feed a peer's stats sample to its quality meter; tell a change.
+   * @param {string} id @param {PeerSummary} s
+   */
+  judge(id, s) {
+    if (!this.peers.has(id)) return;
+    let q = this.quality.get(id);
+    if (!q) {
+      q = { meter: new QualityMeter(), shown: null };
+      this.quality.set(id, q);
+    }
+    const state = this.states.get(id);
+    const shown = q.meter.update({ at: Date.now(), ...s }, !!state && (state.cam || state.screen));
+    if (shown === q.shown) return;
+    q.shown = shown;
+    this.emit('peerQuality', { id, quality: shown });
+  }
+
+  /**
+   * A connection's state changed: judge it now, and once more a moment later (the first
+   * interval back from reconnecting).
+   * @param {string} id
+   */
+  async sampleQuality(id) {
+    for (const wait of [0, 1_500]) {
+      if (wait) await new Promise((r) => setTimeout(r, wait));
+      const peer = this.peers.get(id);
+      if (!peer) return;
+      try {
+        this.judge(id, await peer.summary());
+      } catch {
+        return; // closed while asking
+      }
+    }
   }
 
   /**

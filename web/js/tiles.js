@@ -136,7 +136,13 @@ export class Tile {
     micIcon.title = 'Muted';
     const nameEl = document.createElement('span');
     nameEl.className = 'tile-name';
-    footer.append(micIcon, nameEl);
+    // The connection's quality (setQuality): three bars, hidden until known.
+    const quality = document.createElement('span');
+    quality.className = 'tile-quality';
+    quality.setAttribute('role', 'img');
+    quality.hidden = true;
+    for (let i = 0; i < 3; i++) quality.append(document.createElement('i'));
+    footer.append(micIcon, nameEl, quality);
 
     el.append(video, avatar, status, badges, footer);
     this.el = el;
@@ -155,6 +161,7 @@ export class Tile {
     this.initialsEl = initialsEl;
     this.statusEl = status;
     this.relayEl = relay;
+    this.qualityEl = quality;
     this.setName(opts.name);
   }
 
@@ -272,6 +279,23 @@ export class Tile {
   /** @param {boolean} on */
   setRelayed(on) {
     this.relayEl.hidden = !on;
+  }
+
+  /**
+   * How the connection to this participant is doing (quality.js), as bars by the name and
+   * `data-quality` on the tile; null hides them.
+   * @param {import('./quality.js').Quality | null} q
+   */
+  setQuality(q) {
+    this.qualityEl.hidden = q === null;
+    if (q === null) {
+      delete this.el.dataset.quality;
+      return;
+    }
+    this.el.dataset.quality = q;
+    const words = { good: 'Good connection', weak: 'Weak connection', reconnecting: 'Reconnecting…' }[q];
+    this.qualityEl.title = words;
+    this.qualityEl.setAttribute('aria-label', words);
   }
 
   /** A line over the tile ("Connecting…"), or null to hide it. @param {string | null} text */
