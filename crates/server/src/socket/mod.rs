@@ -76,7 +76,9 @@ pub fn new_connection_id() -> ConnectionId {
 #[derive(Debug)]
 pub struct Connection {
     stream: TcpStream,
-    tls: Option<Tls>,
+    /// Boxed: the session is about 1 KB, and the connection's task keeps room for its
+    /// arguments all its life, plain or not.
+    tls: Option<Box<Tls>>,
 }
 
 /// A TLS connection's session and the bytes in flight at the upgrade.
@@ -99,11 +101,11 @@ impl Connection {
     pub fn tls(parts: tls::stream::Parts) -> Self {
         Self {
             stream: parts.tcp,
-            tls: Some(Tls {
+            tls: Some(Box::new(Tls {
                 session: parts.session,
                 sealed_in: parts.sealed_in,
                 unsent: parts.out,
-            }),
+            })),
         }
     }
 }
@@ -138,7 +140,14 @@ async fn serve(state: AppState, connection: Connection, mut reader: Reader, admi
     // memory for the most connections ever held (3 MB after 10 000 had left).
     let conn = new_connection_id();
     let (tls, mut sealed_in) = match connection.tls {
-        Some(tls) => (Some((tls.session, tls.unsent)), tls.sealed_in),
+        Some(tls) => {
+            let Tls {
+                session,
+                sealed_in,
+                unsent,
+            } = *tls;
+            (Some((session, unsent)), sealed_in)
+        }
         None => (None, Vec::new()),
     };
     let link = Arc::new(Link::new(
