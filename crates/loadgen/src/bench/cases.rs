@@ -4,7 +4,6 @@
 
 use std::{
     collections::BTreeMap,
-    net::SocketAddr,
     sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
@@ -13,7 +12,7 @@ use anyhow::{Context as _, bail, ensure};
 use futures_util::{StreamExt as _, stream};
 
 use super::{
-    client::{self, Cmd, Conn, Pace, Tally},
+    client::{self, Cmd, Conn, Endpoint, Pace, Tally},
     server::{Kind, Server},
 };
 use crate::rng::Rng;
@@ -175,8 +174,11 @@ impl Target<'_> {
         self.server.kind
     }
 
-    fn addr(&self) -> SocketAddr {
-        self.server.addr
+    fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            addr: self.server.addr,
+            tls: self.server.client_tls.clone(),
+        }
     }
 
     fn cpu(&self) -> anyhow::Result<f64> {
@@ -256,7 +258,7 @@ fn check(tally: &Tally) -> anyhow::Result<()> {
 /// later one. Returns the connections by index, in rooms of `room_size`.
 async fn open_rooms(
     kind: Kind,
-    addr: SocketAddr,
+    endpoint: &Endpoint,
     tally: &Arc<Tally>,
     (n, room_size, at_once): (usize, usize, usize),
 ) -> anyhow::Result<Vec<Vec<Conn>>> {
@@ -266,7 +268,7 @@ async fn open_rooms(
     );
     let rooms = n / room_size;
     let mut opened: Vec<(usize, Vec<Conn>)> = stream::iter(0..rooms)
-        .map(|r| open_room(kind, addr, Arc::clone(tally), r, room_size))
+        .map(|r| open_room(kind, endpoint, Arc::clone(tally), r, room_size))
         .buffer_unordered(at_once)
         .collect::<Vec<_>>()
         .await
@@ -289,7 +291,7 @@ async fn open_rooms(
 
 async fn open_room(
     kind: Kind,
-    addr: SocketAddr,
+    endpoint: &Endpoint,
     tally: Arc<Tally>,
     room: usize,
     size: usize,
@@ -298,7 +300,7 @@ async fn open_room(
     let mut members: Vec<Conn> = Vec::with_capacity(size);
     for k in 0..size {
         let index = room * size + k;
-        let conn = client::open(kind, addr, &name, index, Arc::clone(&tally)).await?;
+        let conn = client::open(kind, endpoint, &name, index, Arc::clone(&tally)).await?;
         if kind == Kind::Peerjs {
             for earlier in &members {
                 conn.tell(Cmd::Send(client::hello(&earlier.id, index)))
@@ -345,7 +347,13 @@ async fn idle(target: &mut Target<'_>, n: usize) -> anyhow::Result<Outcome> {
     let mut out = Outcome::default();
     let empty = target.server.rss()?;
     let tally = Tally::new(n);
-    let rooms = open_rooms(target.kind(), target.addr(), &tally, (n, 4, ROOMS_AT_ONCE)).await?;
+    let rooms = open_rooms(
+        target.kind(),
+        &target.endpoint(),
+        &tally,
+        (n, 4, ROOMS_AT_ONCE),
+    )
+    .await?;
     tokio::time::sleep(sizes.settle).await;
     let cpu0 = target.cpu()?;
     let t0 = Instant::now();
@@ -398,7 +406,7 @@ async fn relay(
     let tally = Tally::new(n);
     let rooms = open_rooms(
         target.kind(),
-        target.addr(),
+        &target.endpoint(),
         &tally,
         (n, room, ROOMS_AT_ONCE),
     )
@@ -519,7 +527,13 @@ async fn storm(target: &mut Target<'_>) -> anyhow::Result<Outcome> {
     let mut out = Outcome::default();
     // First, on the idle server, rooms of 2 one at a time: connect → notified without load.
     let calm = Tally::new(2 * CALM_ROOMS);
-    let rooms = open_rooms(target.kind(), target.addr(), &calm, (2 * CALM_ROOMS, 2, 1)).await?;
+    let rooms = open_rooms(
+        target.kind(),
+        &target.endpoint(),
+        &calm,
+        (2 * CALM_ROOMS, 2, 1),
+    )
+    .await?;
     let calm_notify = notify_latencies(&calm, &rooms);
     close_all(rooms).await;
     check(&calm).context("while closing")?;
@@ -531,7 +545,13 @@ async fn storm(target: &mut Target<'_>) -> anyhow::Result<Outcome> {
     let tally = Tally::new(n);
     let cpu0 = target.cpu()?;
     let t0 = Instant::now();
-    let rooms = open_rooms(target.kind(), target.addr(), &tally, (n, 2, ROOMS_AT_ONCE)).await?;
+    let rooms = open_rooms(
+        target.kind(),
+        &target.endpoint(),
+        &tally,
+        (n, 2, ROOMS_AT_ONCE),
+    )
+    .await?;
     let secs = t0.elapsed().as_secs_f64();
     let cpu = target.cpu()? - cpu0;
     let notify = notify_latencies(&tally, &rooms);

@@ -40,8 +40,24 @@ use super::server::Kind;
 use crate::{
     matchbox, meshcall, peerjs,
     rng::Rng,
-    ws::{self, Ws},
+    ws::{self, AnyWs},
 };
+
+/// Where the clients connect: the server's address, and for `wss` the TLS configuration
+/// that trusts its certificate.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// `None`: `ws://`; otherwise `wss://` with this configuration.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Endpoint {
+    async fn connect(&self, path: &str) -> anyhow::Result<AnyWs> {
+        ws::connect_any(self.addr, path, self.tls.as_ref()).await
+    }
+}
 
 /// Longest wait for a connection, a handshake, a join or a send.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -283,7 +299,7 @@ fn peerjs_id(index: usize) -> String {
 /// something else first.
 pub async fn open(
     kind: Kind,
-    addr: SocketAddr,
+    endpoint: &Endpoint,
     room: &str,
     index: usize,
     tally: Arc<Tally>,
@@ -294,7 +310,7 @@ pub async fn open(
     let joined = tokio::time::timeout(STEP_TIMEOUT, async {
         match kind {
             Kind::Meshcall => {
-                let mut ws = ws::connect(addr, "/ws").await?;
+                let mut ws = endpoint.connect("/ws").await?;
                 ws.send(Message::text(meshcall::join(room))).await?;
                 let first = first_text(&mut ws).await?;
                 match meshcall::parse(&first) {
@@ -303,7 +319,7 @@ pub async fn open(
                 }
             }
             Kind::Matchbox => {
-                let mut ws = ws::connect(addr, &matchbox::path(room)).await?;
+                let mut ws = endpoint.connect(&matchbox::path(room)).await?;
                 let first = first_text(&mut ws).await?;
                 match matchbox::parse(&first) {
                     matchbox::Incoming::IdAssigned(id) => Ok((ws, id)),
@@ -313,7 +329,9 @@ pub async fn open(
             Kind::Peerjs => {
                 let id = peerjs_id(index);
                 let token = format!("t{index}");
-                let mut ws = ws::connect(addr, &peerjs::path("peerjs", &id, &token)).await?;
+                let mut ws = endpoint
+                    .connect(&peerjs::path("peerjs", &id, &token))
+                    .await?;
                 let first = first_text(&mut ws).await?;
                 match peerjs::parse(&first) {
                     peerjs::Incoming::Open => Ok((ws, id)),
@@ -349,7 +367,7 @@ pub async fn open(
 }
 
 /// The first text frame (pings and pongs are skipped).
-async fn first_text(ws: &mut Ws) -> anyhow::Result<String> {
+async fn first_text(ws: &mut AnyWs) -> anyhow::Result<String> {
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
@@ -459,7 +477,7 @@ struct Task {
     kind: Kind,
     index: usize,
     tally: Arc<Tally>,
-    ws: Ws,
+    ws: AnyWs,
     keep: Interval,
     ping: String,
     seq: u64,

@@ -6,8 +6,10 @@
 //! - [`client`]: one client whichever protocol, as a task per connection.
 //! - [`cases`]: idle, relay (moderate and saturated), join storm.
 //! - [`report`]: medians, the table, the JSON file.
+//! - [`tls`]: the wss cases' certificate and the clients that trust it.
 
 pub mod cases;
 pub mod client;
 pub mod report;
 pub mod server;
+pub mod tls;

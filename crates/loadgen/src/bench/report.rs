@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{
     cases::{Case, Outcome, Sizes},
-    server::Kind,
+    server::{Kind, Transport},
 };
 
 /// One case on one server in one run.
@@ -16,6 +16,8 @@ pub struct Record {
     pub run: usize,
     /// The case's name.
     pub case: String,
+    /// How the clients reached the server.
+    pub transport: Transport,
     /// The server.
     pub server: Kind,
     /// Its figures and counts, or why it failed.
@@ -23,8 +25,19 @@ pub struct Record {
 }
 
 impl Record {
+    /// The case's name with its transport's suffix (`idle-10000`, `idle-10000-wss`), as in
+    /// the progress lines and the JSON's medians.
+    pub fn key(&self) -> String {
+        format!("{}{}", self.case, self.transport.suffix())
+    }
+
     fn to_json(&self) -> Value {
-        let mut v = json!({"run": self.run, "case": self.case, "server": self.server.name()});
+        let mut v = json!({
+            "run": self.run,
+            "case": self.key(),
+            "transport": self.transport.name(),
+            "server": self.server.name(),
+        });
         match &self.result {
             Ok(o) => {
                 v["figures"] = json!(o.figures);
@@ -50,11 +63,16 @@ pub fn median(v: &mut [f64]) -> Option<f64> {
     })
 }
 
-/// The median of `figure` of `case` on `server` over the runs that passed.
-pub fn median_of(records: &[Record], case: &str, server: Kind, figure: &str) -> Option<f64> {
+/// The median of `figure` of `case` over `transport` on `server` over the runs that passed.
+pub fn median_of(
+    records: &[Record],
+    (case, transport): (&str, Transport),
+    server: Kind,
+    figure: &str,
+) -> Option<f64> {
     let mut values: Vec<f64> = records
         .iter()
-        .filter(|r| r.case == case && r.server == server)
+        .filter(|r| r.case == case && r.transport == transport && r.server == server)
         .filter_map(|r| r.result.as_ref().ok()?.figures.get(figure).copied())
         .collect();
     median(&mut values)
@@ -232,8 +250,8 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-/// The table of medians (Markdown), for the cases and servers that ran.
-pub fn table(records: &[Record], sizes: &Sizes, servers: &[Kind]) -> String {
+/// The table of medians (Markdown) over `transport`, for the cases and servers that ran.
+pub fn table(records: &[Record], sizes: &Sizes, servers: &[Kind], transport: Transport) -> String {
     let mut out = String::from("| figure |");
     for k in Kind::ALL {
         let _ = write!(out, " {k} |");
@@ -242,13 +260,16 @@ pub fn table(records: &[Record], sizes: &Sizes, servers: &[Kind]) -> String {
     out.push_str(&"---:|".repeat(5));
     out.push('\n');
     for row in rows(sizes) {
-        if !records.iter().any(|r| r.case == row.case) {
+        if !records
+            .iter()
+            .any(|r| r.case == row.case && r.transport == transport)
+        {
             continue;
         }
         let value = |k: Kind| {
             servers
                 .contains(&k)
-                .then(|| median_of(records, &row.case, k, row.figure))
+                .then(|| median_of(records, (&row.case, transport), k, row.figure))
                 .flatten()
         };
         let (m, x, p) = (
@@ -270,12 +291,63 @@ pub fn table(records: &[Record], sizes: &Sizes, servers: &[Kind]) -> String {
     out
 }
 
-/// Every median, by case, server and figure.
+/// The same figures over `ws` and `wss`, side by side, with the ratio wss ÷ ws, for each
+/// server in `servers` that has both (Markdown); empty unless both transports ran.
+pub fn transport_table(records: &[Record], sizes: &Sizes, servers: &[Kind]) -> String {
+    let both: Vec<Kind> = servers
+        .iter()
+        .copied()
+        .filter(|&k| {
+            k.serves(Transport::Wss)
+                && Transport::ALL
+                    .iter()
+                    .all(|&t| records.iter().any(|r| r.server == k && r.transport == t))
+        })
+        .collect();
+    if both.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("| figure |");
+    for k in &both {
+        let _ = write!(out, " {k} ws | {k} wss | {k} wss ÷ ws |");
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---:|".repeat(3 * both.len()));
+    out.push('\n');
+    for row in rows(sizes) {
+        let ran = |t: Transport| {
+            records
+                .iter()
+                .any(|r| r.case == row.case && r.transport == t)
+        };
+        if !(ran(Transport::Ws) && ran(Transport::Wss)) {
+            continue;
+        }
+        let _ = write!(out, "| {} |", row.label);
+        for &k in &both {
+            let ws = median_of(records, (&row.case, Transport::Ws), k, row.figure);
+            let wss = median_of(records, (&row.case, Transport::Wss), k, row.figure);
+            let _ = write!(
+                out,
+                " {} | {} | {} |",
+                cell(ws, row.decimals),
+                cell(wss, row.decimals),
+                ratio(wss, ws)
+            );
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Every median, by case (with its transport's suffix), server and figure.
 fn medians(records: &[Record]) -> Value {
-    let mut keys: BTreeMap<(String, Kind), Vec<String>> = BTreeMap::new();
+    let mut keys: BTreeMap<(String, Transport, Kind), Vec<String>> = BTreeMap::new();
     for r in records {
         if let Ok(o) = &r.result {
-            let entry = keys.entry((r.case.clone(), r.server)).or_default();
+            let entry = keys
+                .entry((r.case.clone(), r.transport, r.server))
+                .or_default();
             for k in o.figures.keys() {
                 if !entry.contains(k) {
                     entry.push(k.clone());
@@ -284,10 +356,11 @@ fn medians(records: &[Record]) -> Value {
         }
     }
     let mut out = json!({});
-    for ((case, server), figures) in keys {
+    for ((case, transport, server), figures) in keys {
+        let key = format!("{case}{}", transport.suffix());
         for figure in figures {
-            if let Some(m) = median_of(records, &case, server, &figure) {
-                out[&case][server.name()][&figure] = json!(m);
+            if let Some(m) = median_of(records, (&case, transport), server, &figure) {
+                out[&key][server.name()][&figure] = json!(m);
             }
         }
     }
@@ -356,6 +429,7 @@ mod tests {
         let rec = |run, server, v: f64| Record {
             run,
             case: "storm".into(),
+            transport: Transport::Ws,
             server,
             result: Ok(Outcome {
                 figures: [("joins_per_s".to_owned(), v)].into(),
@@ -370,11 +444,12 @@ mod tests {
             Record {
                 run: 0,
                 case: "storm".into(),
+                transport: Transport::Ws,
                 server: Kind::Peerjs,
                 result: Err("lost".into()),
             },
         ];
-        let t = table(&records, &sizes, &Kind::ALL);
+        let t = table(&records, &sizes, &Kind::ALL, Transport::Ws);
         assert!(
             t.contains(
                 "| joins per second, 500 conns into rooms of 2 | 200 | 400 | — | 0.50× | — |"
@@ -382,5 +457,48 @@ mod tests {
             "{t}"
         );
         assert!(!t.contains("bytes per idle"));
+        assert!(
+            table(&records, &sizes, &Kind::ALL, Transport::Wss)
+                .lines()
+                .count()
+                == 2
+        );
+        assert_eq!(transport_table(&records, &sizes, &Kind::ALL), "");
+    }
+
+    #[test]
+    fn transport_table_shows_wss_beside_ws() {
+        let sizes = Sizes::quick();
+        let rec = |transport, server, v: f64| Record {
+            run: 0,
+            case: "idle-1000".into(),
+            transport,
+            server,
+            result: Ok(Outcome {
+                figures: [("bytes_per_conn".to_owned(), v)].into(),
+                counts: BTreeMap::new(),
+            }),
+        };
+        let records = vec![
+            rec(Transport::Ws, Kind::Meshcall, 3000.0),
+            rec(Transport::Wss, Kind::Meshcall, 4500.0),
+            rec(Transport::Ws, Kind::Matchbox, 140_000.0),
+            rec(Transport::Ws, Kind::Peerjs, 8000.0),
+            rec(Transport::Wss, Kind::Peerjs, 16_000.0),
+        ];
+        let t = transport_table(&records, &sizes, &Kind::ALL);
+        assert!(
+            t.starts_with(
+                "| figure | meshcall ws | meshcall wss | meshcall wss ÷ ws | peerjs ws | peerjs wss | peerjs wss ÷ ws |"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "| bytes per idle joined connection, 1 000 in rooms of 4 | 3000 | 4500 | 1.50× | 8000 | 16000 | 2.00× |"
+            ),
+            "{t}"
+        );
+        assert_eq!(records[1].key(), "idle-1000-wss");
     }
 }

@@ -7,11 +7,13 @@ use std::{
     net::{SocketAddr, TcpListener, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 
+use super::tls::Tls;
 use crate::procfs;
 
 /// Which server.
@@ -56,6 +58,63 @@ impl fmt::Display for Kind {
     }
 }
 
+/// How the clients reach the server: plain WebSocket connections, or the same over the
+/// server's own TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transport {
+    /// `ws://`.
+    Ws,
+    /// `wss://`, the server terminating TLS itself with the run's certificate.
+    Wss,
+}
+
+impl Transport {
+    /// Both, in the order they run and are reported.
+    pub const ALL: [Self; 2] = [Self::Ws, Self::Wss];
+
+    /// `ws` or `wss`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ws => "ws",
+            Self::Wss => "wss",
+        }
+    }
+
+    /// What a case's name gets in the output and the JSON: nothing for `ws` (the names
+    /// of earlier runs), `-wss` for `wss` (`idle-10000-wss`).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Self::Ws => "",
+            Self::Wss => "-wss",
+        }
+    }
+
+    /// The transport named `name`.
+    ///
+    /// # Errors
+    /// If `name` is neither `ws` nor `wss`.
+    pub fn parse(name: &str) -> anyhow::Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.name() == name)
+            .with_context(|| format!("unknown transport {name:?} (ws, wss)"))
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Kind {
+    /// Whether `kind` can be measured over `transport`: `matchbox_server` has no TLS of
+    /// its own (it would need a proxy in front, which is not the server any more).
+    pub fn serves(self, transport: Transport) -> bool {
+        !(self == Self::Matchbox && transport == Transport::Wss)
+    }
+}
+
 /// Where the servers' programs are, and how to run them.
 #[derive(Debug, Clone)]
 pub struct Programs {
@@ -71,11 +130,38 @@ pub struct Programs {
     pub pin_cpu: Option<u32>,
     /// Where the servers' logs go (one file per start, overwritten).
     pub log_dir: PathBuf,
+    /// The run's certificate, for the wss cases.
+    pub tls: Option<Tls>,
 }
 
 impl Programs {
-    /// The command line that starts `kind` on `addr`, as (program, arguments, environment).
+    /// The command line that starts `kind` on `addr` over `transport`, as (program,
+    /// arguments, environment). For `wss`, meshcall gets `--tls-cert`/`--tls-key` and the
+    /// `PeerJS` server `--sslcert`/`--sslkey` (its CLI's own HTTPS) with the run's
+    /// certificate; `matchbox_server` has no TLS ([`Kind::serves`]).
     pub fn command(
+        &self,
+        kind: Kind,
+        addr: SocketAddr,
+        transport: Transport,
+    ) -> (PathBuf, Vec<String>, Vec<(&str, &str)>) {
+        let (program, mut args, env) = self.plain_command(kind, addr);
+        if let (Transport::Wss, Some(tls)) = (transport, &self.tls) {
+            let (cert, key) = (
+                tls.cert.display().to_string(),
+                tls.key.display().to_string(),
+            );
+            let (cert_flag, key_flag) = match kind {
+                Kind::Meshcall => ("--tls-cert", "--tls-key"),
+                Kind::Peerjs => ("--sslcert", "--sslkey"),
+                Kind::Matchbox => return (program, args, env),
+            };
+            args.extend([cert_flag.to_owned(), cert, key_flag.to_owned(), key]);
+        }
+        (program, args, env)
+    }
+
+    fn plain_command(
         &self,
         kind: Kind,
         addr: SocketAddr,
@@ -137,17 +223,34 @@ impl Programs {
         }
     }
 
-    /// Starts `kind` on a free loopback port and waits until it accepts connections and
-    /// has settled for `settle`.
+    /// Starts `kind` over `transport` on a free loopback port and waits until it accepts
+    /// connections and has settled for `settle`.
     ///
     /// # Errors
-    /// If it cannot be started, exits, or does not accept connections within 20 s.
-    pub fn start(&self, kind: Kind, settle: Duration) -> anyhow::Result<Server> {
+    /// If it cannot be started, exits, or does not accept connections within 20 s; if it
+    /// has no TLS, or the run has no certificate, for `wss`.
+    pub fn start(
+        &self,
+        kind: Kind,
+        transport: Transport,
+        settle: Duration,
+    ) -> anyhow::Result<Server> {
+        if !kind.serves(transport) {
+            bail!("{kind} has no {transport}");
+        }
+        let client_tls = match transport {
+            Transport::Ws => None,
+            Transport::Wss => Some(Arc::clone(
+                &self.tls.as_ref().context("no certificate for wss")?.client,
+            )),
+        };
         let addr = free_port()?;
-        let (program, args, env) = self.command(kind, addr);
+        let (program, args, env) = self.command(kind, addr, transport);
         std::fs::create_dir_all(&self.log_dir)
             .with_context(|| format!("creating {}", self.log_dir.display()))?;
-        let log_path = self.log_dir.join(format!("{kind}.log"));
+        let log_path = self
+            .log_dir
+            .join(format!("{kind}{}.log", transport.suffix()));
         let log =
             File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
         let mut command = if let Some(cpu) = self.pin_cpu {
@@ -170,6 +273,7 @@ impl Programs {
         let mut server = Server {
             kind,
             addr,
+            client_tls,
             child,
             log: log_path,
         };
@@ -193,6 +297,8 @@ pub struct Server {
     pub kind: Kind,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// For `wss`: the clients' TLS configuration (trusting the run's certificate).
+    pub client_tls: Option<Arc<rustls::ClientConfig>>,
     child: Child,
     log: PathBuf,
 }

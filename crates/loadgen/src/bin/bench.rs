@@ -4,10 +4,13 @@
 //! docs/benchmarks.md explains the cases, the setups and the fairness rules.
 //!
 //! For `--runs` repetitions, every case runs on each server in turn, the order of the
-//! servers rotating from one repetition to the next. It prints one table of medians with
-//! meshcall's ratios to the others, writes every raw figure of every run to a JSON file, and
-//! exits non-zero if any case failed (a message lost, refused or duplicated, a socket
-//! broken, a wait that ran out).
+//! servers rotating from one repetition to the next; with `--transport ws,wss` (or
+//! `--tls`), every case runs over plain WebSocket connections and then over each server's
+//! own TLS (`matchbox_server` has none and is left out of the wss cases). It prints one
+//! table of medians per transport with meshcall's ratios to the others (and, with both
+//! transports, ws and wss side by side with the ratio wss ÷ ws), writes every raw figure
+//! of every run to a JSON file, and exits non-zero if any case failed (a message lost,
+//! refused or duplicated, a socket broken, a wait that ran out).
 
 use std::{
     path::{Path, PathBuf},
@@ -21,7 +24,8 @@ use meshcall_loadgen::{
     bench::{
         cases::{self, Case, Sizes, Target},
         report::{self, Record},
-        server::{Kind, Programs},
+        server::{Kind, Programs, Transport},
+        tls::Tls,
     },
     procfs,
 };
@@ -50,6 +54,17 @@ struct Args {
     /// names such as idle-10000, moderate-2).
     #[arg(long, value_delimiter = ',')]
     cases: Vec<String>,
+    /// Over which transports (comma-separated: ws, wss). wss: meshcall and the `PeerJS`
+    /// server terminate TLS themselves with a certificate made for the run, which the
+    /// clients trust; `matchbox_server` has no TLS and is skipped.
+    #[arg(long, value_delimiter = ',', default_value = "ws")]
+    transport: Vec<String>,
+    /// The same as `--transport ws,wss`.
+    #[arg(long, conflicts_with = "transport")]
+    tls: bool,
+    /// Where the run's certificate and key are written (for wss).
+    #[arg(long, default_value = "artifacts/bench/tls")]
+    tls_dir: PathBuf,
     /// The meshcall binary.
     #[arg(long, default_value = "target/release/meshcall")]
     meshcall: PathBuf,
@@ -133,6 +148,20 @@ fn servers(args: &Args) -> anyhow::Result<Vec<Kind>> {
         .only
         .iter()
         .map(|s| Kind::parse(s.trim()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    v.sort();
+    v.dedup();
+    Ok(v)
+}
+
+fn transports(args: &Args) -> anyhow::Result<Vec<Transport>> {
+    if args.tls {
+        return Ok(Transport::ALL.to_vec());
+    }
+    let mut v = args
+        .transport
+        .iter()
+        .map(|s| Transport::parse(s.trim()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     v.sort();
     v.dedup();
@@ -226,16 +255,26 @@ fn meta(args: &Args, plan: &Plan, started: u64) -> Value {
         "quick": args.quick,
         "runs": plan.runs,
         "sizes": format!("{:?}", plan.sizes),
-        "servers": Kind::ALL
+        "transports": plan.transports.iter().map(|t| t.name()).collect::<Vec<_>>(),
+        "servers": plan
+            .transports
             .iter()
-            .map(|&k| (k.name().to_owned(), json!(command_line(&plan.programs, k))))
+            .flat_map(|&t| Kind::ALL.iter().map(move |&k| (k, t)))
+            .filter(|&(k, t)| k.serves(t))
+            .map(|(k, t)| {
+                (
+                    format!("{k}{}", t.suffix()),
+                    json!(command_line(&plan.programs, k, t)),
+                )
+            })
             .collect::<serde_json::Map<_, _>>(),
     })
 }
 
-/// How `kind` is started (port 0 standing for the free port each start picks).
-fn command_line(programs: &Programs, kind: Kind) -> String {
-    let (program, args, env) = programs.command(kind, ([127, 0, 0, 1], 0).into());
+/// How `kind` is started over `transport` (port 0 standing for the free port each start
+/// picks).
+fn command_line(programs: &Programs, kind: Kind, transport: Transport) -> String {
+    let (program, args, env) = programs.command(kind, ([127, 0, 0, 1], 0).into(), transport);
     let mut words: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     if let Some(cpu) = programs.pin_cpu {
         words.push(format!("taskset -c {cpu}"));
@@ -258,6 +297,7 @@ fn summary(outcome: &cases::Outcome) -> String {
 struct Plan {
     programs: Programs,
     servers: Vec<Kind>,
+    transports: Vec<Transport>,
     cases: Vec<Case>,
     sizes: Sizes,
     runs: usize,
@@ -272,6 +312,12 @@ impl Plan {
         } else {
             Sizes::full()
         };
+        let transports = transports(args)?;
+        let tls = if transports.contains(&Transport::Wss) {
+            Some(Tls::generate(&args.tls_dir).context("the certificate for wss")?)
+        } else {
+            None
+        };
         let programs = Programs {
             meshcall: args.meshcall.clone(),
             matchbox: args.matchbox.clone(),
@@ -279,6 +325,7 @@ impl Plan {
             peerjs: args.peerjs.clone(),
             pin_cpu: args.pin.then_some(0),
             log_dir: args.log_dir.clone(),
+            tls,
         };
         let servers = servers(args)?;
         for (kind, path) in [
@@ -304,11 +351,13 @@ impl Plan {
             clk_tck: procfs::clk_tck(),
             programs,
             servers,
+            transports,
             sizes,
         })
     }
 
-    /// Every case on every server, `runs` times, the servers' order rotating.
+    /// Every case over every transport on every server that has it, `runs` times, the
+    /// servers' order rotating.
     async fn run(&self) -> Vec<Record> {
         let runs = self.runs;
         let mut records = Vec::new();
@@ -317,31 +366,44 @@ impl Plan {
             let shift = run % order.len();
             order.rotate_left(shift);
             for &case in &self.cases {
-                for &kind in &order {
-                    let result = self.one(kind, case).await;
-                    let name = case.name();
-                    match &result {
-                        Ok(o) => println!("[run {}/{runs}] {name} {kind}: {}", run + 1, summary(o)),
-                        Err(e) => println!("[run {}/{runs}] {name} {kind}: FAILED: {e:#}", run + 1),
+                for &transport in &self.transports {
+                    for &kind in order.iter().filter(|k| k.serves(transport)) {
+                        let result = self.one(kind, transport, case).await;
+                        let record = Record {
+                            run,
+                            case: case.name(),
+                            transport,
+                            server: kind,
+                            result: result.map_err(|e| format!("{e:#}")),
+                        };
+                        let name = record.key();
+                        match &record.result {
+                            Ok(o) => {
+                                println!("[run {}/{runs}] {name} {kind}: {}", run + 1, summary(o));
+                            }
+                            Err(e) => {
+                                println!("[run {}/{runs}] {name} {kind}: FAILED: {e}", run + 1);
+                            }
+                        }
+                        records.push(record);
                     }
-                    records.push(Record {
-                        run,
-                        case: name,
-                        server: kind,
-                        result: result.map_err(|e| format!("{e:#}")),
-                    });
                 }
             }
         }
         records
     }
 
-    /// One case on a fresh server.
-    async fn one(&self, kind: Kind, case: Case) -> anyhow::Result<cases::Outcome> {
+    /// One case over `transport` on a fresh server.
+    async fn one(
+        &self,
+        kind: Kind,
+        transport: Transport,
+        case: Case,
+    ) -> anyhow::Result<cases::Outcome> {
         let start = {
             let programs = self.programs.clone();
             let settle = self.sizes.settle;
-            tokio::task::spawn_blocking(move || programs.start(kind, settle))
+            tokio::task::spawn_blocking(move || programs.start(kind, transport, settle))
         };
         let mut server = start.await??;
         let limit = self.case_limit;
@@ -369,9 +431,14 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     let started = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let plan = Plan::new(&args)?;
     println!(
-        "bench: {} run(s) of {} on {}{}",
+        "bench: {} run(s) of {} over {} on {}{}",
         plan.runs,
         names(&plan.cases),
+        plan.transports
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(" and "),
         plan.servers
             .iter()
             .map(|k| k.name())
@@ -384,8 +451,22 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
         }
     );
     let records = plan.run().await;
-    println!();
-    print!("{}", report::table(&records, &plan.sizes, &plan.servers));
+    for &transport in &plan.transports {
+        println!("\n{transport}://");
+        if transport == Transport::Wss && plan.servers.contains(&Kind::Matchbox) {
+            println!("(matchbox_server has no TLS: not measured over wss)");
+        }
+        println!();
+        print!(
+            "{}",
+            report::table(&records, &plan.sizes, &plan.servers, transport)
+        );
+    }
+    let side = report::transport_table(&records, &plan.sizes, &plan.servers);
+    if !side.is_empty() {
+        println!("\nws:// and wss:// side by side\n");
+        print!("{side}");
+    }
     let mut doc = report::document(meta(&args, &plan, started), &records);
     let finished = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     doc["meta"]["finished"] = json!(report::timestamp(finished));
@@ -404,7 +485,7 @@ async fn bench(args: Args) -> anyhow::Result<bool> {
     let mut ok = true;
     for r in &records {
         if let Err(e) = &r.result {
-            eprintln!("FAILED: run {} {} {}: {e}", r.run + 1, r.case, r.server);
+            eprintln!("FAILED: run {} {} {}: {e}", r.run + 1, r.key(), r.server);
             ok = false;
         }
     }
