@@ -5,9 +5,10 @@
 //   loss and a busy camera (a noisy y4m that wants about 2 Mbit/s). From getStats, watched
 //   in every page: the others keep decoding that person's frames (no gap over 2 s) and
 //   hearing them, and that person still sees and hears everyone.
-// - A network drop: one person's link is cut for a few seconds, then restored. Their media
-//   comes back by itself (ICE restart), their tile says "reconnecting" meanwhile, and nobody
-//   is told they left.
+// - A network change: one person's link goes down and comes back with a new address (as a
+//   phone moving from Wi-Fi to mobile data). Their media comes back by itself (it takes an
+//   ICE restart: every pair on the old address is dead), their tile says "reconnecting"
+//   meanwhile, and nobody is told they left.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -103,7 +104,7 @@ test('4-person call, one uplink 1 Mbit/s with 2 % loss: that person keeps being 
 /** Links between the test's namespaces: 10.21.0.x at both ends. */
 const NETNS_PAIR = /^10\.21\.0\.\d+:\d+\/\w+ -> (10\.21\.0\.\d+)?:\d+\//;
 
-test('a network drop: the link goes for a few seconds, media comes back by itself, nobody leaves', { timeout: 150_000 }, async (t) => {
+test('a network change: the link goes and comes back with a new address, media comes back by itself, nobody leaves', { timeout: 150_000 }, async (t) => {
   const net = await network(t);
   await withCall(net.fastBrowser, net.server, roomName('drop'), async (call) => {
     await call.join('P0');
@@ -126,6 +127,12 @@ test('a network drop: the link goes for a few seconds, media comes back by itsel
       });
     }
     const before = await net.server.metrics();
+    // What the moving page's browser tells it about the network (online/offline events).
+    await mover.page.evaluate(() => {
+      const w = /** @type {any} */ (window);
+      w.__netEvents = [];
+      for (const type of ['online', 'offline']) window.addEventListener(type, () => w.__netEvents.push(`${type} ${Math.round(performance.now())}`));
+    });
 
     // The link goes; it stays down until every page shows the other side reconnecting.
     net.slow.cut(true);
@@ -141,9 +148,10 @@ test('a network drop: the link goes for a few seconds, media comes back by itsel
     const shownAfter = Date.now() - cutAt;
     call.lap('reconnecting shown');
 
+    net.slow.move();
     net.slow.cut(false);
     const upAt = Date.now();
-    call.lap('link up');
+    call.lap(`link up at ${net.slow.addr}`);
     await call.waitForMediaFlow({ pair: NETNS_PAIR, frames: 10, packets: 20, timeout: 40_000 });
     const backAfter = Date.now() - upAt;
     call.lap('media back');
@@ -162,7 +170,8 @@ test('a network drop: the link goes for a few seconds, media comes back by itsel
     assert.equal(after.meshcall_room_members, 3);
     await call.waitForColours();
     await call.assertNoErrors();
-    writeArtifact('network-drop.json', { reconnectingShownMs: shownAfter, mediaBackMs: backAfter });
-    console.log(`network drop: "reconnecting" shown ${shownAfter} ms after the cut; media back ${backAfter} ms after the link came up`);
+    const netEvents = await mover.page.evaluate(() => /** @type {any} */ (window).__netEvents);
+    writeArtifact('network-change.json', { reconnectingShownMs: shownAfter, mediaBackMs: backAfter, netEvents });
+    console.log(`network change: "reconnecting" shown ${shownAfter} ms after the cut; media back ${backAfter} ms after the link came up with a new address`);
   });
 });

@@ -203,6 +203,7 @@ export function startCall(ctx) {
   });
   // Back online, perhaps on another network: reconnect the socket now and restart ICE.
   window.addEventListener('online', () => {
+    signaling.probe(); // the socket may be bound to an address that has gone
     signaling.reconnectNow();
     room.networkChanged();
   });

@@ -306,7 +306,12 @@ export class Room extends Emitter {
       if (state === 'connected') void this.rebalance(id);
       void this.sampleQuality(id);
     });
-    peer.on('failed', ({ reason }) => this.emit('peerFailed', { id, reason }));
+    peer.on('failed', ({ reason }) => {
+      // Lost its path: the network may have changed under our socket too (the restart's
+      // offer has to get through it).
+      this.signaling.probe();
+      this.emit('peerFailed', { id, reason });
+    });
     peer.on('relayed', (relayed) => this.emit('peerRelayed', { id, relayed }));
     peer.on('problem', (words) => console.warn(`meshcall: peer ${id}: ${words}`));
     this.emit('peerAdded', { id, video: early?.video ?? null });

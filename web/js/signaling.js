@@ -4,7 +4,8 @@
 //   jitter and sends `resume` with the latest token, so the room never sees us leave;
 // - when the service refuses the token (`resumeFailed`) it joins afresh on the same socket;
 // - pings every few minutes so the idle timeout (10 minutes) never fires, and treats a
-//   missing pong as a dead socket;
+//   missing pong as a dead socket; pings at once, with a short wait, when the network may
+//   have changed under it (probe);
 // - queues outgoing `signal`s while the socket is down and sends them after a resume;
 // - publishes typed events; it knows nothing about peers or the page.
 //
@@ -52,6 +53,7 @@ const FATAL = new Set(['roomFull', 'invalidRoomId']);
  * @property {string} roomId
  * @property {number} [pingIntervalMs]  keep-alive period (default 5 minutes)
  * @property {number} [pongTimeoutMs]  a ping unanswered this long means the socket is dead
+ * @property {number} [probeTimeoutMs]  the same for a probe (the network may have changed)
  * @property {number} [joinTimeoutMs]  an open socket not joined this long is retried
  * @property {number} [backoffBaseMs]  first retry delay (before jitter)
  * @property {number} [backoffMaxMs]  longest retry delay
@@ -70,6 +72,7 @@ export class Signaling extends Emitter {
     this.roomId = opts.roomId;
     this.pingIntervalMs = opts.pingIntervalMs ?? 5 * 60_000;
     this.pongTimeoutMs = opts.pongTimeoutMs ?? 20_000;
+    this.probeTimeoutMs = opts.probeTimeoutMs ?? 3_000;
     this.joinTimeoutMs = opts.joinTimeoutMs ?? 10_000;
     this.backoffBaseMs = opts.backoffBaseMs ?? 500;
     this.backoffMaxMs = opts.backoffMaxMs ?? 10_000;
@@ -118,6 +121,19 @@ export class Signaling extends Emitter {
       early?.ws.close();
       this.open();
     }
+  }
+
+  /**
+   * The network may have changed under the socket (the browser came back online, a peer
+   * connection lost its path): a socket bound to an address that has gone stays open and
+   * swallows what we send until the next keep-alive, minutes later. Ping now and give the
+   * socket up when no pong comes within probeTimeoutMs; the resume on the next one keeps
+   * our place in the room.
+   */
+  probe() {
+    if (this.stopped || this.state !== 'joined' || this.pongTimer !== undefined) return;
+    this.send({ action: 'ping' });
+    this.pongTimer = setTimeout(() => this.abandon(), this.probeTimeoutMs);
   }
 
   /** Skip the backoff wait and try now (a retry button, the browser coming back online). */

@@ -111,6 +111,17 @@ export class Host {
   }
 
   /**
+   * A new address on the link (as a phone moving from Wi-Fi to mobile data gets): the old
+   * one goes, so every ICE pair and socket bound to it is dead for good.
+   */
+  move() {
+    made += 1;
+    this.addr = `10.21.0.${10 + made}`;
+    inNs(this.ns, 'ip', 'addr', 'flush', 'dev', 'eth0');
+    inNs(this.ns, 'ip', 'addr', 'add', `${this.addr}/24`, 'dev', 'eth0');
+  }
+
+  /**
    * A Chromium that runs in this namespace (a wrapper script enters it; Playwright talks to
    * the browser over a pipe, which crosses namespaces).
    * @param {string} executable  the Chromium binary
