@@ -4,7 +4,7 @@
 // is the only module that knows every part.
 //
 // A join runs everything at once: the camera was asked for, /config.json fetched and the
-// socket opened and joined as the page started (index.html's boot script, handed over by
+// socket opened and joined as the page started (the boot script, boot.js, handed over by
 // early.js), while the app loaded, and when the camera answered first, the boot script's
 // prelude made the first offers too; here the socket and those connections are taken over
 // and the page built; otherwise the peers we offer to make their offers once our tracks

@@ -19,8 +19,8 @@
 //   receiver (`mayOffer`); it asks the other side for an offer (`requestOffer`) and owes
 //   the negotiation (`owed`) until that media arrives (`hear`). Nobody rolls an offer back
 //   by hand: an unanswered offer is replaced by a new one (`offerTimeoutMs`).
-// - Adoption: index.html's boot script may have made the connection and sent its first
-//   offer (round 1) already (`adopted`): this takes over as if it had made that offer.
+// - Adoption: the boot script's prelude (boot.js) may have made the connection and sent its
+//   first offer (round 1) already (`adopted`): this takes over as if it had made that offer.
 //
 // The phase (one at a time):
 //
