@@ -17,12 +17,13 @@ import { fileURLToPath } from 'node:url';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 /**
- * Start the server on 127.0.0.1.
+ * Start the server on 127.0.0.1 (or `host`: the quality benchmark's bridge address).
  * @param {string} wsUrl  meshcall's signalling URL, e.g. ws://127.0.0.1:PORT/ws
  * @param {number} [port]  0 picks a free one
+ * @param {string} [host]
  * @returns {Promise<{ origin: string, roomUrl: (room: string) => string, close: () => Promise<void> }>}
  */
-export async function startRefServer(wsUrl, port = 0) {
+export async function startRefServer(wsUrl, port = 0, host = '127.0.0.1') {
   const html = readFileSync(path.join(HERE, 'reference.html'), 'utf8').replace('__WS_URL__', wsUrl.replace(/[^\w:/.\-[\]]/g, ''));
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
@@ -37,10 +38,10 @@ export async function startRefServer(wsUrl, port = 0) {
   });
   await new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve(undefined));
+    server.listen(port, host, () => resolve(undefined));
   });
   const addr = /** @type {import('node:net').AddressInfo} */ (server.address());
-  const origin = `http://127.0.0.1:${addr.port}`;
+  const origin = `http://${host}:${addr.port}`;
   return {
     origin,
     roomUrl: (room) => `${origin}/r/${encodeURIComponent(room)}`,

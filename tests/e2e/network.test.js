@@ -2,9 +2,10 @@
 // by veth links to the server's (lib/netns.js), one person's link shaped or cut.
 //
 // - A thin, lossy uplink: in a 4-person call, one person's uplink is 1 Mbit/s with 2 %
-//   loss and a busy camera (a noisy y4m that wants about 2 Mbit/s). From getStats, watched
-//   in every page: the others keep decoding that person's frames (no gap over 2 s) and
-//   hearing them, and that person still sees and hears everyone.
+//   loss and a busy camera (a noisy y4m that wants about 2 Mbit/s). From getStats in every
+//   page (lib/watch.js): the others keep decoding that person's frames (no freeze over 2 s,
+//   by the receiver's own freeze counters) and hearing them (at most 10 % of the audio
+//   concealed), and that person still sees and hears everyone, and all of it goes on.
 // - A network change: one person's link goes down and comes back with a new address (as a
 //   phone moving from Wi-Fi to mobile data). Their media comes back by itself (it takes an
 //   ICE restart: every pair on the old address is dead), their tile says "reconnecting"
@@ -15,13 +16,18 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BASE_ARGS, CHROMIUM, FAKE_UI, roomName, withCall, writeArtifact } from './lib/call.js';
+import { BASE_ARGS, CHROMIUM, FAKE_UI, pollUntil, roomName, withCall, writeArtifact } from './lib/call.js';
 import { Host, SERVER_ADDR, secureOriginArg, writeBusyY4m } from './lib/netns.js';
 import { startServer } from './lib/server.js';
-import { pcRecorder, rawVideoStats, readWatch, startWatch } from './lib/watch.js';
+import { readWatch, recorder, startWatch } from './lib/watch.js';
 
-/** Longest time without a decoded frame (or an audio packet) that still counts as flowing. */
-const MAX_GAP_MS = 2_000;
+/** The link: 1 Mbit/s up with 2 % loss (E2E_THIN_KBIT, E2E_THIN_LOSS to try others). */
+const RATE_KBIT = Number(process.env.E2E_THIN_KBIT || 1000);
+const LOSS_PCT = Number(process.env.E2E_THIN_LOSS || 2);
+/** The longest freeze (the receiver's own count) that still counts as being seen. */
+const MAX_FREEZE_MS = 2_000;
+/** Share of audio the receiver may conceal (lost or late) and still count as heard. */
+const MAX_CONCEALED_PCT = 10;
 /** How long the shaped call is watched. */
 const WINDOW_MS = Number(process.env.E2E_NETWORK_WINDOW_MS || 20_000);
 
@@ -51,7 +57,9 @@ async function network(t, { busyCamera = false } = {}) {
   const extra = [...BASE_ARGS, FAKE_UI, secureOriginArg(server.port)];
   if (busyCamera) {
     const y4m = path.join(tmp, 'busy.y4m');
-    writeBusyY4m(y4m);
+    // 480x270 wants well over 1 Mbit/s of noise, and costs the receivers (three decoders in
+    // one browser, on two cores) less than 640x360, whose decoding alone froze video here.
+    writeBusyY4m(y4m, { width: 480, height: 270 });
     extra.push(`--use-file-for-fake-video-capture=${y4m}`);
   }
   const slowBrowser = await slow.launchChromium(CHROMIUM, extra);
@@ -62,42 +70,46 @@ async function network(t, { busyCamera = false } = {}) {
 test('4-person call, one uplink 1 Mbit/s with 2 % loss: that person keeps being seen and heard, and sees everyone', { timeout: 150_000 }, async (t) => {
   const net = await network(t, { busyCamera: true });
   await withCall(net.fastBrowser, net.server, roomName('thin'), async (call) => {
-    const setup = (/** @type {import('playwright-core').BrowserContext} */ ctx) => ctx.addInitScript(pcRecorder);
+    const setup = (/** @type {import('playwright-core').BrowserContext} */ ctx) => ctx.addInitScript(recorder);
     for (let i = 0; i < 3; i++) await call.join(`P${i}`, { setup });
     const slow = await call.join('Slow', { browser: net.slowBrowser, realCamera: true, setup });
     await call.waitForMesh();
-    net.slow.shape({ rateKbit: 1000, lossPct: 2 });
+    net.slow.shape({ rateKbit: RATE_KBIT, lossPct: LOSS_PCT });
     call.lap('shaped');
-    for (const p of call.live) await p.page.evaluate(startWatch, call.others(p).map((q) => q.id));
-    // Watched for the window, then read (a poll for the window's end, not a sleep: the
-    // call must still hold at the end).
-    const end = Date.now() + WINDOW_MS;
-    /** @type {Record<string, Record<string, { videoGapMs: number, audioGapMs: number, widths: number[], fps: number }>>} */
+    for (const p of call.live) await p.page.evaluate(startWatch);
+    // A measurement window, not a wait for something.
+    await new Promise((r) => setTimeout(r, WINDOW_MS));
+    /** @type {Record<string, Record<string, Awaited<ReturnType<typeof readWatch>>[string]>>} */
     const seen = {};
-    while (Date.now() < end) {
-      await new Promise((r) => setTimeout(r, 1_000));
-      for (const p of call.live) seen[p.name] = await p.page.evaluate(readWatch);
-      // Stop early once a gap is already too long: the verdict cannot change.
-      if (call.others(slow).some((p) => seen[p.name][slow.id].videoGapMs > MAX_GAP_MS)) break;
-    }
     for (const p of call.live) seen[p.name] = await p.page.evaluate(readWatch);
-    /** @type {Record<string, unknown>} */
-    const raw = {};
-    for (const p of call.live) raw[p.name] = await p.page.evaluate(rawVideoStats);
-    writeArtifact('network-thin-uplink.json', { ids: Object.fromEntries(call.live.map((p) => [p.name, p.id])), seen, raw });
+    writeArtifact('network-thin-uplink.json', { slow: net.slow.addr, seen });
+    // What each page receives from whom: Slow's stream at the others (by Slow's address),
+    // and everyone's at Slow.
+    const fromSlow = (/** @type {string} */ name) => Object.entries(seen[name]).filter(([k]) => k.startsWith(`${net.slow.addr}:`)).map(([, v]) => v);
+    /** @type {[string, Awaited<ReturnType<typeof readWatch>>[string]][]} */
+    const streams = [
+      ...call.others(slow).flatMap((p) => fromSlow(p.name).map((v) => /** @type {[string, typeof v]} */ ([`${p.name} <- Slow`, v]))),
+      ...Object.values(seen.Slow).map((v, i) => /** @type {[string, typeof v]} */ ([`Slow <- #${i + 1}`, v])),
+    ];
+    console.log(`thin uplink: ${streams.map(([w, v]) => `${w} ${JSON.stringify(v)}`).join('; ')}`);
+    assert.equal(streams.length, 6, `a stream from Slow at each of the 3 others and 3 at Slow: ${JSON.stringify(seen)}`);
     const problems = [];
-    for (const p of call.others(slow)) {
-      const w = seen[p.name][slow.id];
-      if (w.videoGapMs > MAX_GAP_MS) problems.push(`${p.name} had no frame from Slow for ${w.videoGapMs} ms`);
-      if (w.audioGapMs > MAX_GAP_MS) problems.push(`${p.name} had no audio from Slow for ${w.audioGapMs} ms`);
+    for (const [who, v] of streams) {
+      if (v.longestFreezeMs > MAX_FREEZE_MS) problems.push(`${who}: a freeze of ${v.longestFreezeMs} ms`);
+      if (v.concealedPct > MAX_CONCEALED_PCT) problems.push(`${who}: ${v.concealedPct} % of the audio concealed`);
+      if (v.frames === 0 || v.audioPackets === 0) problems.push(`${who}: nothing decoded (${v.frames} frames, ${v.audioPackets} audio packets)`);
     }
-    for (const q of call.others(slow)) {
-      const w = seen.Slow[q.id];
-      if (w.videoGapMs > MAX_GAP_MS) problems.push(`Slow had no frame from ${q.name} for ${w.videoGapMs} ms`);
-      if (w.audioGapMs > MAX_GAP_MS) problems.push(`Slow had no audio from ${q.name} for ${w.audioGapMs} ms`);
-    }
-    console.log(`thin uplink, Slow as the others see it: ${call.others(slow).map((p) => `${p.name} ${JSON.stringify(seen[p.name][slow.id])}`).join('; ')}`);
     assert.deepEqual(problems, [], JSON.stringify(seen));
+    // And it goes on: every stream decodes new frames and gets new audio within 2 s.
+    const last = Object.fromEntries(call.live.map((p) => [p.name, seen[p.name]]));
+    await pollUntil(async () => {
+      for (const p of call.live) {
+        const now = await p.page.evaluate(readWatch);
+        const keys = p === slow ? Object.keys(last.Slow) : Object.keys(last[p.name]).filter((k) => k.startsWith(`${net.slow.addr}:`));
+        if (!keys.every((k) => now[k] && now[k].frames > last[p.name][k].frames && now[k].audioPackets > last[p.name][k].audioPackets)) return false;
+      }
+      return true;
+    }, MAX_FREEZE_MS, 'every stream from and to Slow still decoding after the window');
   });
 });
 

@@ -1,85 +1,22 @@
-// Media watched from inside a page, for the network tests and the quality benchmark: every
-// 500 ms the page reads per remote participant the decoded video frames and received audio
-// packets (window.collectStats, the app's test hook, or `window.__watchStats` where a page
-// has no app), and keeps the longest time without a newly decoded frame and without a new
-// audio packet, the frame widths seen, and the decoded frames per second over the window.
-// Sampled inside the page: no round trip per sample, so four pages can be watched at once
-// on two cores (each sample is one getStats per connection; every 200 ms was enough to
-// cost frames of its own on a busy machine).
+// Media watched from inside a page, for the network tests and the call-quality benchmark
+// (tests/bench-join/quality.js): every peer connection the page makes is remembered
+// (`recorder`, an init script), and every 500 ms its inbound media is read from getStats,
+// keyed by the remote end's address:port (so it works on any page, the app's or the
+// reference's, and a test tells people apart by their namespaces' addresses).
+//
+// Freezes come from the receiver's own counters (Chromium's inbound-rtp `freezeCount` and
+// `totalFreezesDuration`: an interval between rendered frames longer than
+// max(3 x the mean frame interval, the mean + 150 ms)), not from when the page's sampler got
+// to run: on a busy machine a page's timers stall for seconds, and an interval between two
+// samples says as much about the sampler as about the video. The longest freeze of a window is
+// the growth of totalFreezesDuration over a sample where freezeCount grew by one (by k: its
+// mean, a lower bound). Audio: the share of samples the receiver concealed (lost or late).
 
-/**
- * Runs in the page: start watching `ids` (replacing any earlier watch).
- * @param {string[]} ids
- */
-export function startWatch(ids) {
-  const w = /** @type {any} */ (window);
-  if (w.__watch) clearInterval(w.__watch.timer);
-  const read = w.__watchStats ?? (() => window.collectStats());
-  const t0 = performance.now();
-  /** @type {Record<string, { frames: number, audio: number, fAt: number, aAt: number, fGap: number, aGap: number, widths: number[], f0: number }>} */
-  const per = {};
-  for (const id of ids) per[id] = { frames: -1, audio: -1, fAt: t0, aAt: t0, fGap: 0, aGap: 0, widths: [], f0: -1 };
-  let busy = false;
-  const timer = setInterval(async () => {
-    if (busy) return;
-    busy = true;
-    try {
-      const s = await read();
-      const now = performance.now();
-      for (const id of ids) {
-        const r = s[id];
-        const p = per[id];
-        if (!r) continue;
-        if (p.f0 < 0) p.f0 = r.framesDecoded;
-        if (r.framesDecoded > p.frames) {
-          if (p.frames >= 0) p.fGap = Math.max(p.fGap, now - p.fAt);
-          p.frames = r.framesDecoded;
-          p.fAt = now;
-        }
-        if (r.audioPackets > p.audio) {
-          if (p.audio >= 0) p.aGap = Math.max(p.aGap, now - p.aAt);
-          p.audio = r.audioPackets;
-          p.aAt = now;
-        }
-        if (r.frameWidth && p.widths[p.widths.length - 1] !== r.frameWidth) p.widths.push(r.frameWidth);
-      }
-    } finally {
-      busy = false;
-    }
-  }, 500);
-  w.__watch = { timer, per, t0 };
-}
-
-/**
- * Runs in the page: what the watch saw so far, per id: longest video and audio gaps (ms,
- * counting the time since the last frame or packet), frame widths in order, decoded frames
- * per second over the window.
- */
-export function readWatch() {
-  const w = /** @type {any} */ (window).__watch;
-  const now = performance.now();
-  /** @type {Record<string, { videoGapMs: number, audioGapMs: number, widths: number[], fps: number }>} */
-  const out = {};
-  for (const [id, p] of Object.entries(/** @type {Record<string, any>} */ (w.per))) {
-    out[id] = {
-      videoGapMs: Math.round(Math.max(p.fGap, now - p.fAt)),
-      audioGapMs: Math.round(Math.max(p.aGap, now - p.aAt)),
-      widths: p.widths,
-      fps: Math.round(((p.frames - p.f0) / ((now - w.t0) / 1000)) * 10) / 10,
-    };
-  }
-  return out;
-}
-
-/**
- * Runs in every page before the app (init script): remembers each RTCPeerConnection, so
- * rawVideoStats can read what collectStats boils away.
- */
-export function pcRecorder() {
+/** Runs in every page before its scripts: remember each RTCPeerConnection; `__q()` reads them. */
+export function recorder() {
   const Orig = window.RTCPeerConnection;
   /** @type {RTCPeerConnection[]} */
   const pcs = [];
-  Object.defineProperty(window, '__pcs', { value: pcs });
   window.RTCPeerConnection = class extends Orig {
     /** @param {RTCConfiguration} [cfg] */
     constructor(cfg) {
@@ -87,40 +24,96 @@ export function pcRecorder() {
       pcs.push(this);
     }
   };
+  Object.defineProperty(window, '__q', {
+    value: async () => {
+      /** @type {Record<string, { frames: number, width: number, height: number, freezes: number, freezeS: number, audio: number, concealed: number, samples: number }>} */
+      const out = {};
+      for (const pc of pcs) {
+        if (pc.connectionState === 'closed') continue;
+        const report = await pc.getStats();
+        let key = '';
+        const row = { frames: 0, width: 0, height: 0, freezes: 0, freezeS: 0, audio: 0, concealed: 0, samples: 0 };
+        report.forEach((/** @type {any} */ r) => {
+          if (r.type === 'transport' && r.selectedCandidatePairId) {
+            const pair = report.get(r.selectedCandidatePairId);
+            const rm = pair && report.get(pair.remoteCandidateId);
+            if (rm) key = `${rm.address}:${rm.port}`;
+          } else if (r.type === 'inbound-rtp' && r.kind === 'video' && (r.framesDecoded ?? 0) >= row.frames) {
+            row.frames = r.framesDecoded ?? 0;
+            row.width = r.frameWidth ?? 0;
+            row.height = r.frameHeight ?? 0;
+            row.freezes = r.freezeCount ?? 0;
+            row.freezeS = r.totalFreezesDuration ?? 0;
+          } else if (r.type === 'inbound-rtp' && r.kind === 'audio') {
+            row.audio += r.packetsReceived ?? 0;
+            row.concealed += r.concealedSamples ?? 0;
+            row.samples += r.totalSamplesReceived ?? 0;
+          }
+        });
+        if (key) out[key] = row;
+      }
+      return out;
+    },
+  });
+}
+
+/** Runs in the page: start a window; every 500 ms, the counters of every remote end. */
+export function startWatch() {
+  const w = /** @type {any} */ (window);
+  if (w.__qs) clearInterval(w.__qs.timer);
+  /** @type {Record<string, any>} */
+  const per = {};
+  let busy = false;
+  const sample = async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      const s = await w.__q();
+      for (const [key, r] of Object.entries(s)) {
+        const p = per[key];
+        if (!p) {
+          per[key] = { first: r, last: r, longestFreezeS: 0, heights: [], widths: [] };
+          continue;
+        }
+        const dn = r.freezes - p.last.freezes;
+        if (dn > 0) p.longestFreezeS = Math.max(p.longestFreezeS, (r.freezeS - p.last.freezeS) / dn);
+        p.last = r;
+        if (r.height) {
+          p.heights.push(r.height);
+          p.widths.push(r.width);
+        }
+      }
+    } finally {
+      busy = false;
+    }
+  };
+  w.__qs = { timer: setInterval(sample, 500), per, t0: performance.now() };
+  void sample();
 }
 
 /**
- * Runs in the page (after pcRecorder): per open connection, the video counters that tell a
- * freeze's cause: inbound freezes, key frames and loss recovery; outbound key frames,
- * resolution changes, the encoder's target and what limits it.
+ * Runs in the page: per remote end (address:port), over the window so far: decoded frames
+ * per second, the longest freeze (ms), the freezes' total (ms), the share of audio concealed
+ * (%), audio packets received, and the median frame size.
  */
-export async function rawVideoStats() {
-  const out = [];
-  for (const pc of /** @type {RTCPeerConnection[]} */ (/** @type {any} */ (window).__pcs)) {
-    if (pc.connectionState === 'closed') continue;
-    /** @type {Record<string, any>} */
-    const row = { state: pc.connectionState };
-    (await pc.getStats()).forEach((/** @type {any} */ r) => {
-      if (r.kind !== 'video') return;
-      if (r.type === 'inbound-rtp' && (r.framesDecoded ?? 0) >= (row.in?.framesDecoded ?? 0)) {
-        row.in = {
-          framesDecoded: r.framesDecoded, keyFramesDecoded: r.keyFramesDecoded, framesDropped: r.framesDropped,
-          freezeCount: r.freezeCount, totalFreezesDuration: r.totalFreezesDuration, pauseCount: r.pauseCount,
-          pliCount: r.pliCount, firCount: r.firCount, nackCount: r.nackCount, packetsLost: r.packetsLost,
-          packetsReceived: r.packetsReceived, frameWidth: r.frameWidth, jitterBufferDelay: r.jitterBufferDelay,
-        };
-      }
-      if (r.type === 'outbound-rtp') {
-        row.out = {
-          framesEncoded: r.framesEncoded, keyFramesEncoded: r.keyFramesEncoded, frameWidth: r.frameWidth,
-          qualityLimitationReason: r.qualityLimitationReason,
-          qualityLimitationResolutionChanges: r.qualityLimitationResolutionChanges,
-          targetBitrate: r.targetBitrate, pliCount: r.pliCount, firCount: r.firCount, nackCount: r.nackCount,
-          retransmittedBytesSent: r.retransmittedBytesSent, bytesSent: r.bytesSent,
-        };
-      }
-    });
-    out.push(row);
+export async function readWatch() {
+  const w = /** @type {any} */ (window);
+  const seconds = (performance.now() - w.__qs.t0) / 1000;
+  /** @type {Record<string, { fps: number, frames: number, longestFreezeMs: number, freezesMs: number, concealedPct: number, audioPackets: number, height: number, width: number }>} */
+  const out = {};
+  const mid = (/** @type {number[]} */ xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? 0;
+  for (const [key, p] of Object.entries(/** @type {Record<string, any>} */ (w.__qs.per))) {
+    const d = (/** @type {string} */ k) => p.last[k] - p.first[k];
+    out[key] = {
+      fps: Math.round((d('frames') / seconds) * 10) / 10,
+      frames: d('frames'),
+      longestFreezeMs: Math.round(p.longestFreezeS * 1000),
+      freezesMs: Math.round(d('freezeS') * 1000),
+      concealedPct: d('samples') > 0 ? Math.round((d('concealed') / d('samples')) * 1000) / 10 : 100,
+      audioPackets: d('audio'),
+      height: mid(p.heights),
+      width: mid(p.widths),
+    };
   }
   return out;
 }
