@@ -476,7 +476,8 @@ export class Call {
         now = await this.stats(p);
         return senders.every((q) => {
           const b = before[q.id], n = now[q.id];
-          return b && n && n.connectionState === 'connected' && (!relayed || n.relayed)
+          // A pair known (Firefox has none selected for a moment after an ICE restart).
+          return b && n && n.connectionState === 'connected' && !!n.pair && (!relayed || n.relayed)
             && (!video(q) || (n.framesDecoded ?? 0) >= (b.framesDecoded ?? 0) + frames)
             && (!audio(q) || (n.audioPackets ?? 0) >= (b.audioPackets ?? 0) + packets);
         });
