@@ -368,8 +368,14 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
 
     /// One text frame from `socket`: [`ClientMessage::parse`] then [`Signalling::dispatch`].
     /// For gateways that make no decision of their own on the message (the Lambda).
-    pub async fn message(&self, socket: &ConnectionId, text: &str, now: SystemTime) -> Outcome {
-        self.dispatch(socket, ClientMessage::parse(text), now).await
+    /// (The dispatch future itself, not one wrapped around it: no larger for the parse.)
+    pub fn message<'a>(
+        &'a self,
+        socket: &'a ConnectionId,
+        text: &'a str,
+        now: SystemTime,
+    ) -> impl Future<Output = Outcome> + Send + 'a {
+        self.dispatch(socket, ClientMessage::parse(text), now)
     }
 
     /// One parsed frame from `socket` (or why it did not parse): route it on its `action`,
