@@ -93,14 +93,14 @@ struct Out {
 }
 
 /// A TLS link's session, its sealed bytes not yet written (`bytes[sent..]`), and a record
-/// read but not yet complete (`sealed_in`, kept here rather than in the connection's task
+/// read but not yet complete (`incoming`, kept here rather than in the connection's task
 /// so that a plain connection's task keeps no room for it).
 #[derive(Debug)]
 struct Sealed {
     session: Session,
     bytes: Vec<u8>,
     sent: usize,
-    sealed_in: Vec<u8>,
+    incoming: Vec<u8>,
 }
 
 impl Out {
@@ -195,7 +195,7 @@ impl Link {
                         session,
                         bytes: unsent,
                         sent: 0,
-                        sealed_in,
+                        incoming: sealed_in,
                     })
                 }),
             }),
@@ -416,7 +416,7 @@ impl Link {
         self.lock()
             .tls
             .as_deref_mut()
-            .map(|tls| std::mem::take(&mut tls.sealed_in))
+            .map(|tls| std::mem::take(&mut tls.incoming))
             .unwrap_or_default()
     }
 
@@ -455,7 +455,7 @@ impl Link {
         let opened = tls
             .session
             .open(raw, |plain| reader.feed(plain), &mut answer)?;
-        tls.sealed_in.extend_from_slice(&raw[opened.consumed..]);
+        tls.incoming.extend_from_slice(&raw[opened.consumed..]);
         if !answer.is_empty() {
             // The session's own answer (a key update): after what is sealed already, before
             // any frame not yet sealed.
