@@ -92,12 +92,15 @@ struct Out {
     tls: Option<Box<Sealed>>,
 }
 
-/// A TLS link's session, and its sealed bytes not yet written (`bytes[sent..]`).
+/// A TLS link's session, its sealed bytes not yet written (`bytes[sent..]`), and a record
+/// read but not yet complete (`incoming`, kept here rather than in the connection's task
+/// so that a plain connection's task keeps no room for it).
 #[derive(Debug)]
 struct Sealed {
     session: Session,
     bytes: Vec<u8>,
     sent: usize,
+    incoming: Vec<u8>,
 }
 
 impl Out {
@@ -173,7 +176,8 @@ impl Ended {
 impl Link {
     /// A link on `stream`, plain, or sealed by `tls` with its `unsent` bytes still to
     /// write (what the HTTP upgrade left).
-    pub(super) fn new(stream: TcpStream, capacity: usize, tls: Option<(Session, Vec<u8>)>) -> Self {
+    pub(super) fn new(connection: super::Connection, capacity: usize) -> Self {
+        let super::Connection { stream, tls } = connection;
         Self {
             stream,
             sealed: tls.is_some(),
@@ -181,11 +185,17 @@ impl Link {
                 pending: VecDeque::new(),
                 ended: None,
                 capacity,
-                tls: tls.map(|(session, bytes)| {
+                tls: tls.map(|tls| {
+                    let super::Tls {
+                        session,
+                        sealed_in,
+                        unsent,
+                    } = *tls;
                     Box::new(Sealed {
                         session,
-                        bytes,
+                        bytes: unsent,
                         sent: 0,
+                        incoming: sealed_in,
                     })
                 }),
             }),
@@ -390,25 +400,27 @@ impl Link {
     /// Reads what the socket has into `reader`, without waiting: `Ok(0)` at the end of the
     /// stream, `WouldBlock` if nothing is there yet. Over TLS the records are opened first;
     /// `sealed_in` keeps a record not yet complete between reads.
-    pub(super) fn read(&self, reader: &mut Reader, sealed_in: &mut Vec<u8>) -> io::Result<usize> {
+    pub(super) fn read(&self, reader: &mut Reader) -> io::Result<usize> {
         if !self.sealed {
             return reader.read_from(&self.stream);
         }
         let mut raw = Scratch::SealedIn.borrow();
-        raw.append(sealed_in);
-        *sealed_in = Vec::new();
-        let read = self.read_sealed(&mut raw, reader, sealed_in);
+        raw.append(&mut self.take_sealed_in());
+        let read = self.read_sealed(&mut raw, reader);
         Scratch::SealedIn.give_back(raw);
         read
     }
 
-    fn read_sealed(
-        &self,
-        raw: &mut Vec<u8>,
-        reader: &mut Reader,
-        sealed_in: &mut Vec<u8>,
-    ) -> io::Result<usize> {
-        let had = raw.len();
+    /// The record bytes kept since the last read (none on a plain link).
+    fn take_sealed_in(&self) -> Vec<u8> {
+        self.lock()
+            .tls
+            .as_deref_mut()
+            .map(|tls| std::mem::take(&mut tls.incoming))
+            .unwrap_or_default()
+    }
+
+    fn read_sealed(&self, raw: &mut Vec<u8>, reader: &mut Reader) -> io::Result<usize> {
         raw.reserve(LENT);
         let room = raw.capacity() - raw.len();
         // As for plain reads (frame::Reader::read_from): a short read tells tokio the socket
@@ -426,24 +438,16 @@ impl Link {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => {}
             Ok(0) => return Ok(0),
             Ok(_) => {}
-            Err(e) => {
-                raw.truncate(had);
-                sealed_in.extend_from_slice(raw);
-                return Err(e);
-            }
+            // The connection ends: what was kept does not matter any more.
+            Err(e) => return Err(e),
         }
-        let closed = self.open(raw, reader, sealed_in)?;
+        let closed = self.open(raw, reader)?;
         Ok(if closed { 0 } else { got })
     }
 
-    /// Opens the whole records in `raw` into `reader`, keeping a record not yet complete in
-    /// `sealed_in`; `true` if the client closed its side.
-    fn open(
-        &self,
-        raw: &mut [u8],
-        reader: &mut Reader,
-        sealed_in: &mut Vec<u8>,
-    ) -> io::Result<bool> {
+    /// Opens the whole records in `raw` into `reader`, keeping a record not yet complete
+    /// for the next read; `true` if the client closed its side.
+    fn open(&self, raw: &mut [u8], reader: &mut Reader) -> io::Result<bool> {
         let mut out = self.lock();
         let out = &mut *out;
         let tls = out.tls.as_deref_mut().expect("a TLS link stays TLS");
@@ -451,7 +455,7 @@ impl Link {
         let opened = tls
             .session
             .open(raw, |plain| reader.feed(plain), &mut answer)?;
-        sealed_in.extend_from_slice(&raw[opened.consumed..]);
+        tls.incoming.extend_from_slice(&raw[opened.consumed..]);
         if !answer.is_empty() {
             // The session's own answer (a key update): after what is sealed already, before
             // any frame not yet sealed.
@@ -467,16 +471,12 @@ impl Link {
 
     /// Opens records read before the link existed (during the HTTP upgrade), as
     /// [`Link::read`] does: `Ok(false)` if the client closed its side.
-    pub(super) fn open_unread(
-        &self,
-        reader: &mut Reader,
-        sealed_in: &mut Vec<u8>,
-    ) -> io::Result<bool> {
-        if sealed_in.is_empty() {
+    pub(super) fn open_unread(&self, reader: &mut Reader) -> io::Result<bool> {
+        let mut raw = self.take_sealed_in();
+        if raw.is_empty() {
             return Ok(true);
         }
-        let mut raw = std::mem::take(sealed_in);
-        let closed = self.open(&mut raw, reader, sealed_in);
+        let closed = self.open(&mut raw, reader);
         closed.map(|closed| !closed)
     }
 

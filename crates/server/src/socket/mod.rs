@@ -139,22 +139,7 @@ async fn serve(state: AppState, connection: Connection, mut reader: Reader, admi
     // keeps a slot for every span ever open at once, so a span per connection would keep
     // memory for the most connections ever held (3 MB after 10 000 had left).
     let conn = new_connection_id();
-    let (tls, mut sealed_in) = match connection.tls {
-        Some(tls) => {
-            let Tls {
-                session,
-                sealed_in,
-                unsent,
-            } = *tls;
-            (Some((session, unsent)), sealed_in)
-        }
-        None => (None, Vec::new()),
-    };
-    let link = Arc::new(Link::new(
-        connection.stream,
-        state.settings.queue_capacity,
-        tls,
-    ));
+    let link = Arc::new(Link::new(connection, state.settings.queue_capacity));
     let core = &state.core;
     core.pusher().register(conn.clone(), link.clone());
     // Rarely running futures are boxed: a task keeps room for its future's largest state
@@ -164,17 +149,8 @@ async fn serve(state: AppState, connection: Connection, mut reader: Reader, admi
         close(&state, &link, &conn, close_code::ERROR, "store unavailable").await;
         return;
     }
-    let end = run(
-        &state,
-        &link,
-        &mut reader,
-        &mut sealed_in,
-        &conn,
-        &admission,
-    )
-    .await;
+    let end = run(&state, &link, &mut reader, &conn, &admission).await;
     drop(reader);
-    drop(sealed_in);
     Box::pin(finish(&state, &link, &conn, end)).await;
 }
 
@@ -182,7 +158,6 @@ async fn run(
     state: &AppState,
     link: &Link,
     reader: &mut Reader,
-    sealed_in: &mut Vec<u8>,
     conn: &ConnectionId,
     admission: &Admission,
 ) -> End {
@@ -197,7 +172,7 @@ async fn run(
     let deadline = tokio::time::sleep_until(next(idle_at).into());
     tokio::pin!(deadline);
     // Bytes hyper had read past the request are handled before waiting for more.
-    let mut ready = match link.open_unread(reader, sealed_in) {
+    let mut ready = match link.open_unread(reader) {
         Ok(open) => open,
         Err(e) => {
             tracing::debug!(conn_id = %conn, error = %e, "TLS failed");
@@ -254,7 +229,7 @@ async fn run(
                 if readable.is_err() {
                     return End::Dropped;
                 }
-                match link.read(reader, sealed_in) {
+                match link.read(reader) {
                     Ok(0) => return End::Dropped,
                     Ok(_) => ready = true,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
