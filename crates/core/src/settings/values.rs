@@ -5,7 +5,7 @@
 
 use std::{ffi::OsString, time::Duration};
 
-use clap::{CommandFactory, FromArgMatches, builder::BoolishValueParser};
+use clap::{ArgAction, CommandFactory, FromArgMatches, builder::BoolishValueParser};
 
 /// Parses a whole number of at least 1 (a clap value parser).
 ///
@@ -93,7 +93,9 @@ pub fn command<T: CommandFactory>() -> clap::Command {
     without_empty_env(T::command(), |name| std::env::var_os(name))
 }
 
-/// `command` with the variables that `lookup` finds empty unset, in every subcommand too.
+/// `command` with the variables that `lookup` finds empty unset, in every subcommand too;
+/// and those of on/off flags that say off (clap counts a flag given by its variable as
+/// present even when off, so `MESHCALL_TLS_SELF_SIGNED=0` conflicted with `--tls-cert`).
 fn without_empty_env(
     mut command: clap::Command,
     lookup: impl Fn(&std::ffi::OsStr) -> Option<OsString> + Copy,
@@ -101,9 +103,9 @@ fn without_empty_env(
     let empty: Vec<String> = command
         .get_arguments()
         .filter(|a| {
-            a.get_env()
-                .and_then(lookup)
-                .is_some_and(|value| value.is_empty())
+            a.get_env().and_then(lookup).is_some_and(|value| {
+                value.is_empty() || (matches!(a.get_action(), ArgAction::SetTrue) && off(&value))
+            })
         })
         .map(|a| a.get_id().to_string())
         .collect();
@@ -118,6 +120,15 @@ fn without_empty_env(
         command = command.mut_subcommand(name, |c| without_empty_env(c, lookup));
     }
     command
+}
+
+/// Whether an on/off value says off (`0`, `no`, `false`, `off`, `n`, `f`, any case).
+fn off(value: &std::ffi::OsStr) -> bool {
+    value.to_str().is_some_and(|v| {
+        ["0", "no", "false", "off", "n", "f"]
+            .iter()
+            .any(|o| v.trim().eq_ignore_ascii_case(o))
+    })
 }
 
 /// Reads `T` from this process's command line and environment (empty variables not set:
@@ -228,6 +239,17 @@ mod tests {
         for id in ["on", "addr"] {
             let arg = command.get_arguments().find(|a| a.get_id() == id).unwrap();
             assert_eq!(arg.get_env(), None, "{id}");
+        }
+        for (value, unset) in [("off", true), ("No", true), ("0", true), ("1", false)] {
+            let lookup = |name: &std::ffi::OsStr| {
+                (name == "MESHCALL_TEST_ON").then(|| OsString::from(value))
+            };
+            let command = without_empty_env(Flags::command(), lookup);
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_id() == "on")
+                .unwrap();
+            assert_eq!(arg.get_env().is_none(), unset, "{value}");
         }
         let list = command.get_arguments().find(|a| a.get_id() == "list");
         assert!(
