@@ -54,6 +54,9 @@ impl AppConfig {
     }
 
     /// As JSON, on one line.
+    ///
+    /// # Panics
+    /// Never: strings and numbers always serialise.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("AppConfig serialises: strings and numbers only")
     }

@@ -113,6 +113,7 @@ const CONFIG_META: &[u8] = br#"<meta name="meshcall-config" content="">"#;
 /// `GET /` and `GET /r/<room>`: the app's page, with the app's settings (as `/config.json`
 /// has them) written into its `meshcall-config` meta. The router's state gives the
 /// settings (`AppConfig: FromRef<S>`).
+#[allow(clippy::unused_async, reason = "an axum handler")]
 pub async fn index(State(config): State<AppConfig>, headers: HeaderMap) -> Response {
     let Some(file) = app_page() else {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
@@ -171,6 +172,7 @@ fn with_config(page: &[u8], json: &str) -> Vec<u8> {
 }
 
 /// Any other path: the embedded file of that name, or 404.
+#[allow(clippy::unused_async, reason = "an axum handler")]
 pub async fn asset(request: Request) -> Response {
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
