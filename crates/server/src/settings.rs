@@ -33,7 +33,7 @@ pub enum Command {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "meshcall", version, args_conflicts_with_subcommands = true)]
 #[command(mut_arg("turn", |a| a.requires("turn_secret")))]
-#[command(mut_arg("stun", |a| a.default_value(crate::limits::DEFAULT_STUN)
+#[command(mut_arg("stun", |a| a.default_value(meshcall_core::settings::DEFAULT_STUN)
     .help("STUN server URL handed to browsers in `joined` (repeat, or separate with commas); `none` for none")))]
 pub struct Settings {
     /// Address and port to listen on (port 0 picks a free port; the log says which).
@@ -137,11 +137,10 @@ impl Settings {
     /// For settings the command line refuses: TURN URLs without `--turn-secret`, or a zero
     /// count (only settings built in code can have them).
     pub fn core_config(&self, resume_key: ResumeKey) -> Config {
-        let mut shared = self
+        let shared = self
             .signalling
             .config(self.turn_secret(), Some(resume_key))
             .unwrap_or_else(|e| panic!("settings clap refuses: {e}"));
-        crate::limits::drop_stun_none(&mut shared.ice_servers);
         Config {
             idle_timeout: self.idle_timeout,
             rate: RateLimit {
@@ -166,7 +165,10 @@ mod tests {
         assert_eq!(s.max_room_size, 8);
         let config = s.core_config(ResumeKey::new([0; 32]));
         assert_eq!(config.ice_servers.len(), 1);
-        assert_eq!(config.ice_servers[0].urls, [crate::limits::DEFAULT_STUN]);
+        assert_eq!(
+            config.ice_servers[0].urls,
+            [meshcall_core::settings::DEFAULT_STUN]
+        );
         let none = Settings::parse_from(["meshcall", "--stun", "none"]);
         assert!(
             none.core_config(ResumeKey::new([0; 32]))

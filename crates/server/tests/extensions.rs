@@ -47,7 +47,7 @@ fn default_ice_servers() -> Value {
     if support::on_gateway() {
         json!([])
     } else {
-        json!([{"urls": [meshcall::limits::DEFAULT_STUN]}])
+        json!([{"urls": [meshcall_core::settings::DEFAULT_STUN]}])
     }
 }
 

@@ -53,10 +53,14 @@ CONNECTIONS = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId
 CACHING_OPTIMIZED = "658327ea-f89d-4fab-a63d-7e88639e58f6"
 CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
 OUTPUTS = {"WebSocketUrl", "AppUrl", "SiteBucket", "DistributionId", "TableName", "FunctionName"}
+# The STUN default is written once in Rust (meshcall-core's settings); the template's must
+# be the same server.
+with open(os.path.join(HERE, "..", "..", "..", "crates", "core", "src", "settings.rs")) as f:
+    DEFAULT_STUN = re.search(r'pub const DEFAULT_STUN: &str = "([^"]+)";', f.read()).group(1)
 PARAMETER_DEFAULTS = {
     "StageName": "prod", "Architecture": "x86_64", "MemorySize": 128, "LogRetentionInDays": 14,
     "LogLevel": "info", "MaxRoomSize": 8, "MaxMessageBytes": 131072,
-    "StunUrls": "stun:stun.l.google.com:19302", "TurnUrls": "",
+    "StunUrls": DEFAULT_STUN, "TurnUrls": "",
     "TurnTtl": "24h", "AllowedOrigins": "", "ResumeGrace": "30s", "ForceRelay": "false",
     "ThrottlingRateLimit": 200, "ThrottlingBurstLimit": 1000,
     "ReservedConcurrency": 0, "MonthlyBudget": 0, "BudgetEmail": "",

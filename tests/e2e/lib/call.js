@@ -476,17 +476,19 @@ export class Call {
         now = await this.stats(p);
         return senders.every((q) => {
           const b = before[q.id], n = now[q.id];
-          return b && n && n.connectionState === 'connected' && (!relayed || n.relayed)
+          // A pair known (Firefox has none selected for a moment after an ICE restart).
+          return b && n && n.connectionState === 'connected' && !!n.pair && (!relayed || n.relayed)
             && (!video(q) || (n.framesDecoded ?? 0) >= (b.framesDecoded ?? 0) + frames)
             && (!audio(q) || (n.audioPackets ?? 0) >= (b.audioPackets ?? 0) + packets);
         });
       }, timeout, () => `${p.name}: ${relayed ? 'relayed ' : ''}media progress from ${ids.join(',')}; before ${JSON.stringify(before)} now ${JSON.stringify(now)}`);
       for (const id of ids) {
         const s = now[id];
-        // Local side 127.0.0.1; remote 127.0.0.1, or no address at all when the remote is
+        // Local side loopback (127.0.0.1, or ::1: Firefox gathers it too and may move there
+        // on an ICE restart); remote the same, or no address at all when the remote is
         // peer-reflexive (learnt from a check that beat its trickled candidate: Chromium's
-        // stats hide prflx addresses). Relayed: the same, both ends relay addresses over UDP.
-        const pair = pairPattern ?? (relayed ? /^127\.0\.0\.1:\d+\/udp -> (127\.0\.0\.1)?:\d+\/udp$/ : /^127\.0\.0\.1:\d+\/\w+ -> (127\.0\.0\.1)?:\d+\//);
+        // stats hide prflx addresses). Relayed: 127.0.0.1 at both ends, relay addresses over UDP.
+        const pair = pairPattern ?? (relayed ? /^127\.0\.0\.1:\d+\/udp -> (127\.0\.0\.1)?:\d+\/udp$/ : /^(127\.0\.0\.1|::1):\d+\/\w+ -> (127\.0\.0\.1|::1)?:\d+\//);
         if (!pair.test(s.pair ?? '')) {
           throw new Error(`${p.name}: selected pair to ${id} is not ${relayed ? 'relayed UDP' : 'loopback'}: ${s.pair}`);
         }

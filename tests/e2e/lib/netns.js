@@ -140,6 +140,11 @@ export class Host {
     this.unshape();
     hosts.delete(this);
     try { ip('netns', 'del', this.ns); } catch { /* gone */ }
+    // The last one takes the bridge with it: the test's namespace must be loopback-only
+    // again for the tests that follow (its address would give their browsers candidates).
+    if (hosts.size === 0) {
+      try { ip('link', 'del', BRIDGE); } catch { /* gone */ }
+    }
     if (this.tmp) rmSync(this.tmp, { recursive: true, force: true });
   }
 }

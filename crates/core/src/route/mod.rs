@@ -19,7 +19,9 @@ use std::{
 };
 
 use futures_util::{StreamExt, stream::FuturesUnordered};
-use meshcall_protocol::{ClientMessage, ConnectionId, ErrorCode, RoomId, ServerMessage};
+use meshcall_protocol::{
+    ClientMessage, ConnectionId, ErrorCode, ProtocolError, RoomId, ServerMessage,
+};
 
 use crate::{
     config::Config,
@@ -364,10 +366,28 @@ impl<S: ConnectionStore, P: Pusher> Signalling<S, P> {
         Ok(())
     }
 
-    /// One text frame from `socket`: parse it, route it on its `action`, answer errors to
-    /// the sender. Never fails: every problem becomes an `error` frame to the sender.
-    pub async fn message(&self, socket: &ConnectionId, text: &str, now: SystemTime) -> Outcome {
-        let parsed = ClientMessage::parse(text);
+    /// One text frame from `socket`: [`ClientMessage::parse`] then [`Signalling::dispatch`].
+    /// For gateways that make no decision of their own on the message (the Lambda).
+    /// (The dispatch future itself, not one wrapped around it: no larger for the parse.)
+    pub fn message<'a>(
+        &'a self,
+        socket: &'a ConnectionId,
+        text: &'a str,
+        now: SystemTime,
+    ) -> impl Future<Output = Outcome> + Send + 'a {
+        self.dispatch(socket, ClientMessage::parse(text), now)
+    }
+
+    /// One parsed frame from `socket` (or why it did not parse): route it on its `action`,
+    /// answer errors to the sender. Never fails: every problem becomes an `error` frame to
+    /// the sender. A gateway that looks at the message itself first (the self-hosted
+    /// server's join limit) parses once and hands the result here.
+    pub async fn dispatch(
+        &self,
+        socket: &ConnectionId,
+        parsed: Result<ClientMessage<'_>, ProtocolError>,
+        now: SystemTime,
+    ) -> Outcome {
         let mut replaced = None;
         let (route, result) = match parsed {
             Err(e) => (Route::Default, Err(client_error(e.code(), e.to_string()))),

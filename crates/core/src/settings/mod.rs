@@ -85,6 +85,11 @@ pub struct SignallingArgs {
 /// The `--stun` value (`MESHCALL_STUN`) that hands out no STUN server (as does an empty one).
 pub const NO_STUN: &str = "none";
 
+/// The public STUN server the self-hosted server hands out unless `--stun` says otherwise;
+/// the one place it is written in Rust (the AWS template's `StunUrls` default is checked
+/// against it by `deploy/aws/tests/test_template.py`).
+pub const DEFAULT_STUN: &str = "stun:stun.l.google.com:19302";
+
 /// Shared settings that cannot work together with the secrets a runtime has.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {

@@ -40,7 +40,7 @@ use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
 use crate::{
     app::AppState,
-    limits::{Admission, may_be_join},
+    limits::Admission,
     tls::{self, session::Session},
 };
 use frame::{Event, Fault, Reader};
@@ -325,7 +325,8 @@ async fn take_events(
     Ok(any)
 }
 
-/// A text frame from the client: the rate limit and the join limit first, then the core.
+/// A text frame from the client: the rate limit first, then the join limit on the parsed
+/// message, then the core.
 pub(crate) async fn handle_client_text(
     state: &AppState,
     conn: &ConnectionId,
@@ -342,11 +343,34 @@ pub(crate) async fn handle_client_text(
             "too many messages; slow down",
         )
         .await;
-    } else if is_join(text) && !admission.try_join(received) {
+        return;
+    }
+    // Parsed once: the limits decide on the message, then the core routes it.
+    let parsed = ClientMessage::parse(text);
+    if let Ok(message) = &parsed
+        && !admission.allows(message, received)
+    {
         let message = "too many joins from your address; try again shortly";
         refuse(state, conn, ErrorCode::RateLimited, message).await;
-    } else {
-        handle_text(state, conn, text, received).await;
+        return;
+    }
+    let outcome = state.core.dispatch(conn, parsed, SystemTime::now()).await;
+    tracing::debug!(
+        conn_id = %conn,
+        route = outcome.route.as_str(),
+        bytes = text.len(),
+        "message"
+    );
+    if let Some(old) = &outcome.replaced {
+        // A resume took this socket's participant from a socket the server still held:
+        // close that one (its task sees its link end).
+        tracing::info!(conn_id = %conn, replaced = %old, "resumed over a half-open socket");
+        state.core.pusher().unregister(old);
+    }
+    if let Some(code) = outcome.error {
+        state.metrics.error(code);
+    } else if outcome.route == Route::JoinRoom {
+        state.metrics.join_notify(received.elapsed().as_secs_f64());
     }
 }
 
@@ -425,37 +449,6 @@ fn schedule_expiry(state: &AppState, participant: ConnectionId, until: SystemTim
             () = shutdown.cancelled() => {}
         }
     });
-}
-
-/// Whether a text frame is a valid `joinRoom` (parsed again only if it may be one).
-fn is_join(text: &str) -> bool {
-    may_be_join(text)
-        && matches!(
-            ClientMessage::parse(text),
-            Ok(ClientMessage::JoinRoom { .. })
-        )
-}
-
-/// Hands one text frame, received at `received`, to the core.
-async fn handle_text(state: &AppState, conn: &ConnectionId, text: &str, received: Instant) {
-    let outcome = state.core.message(conn, text, SystemTime::now()).await;
-    tracing::debug!(
-        conn_id = %conn,
-        route = outcome.route.as_str(),
-        bytes = text.len(),
-        "message"
-    );
-    if let Some(old) = &outcome.replaced {
-        // A resume took this socket's participant from a socket the server still held:
-        // close that one (its task sees its queue end).
-        tracing::info!(conn_id = %conn, replaced = %old, "resumed over a half-open socket");
-        state.core.pusher().unregister(old);
-    }
-    if let Some(code) = outcome.error {
-        state.metrics.error(code);
-    } else if outcome.route == Route::JoinRoom {
-        state.metrics.join_notify(received.elapsed().as_secs_f64());
-    }
 }
 
 /// Answers the client with an `error` frame, counted in the metrics.
