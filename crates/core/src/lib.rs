@@ -14,7 +14,10 @@
 //! - [`turn`]: [`Turn`], short-lived TURN credentials minted per join.
 //! - [`sparse`]: [`shrink_if_sparse`], so maps of connections give memory back once emptied.
 //! - `settings` (with the `clap` feature): `SignallingArgs`, the settings every runtime
-//!   shares, as clap arguments to flatten, and their one conversion into a [`Config`].
+//!   shares, as clap arguments to flatten, and their one conversion into a [`Config`];
+//!   what the runtimes holding sockets share (connection age, idle timeout, TURN secret,
+//!   relay, log format); and the one set of value parsers (durations, on/off, ICE URLs)
+//!   with an empty variable counting as not set.
 //!
 //! # Contract
 //!

@@ -1,17 +1,23 @@
-//! The main listener's router and the state its handlers share: the web app (the
-//! self-hosted server's handlers), `/config.json`, `/healthz`, the WebSocket endpoint,
-//! `@connections` (at the stage path only, as on AWS), and the gateway's own `/_gateway/idle` and `/_gateway/stats`.
+//! The main listener's router and the state its handlers share: the web app (`meshcall-web`'s
+//! handlers, as the self-hosted server serves it), `/config.json`, `/healthz`, the WebSocket
+//! endpoint, `@connections` (at the stage path only, as on AWS), and the gateway's own
+//! `/_gateway/idle` and `/_gateway/stats`.
+//!
+//! Each handler takes only the part of [`AppState`] it uses (axum's `FromRef`): the web
+//! app's its [`PageConfig`], `@connections` its [`Management`], the gateway's own routes the
+//! [`Invoker`] or the shutdown token. The WebSocket's handshake and task take the whole
+//! state: a connection uses every part of it.
 
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
-    Json, Router,
-    extract::State,
+    Router,
+    extract::{FromRef, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{any, get},
 };
-use meshcall::{limits::socket_max_age, security, web};
+use meshcall_web::{AppConfig, security, web};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{connections::Connections, manage, runtime::Invoker, settings::Settings, socket};
@@ -32,6 +38,59 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for them.
     pub tracker: TaskTracker,
+}
+
+/// What `/config.json` needs: the app's settings but `wsUrl`, and where this gateway is
+/// when a request names no host.
+#[derive(Debug, Clone)]
+pub struct PageConfig {
+    /// `socketMaxAgeMs` before `--max-connection-age`, `iceTransportPolicy` with
+    /// `--force-relay`.
+    pub app: AppConfig,
+    /// The gateway's address, for a request without `Host`.
+    pub callback_addr: SocketAddr,
+}
+
+impl FromRef<AppState> for PageConfig {
+    fn from_ref(state: &AppState) -> Self {
+        Self {
+            app: AppConfig::new(
+                state.settings.connection.max_connection_age,
+                state.settings.turn_args.force_relay,
+            ),
+            callback_addr: state.callback_addr,
+        }
+    }
+}
+
+/// What the Management API (`@connections`) needs: the connections, and the counters.
+#[derive(Debug, Clone)]
+pub struct Management {
+    /// The open connections.
+    pub connections: Arc<Connections>,
+    /// Counts the calls ([`Invoker::stats`]).
+    pub invoker: Invoker,
+}
+
+impl FromRef<AppState> for Management {
+    fn from_ref(state: &AppState) -> Self {
+        Self {
+            connections: state.connections.clone(),
+            invoker: state.invoker.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for Invoker {
+    fn from_ref(state: &AppState) -> Self {
+        state.invoker.clone()
+    }
+}
+
+impl FromRef<AppState> for CancellationToken {
+    fn from_ref(state: &AppState) -> Self {
+        state.shutdown.clone()
+    }
 }
 
 /// Every route of the main listener.
@@ -68,32 +127,19 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// `GET /config.json`: the app signals at this gateway's `/ws`, on the host the page came
-/// from; `iceTransportPolicy: "relay"` with `--force-relay`.
-async fn config(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// from; `socketMaxAgeMs` before `--max-connection-age`; `iceTransportPolicy: "relay"` with
+/// `--force-relay`.
+#[allow(clippy::unused_async, reason = "an axum handler")]
+async fn config(State(page): State<PageConfig>, headers: HeaderMap) -> Response {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map_or_else(|| state.callback_addr.to_string(), str::to_owned);
-    let mut config = serde_json::Map::new();
-    config.insert("wsUrl".into(), format!("ws://{host}/ws").into());
-    if let Some(age) = socket_max_age(state.settings.max_connection_duration) {
-        config.insert(
-            "socketMaxAgeMs".into(),
-            u64::try_from(age.as_millis()).unwrap_or(u64::MAX).into(),
-        );
-    }
-    if state.settings.force_relay {
-        config.insert("iceTransportPolicy".into(), "relay".into());
-    }
-    (
-        [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
-        Json(config),
-    )
-        .into_response()
+        .map_or_else(|| page.callback_addr.to_string(), str::to_owned);
+    web::json_config(&page.app.with_ws_url(format!("ws://{host}/ws")))
 }
 
-async fn healthz(State(state): State<AppState>) -> Response {
-    if state.shutdown.is_cancelled() {
+async fn healthz(State(shutdown): State<CancellationToken>) -> Response {
+    if shutdown.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
     } else {
         "ok\n".into_response()
@@ -103,8 +149,11 @@ async fn healthz(State(state): State<AppState>) -> Response {
 /// `GET /_gateway/idle`: `idle` when no invocation is queued or running and every closed
 /// connection's `$disconnect` has returned; otherwise what is still going on. Tests use
 /// it as a barrier where the self-hosted server offers its metrics.
-async fn idle(State(state): State<AppState>) -> Response {
-    let (invocations, closing) = (state.invoker.outstanding(), state.connections.closing());
+async fn idle(State(management): State<Management>) -> Response {
+    let (invocations, closing) = (
+        management.invoker.outstanding(),
+        management.connections.closing(),
+    );
     if invocations == 0 && closing == 0 {
         "idle\n".into_response()
     } else {
@@ -115,10 +164,10 @@ async fn idle(State(state): State<AppState>) -> Response {
 /// `GET /_gateway/stats`: what the gateway counted since it started, as JSON: invocations
 /// by route key (`sweep` for the scheduled event), frames received from clients,
 /// `@connections` posts by outcome, deletes and gets, and bytes received and posted.
-async fn stats(State(state): State<AppState>) -> Response {
+async fn stats(State(invoker): State<Invoker>) -> Response {
     (
         [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
-        Json(state.invoker.stats().to_json()),
+        axum::Json(invoker.stats().to_json()),
     )
         .into_response()
 }

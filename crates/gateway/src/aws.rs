@@ -24,11 +24,7 @@ use rand::RngExt as _;
 use serde_json::{Map, Value, json};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{
-    event::{REGION, hex},
-    runtime::Invoker,
-    settings::Settings,
-};
+use crate::{event::REGION, ids::hex, runtime::Invoker, settings::Settings};
 
 /// The most messages in one SQS event (the event source mapping's `BatchSize`; also the
 /// most one `ReceiveMessage` returns).
@@ -78,8 +74,7 @@ impl Resources {
             expiry_queue: None,
             resume_parameter: format!("/{}/resume-secret", settings.table),
             turn_parameter: settings
-                .turn_secret
-                .as_ref()
+                .turn_secret()
                 .map(|_| format!("/{}/turn-secret", settings.table)),
         }
     }
@@ -94,7 +89,9 @@ impl Resources {
         let secret: [u8; 32] = rand::rng().random();
         let ssm = aws_sdk_ssm::Client::new(sdk);
         put_secret(&ssm, &resources.resume_parameter, &hex(&secret)).await?;
-        if let (Some(name), Some(value)) = (&resources.turn_parameter, &settings.turn_secret) {
+        if let (Some(name), Some(value)) =
+            (&resources.turn_parameter, &settings.turn_args.turn_secret)
+        {
             put_secret(&ssm, name, value).await?;
         }
         let sqs = aws_sdk_sqs::Client::new(sdk);
@@ -470,7 +467,7 @@ mod tests {
                 "/t1/resume-secret".to_owned()
             )]
         );
-        settings.turn_secret = Some("s".into());
+        settings.turn_args.turn_secret = Some("s".into());
         let mut r = Resources::named(&settings);
         r.expiry_queue = Some(Queue {
             url: "http://q".into(),

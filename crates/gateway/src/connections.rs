@@ -14,7 +14,7 @@ use std::{
 use axum::extract::ws::Message;
 use tokio::sync::mpsc;
 
-use crate::event::now_ms;
+use crate::clock::now_ms;
 
 /// Frames queued for one connection before it counts as too slow and is closed (1013).
 pub const QUEUE_CAPACITY: usize = 1024;

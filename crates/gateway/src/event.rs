@@ -1,15 +1,16 @@
 //! The events the function receives, in the shapes API Gateway and EventBridge give a
 //! Lambda function: the WebSocket proxy event (`$connect`, message routes, `$disconnect`)
-//! and the scheduled event of the sweep. Also route selection, ids and time formats.
+//! and the scheduled event of the sweep, and route selection. The clock and its formats
+//! are [`crate::clock`]'s, the ids [`crate::ids`]'.
 
-use std::time::{Duration, SystemTime};
-
-use base64::{Engine as _, engine::general_purpose::STANDARD};
 use meshcall_core::Route;
-use rand::RngExt as _;
 use serde_json::{Map, Value, json};
 
-use crate::connections::Connection;
+use crate::{
+    clock::{iso8601_seconds, request_time},
+    connections::Connection,
+    ids::{short_id, uuid},
+};
 
 /// The API id in every event (`requestContext.apiId`).
 pub const API_ID: &str = "local";
@@ -38,81 +39,6 @@ pub fn select_route(body: &str) -> &'static str {
     message_routes()
         .find(|r| Some(*r) == action)
         .unwrap_or(Route::Default.as_str())
-}
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    epoch_ms(SystemTime::now())
-}
-
-fn epoch_ms(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-fn system_time(ms: i64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
-
-/// ISO-8601 in UTC with milliseconds (`2024-02-09T15:30:00.123Z`).
-pub fn iso8601(ms: i64) -> String {
-    humantime::format_rfc3339_millis(system_time(ms)).to_string()
-}
-
-/// ISO-8601 in UTC, whole seconds (`2024-02-09T15:30:00Z`), as EventBridge writes `time`.
-pub fn iso8601_seconds(ms: i64) -> String {
-    humantime::format_rfc3339_seconds(system_time(ms)).to_string()
-}
-
-/// API Gateway's `requestTime`, in the common log format (`09/Feb/2024:15:30:00 +0000`).
-pub fn request_time(ms: i64) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    // `YYYY-MM-DDTHH:MM:SSZ`
-    let iso = iso8601_seconds(ms);
-    let month = iso
-        .get(5..7)
-        .and_then(|m| m.parse::<usize>().ok())
-        .and_then(|m| MONTHS.get(m.wrapping_sub(1)))
-        .unwrap_or(&"Jan");
-    let (Some(year), Some(day), Some(time)) = (iso.get(0..4), iso.get(8..10), iso.get(11..19))
-    else {
-        return iso;
-    };
-    format!("{day}/{month}/{year}:{time} +0000")
-}
-
-/// An id in API Gateway's style (`requestId`, `messageId`): 11 random bytes in base64,
-/// 16 characters ending in `=`.
-pub fn short_id() -> String {
-    let bytes: [u8; 11] = rand::rng().random();
-    STANDARD.encode(bytes)
-}
-
-/// Lowercase hexadecimal.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-/// A random UUID (version 4), as Lambda request ids and EventBridge event ids are.
-pub fn uuid() -> String {
-    let mut b: [u8; 16] = rand::rng().random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex = hex(&b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
 }
 
 /// The `requestContext` every WebSocket event carries.
@@ -258,25 +184,6 @@ mod tests {
         ] {
             assert_eq!(select_route(body), "$default", "{body}");
         }
-    }
-
-    #[test]
-    fn times_and_ids_have_api_gateway_shapes() {
-        let ms = 1_707_492_600_123;
-        assert_eq!(iso8601(ms), "2024-02-09T15:30:00.123Z");
-        assert_eq!(iso8601_seconds(ms), "2024-02-09T15:30:00Z");
-        assert_eq!(request_time(ms), "09/Feb/2024:15:30:00 +0000");
-        assert_eq!(
-            request_time(1_735_689_599_000),
-            "31/Dec/2024:23:59:59 +0000"
-        );
-        let id = short_id();
-        assert_eq!(id.len(), 16);
-        assert!(id.ends_with('='));
-        let u = uuid();
-        assert_eq!(u.len(), 36);
-        assert_eq!(&u[14..15], "4");
-        assert_ne!(uuid(), u);
     }
 
     #[test]

@@ -24,7 +24,7 @@
 //! more started while every one is busy, up to `--max-instances`, each invocation failing
 //! after the function timeout (10 s, the template's). The function reads its secrets from
 //! SSM `SecureString` parameters the gateway writes (`--create-table`), never from its
-//! environment. It also serves the web app (the self-hosted server's handlers), with
+//! environment. It also serves the web app (`meshcall-web`'s handlers, as the self-hosted server serves it), with
 //! `/config.json` pointing the app at this gateway's `/ws` (and `socketMaxAgeMs` below the
 //! connection limit, so the app moves to a fresh socket in time, as the AWS deployment's
 //! does).
@@ -74,8 +74,10 @@
 //! - [`socket`]: `$connect`, one task per WebSocket, `$disconnect`.
 //! - [`manage`]: the Management API (`@connections`).
 //! - [`connections`]: the open connections and their frame queues.
-//! - [`event`]: the event shapes, route selection, ids and time formats.
+//! - [`event`]: the event shapes and route selection.
+//! - [`clock`]: the clock and AWS's time formats; [`ids`]: AWS's request and event ids.
 //! - [`runtime`]: the Lambda runtime API and the invocation queue.
+//! - [`stats`]: the counters behind `/_gateway/stats`.
 //! - [`instances`]: the bootstrap processes, scaled on demand.
 //! - [`aws`]: the table, the expiry queue and its event source mapping, the secret
 //!   parameters.
@@ -83,14 +85,17 @@
 
 pub mod app;
 pub mod aws;
+pub mod clock;
 pub mod connections;
 pub mod event;
+pub mod ids;
 pub mod instances;
 pub mod manage;
 pub mod peer;
 pub mod runtime;
 pub mod settings;
 pub mod socket;
+pub mod stats;
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -126,12 +131,6 @@ pub async fn run(
     settings: &Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    for flag in settings.ignored() {
-        tracing::warn!(
-            flag,
-            "ignored: API Gateway has no per-connection rate limit"
-        );
-    }
     let addr = listener.local_addr().context("reading the bound address")?;
     let callback_addr = reachable(addr);
     let runtime_addr = runtime_listener
@@ -348,7 +347,7 @@ async fn sweep(invoker: Invoker, every: Duration, shutdown: CancellationToken) {
             _ = ticks.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        let event = event::scheduled(event::now_ms());
+        let event = event::scheduled(clock::now_ms());
         tokio::select! {
             result = invoker.invoke(&event) => match result {
                 Ok(body) => tracing::debug!(response = %String::from_utf8_lossy(&body), "swept"),

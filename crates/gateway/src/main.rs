@@ -6,15 +6,14 @@
 use std::io::Write as _;
 
 use anyhow::Context as _;
-use clap::Parser as _;
-use meshcall::process::{init_tracing, stop_on_signal};
 use meshcall_gateway::Settings;
+use meshcall_web::process::{init_tracing, stop_on_signal};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = Settings::parse();
-    init_tracing(settings.log_format);
+    let settings = Settings::from_env();
+    init_tracing(settings.log.log_format);
     if settings.instances > 0 {
         // Fail before binding anything.
         meshcall_gateway::bootstrap_path(&settings)?;

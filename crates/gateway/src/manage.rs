@@ -1,7 +1,7 @@
 //! The API Gateway Management API (`/<stage>/@connections`), what the function's
 //! `aws-sdk-apigatewaymanagement` client calls: `PostToConnection`, `GetConnection` and
 //! `DeleteConnection`, with API Gateway's status codes and error types. Signatures are not
-//! checked. Every call is counted in the gateway's [`Stats`](crate::runtime::Stats).
+//! checked. Every call is counted in the gateway's [`Stats`](crate::stats::Stats).
 
 use axum::{
     body::{Body, to_bytes},
@@ -14,7 +14,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::{app::AppState, connections::Posted, event::iso8601, runtime::PostOutcome};
+use crate::{app::Management, clock::iso8601, connections::Posted, stats::PostOutcome};
 
 /// The largest frame `PostToConnection` takes (API Gateway: 128 KiB).
 pub const MAX_POST_BYTES: usize = 128 * 1024;
@@ -49,7 +49,7 @@ pub async fn not_found() -> Response {
 
 /// `POST @connections/{id}`: the body, as one frame to the connection (text when it is
 /// UTF-8, binary otherwise).
-pub async fn post(State(state): State<AppState>, Path(id): Path<String>, body: Body) -> Response {
+pub async fn post(State(state): State<Management>, Path(id): Path<String>, body: Body) -> Response {
     let stats = state.invoker.stats();
     let Ok(bytes) = to_bytes(body, MAX_POST_BYTES).await else {
         stats.posted(PostOutcome::TooLarge, 0);
@@ -81,7 +81,7 @@ pub async fn post(State(state): State<AppState>, Path(id): Path<String>, body: B
 }
 
 /// `GET @connections/{id}`: when it connected, who it is, when it was last active.
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn get(State(state): State<Management>, Path(id): Path<String>) -> Response {
     state.invoker.stats().got();
     let Some(conn) = state.connections.get(&id) else {
         return gone();
@@ -105,7 +105,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Respo
 
 /// `DELETE @connections/{id}`: 204, then the connection closes with 1000 (after the frames
 /// already posted) and `$disconnect` runs.
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn delete(State(state): State<Management>, Path(id): Path<String>) -> Response {
     let deleted = state.connections.delete(&id, 1000);
     state.invoker.stats().deleted(deleted);
     if deleted {

@@ -3,13 +3,18 @@
 //! `MESHCALL_*` variables and are handed to every bootstrap process as those variables.
 //! Those the runtimes share are [`SignallingArgs`], flattened in, so the gateway, the server
 //! and the function read them alike; the gateway hands every one of them on
-//! ([`SignallingArgs::env`]).
+//! ([`SignallingArgs::env`]). Connection age and idle timeout ([`ConnectionArgs`], here
+//! `MESHCALL_GATEWAY_*` with API Gateway's defaults), the TURN secret and relay
+//! ([`TurnArgs`]) and the log format ([`LogArgs`]) are declared once in `meshcall-core` and
+//! flattened here as in the server. An empty variable is not set ([`Settings::from_env`]).
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
-pub use meshcall::settings::LogFormat;
-use meshcall_core::settings::{SignallingArgs, positive};
+pub use meshcall_core::settings::LogFormat;
+use meshcall_core::settings::{
+    ConnectionArgs, LogArgs, SignallingArgs, TurnArgs, duration, positive, switch,
+};
 
 /// meshcall-gateway: a local stand-in for API Gateway WebSocket. Serves the web app, accepts
 /// WebSocket connections, and runs meshcall's Lambda bootstrap behind a local Lambda runtime API, with
@@ -21,7 +26,14 @@ use meshcall_core::settings::{SignallingArgs, positive};
     .env("MESHCALL_GATEWAY_MAX_MESSAGE_BYTES")
     .help("Largest message the function accepts (its `MESHCALL_MAX_MESSAGE_BYTES`); a larger one, \
            within API Gateway's own limit, is refused by the function with `messageTooLarge`")))]
-#[allow(clippy::struct_excessive_bools)]
+#[command(mut_arg("idle_timeout", |a| a.env("MESHCALL_GATEWAY_IDLE_TIMEOUT")))]
+#[command(mut_arg("max_connection_age", |a| a
+    .env("MESHCALL_GATEWAY_MAX_CONNECTION_AGE")
+    .alias("max-connection-duration")
+    .default_value("2h")
+    .help("Close every connection this long after it opened, with 1001 (API Gateway: 2 hours); \
+           0 never. The app moves to a fresh socket before")))]
+#[command(mut_arg("log_format", |a| a.env("MESHCALL_GATEWAY_LOG_FORMAT")))]
 pub struct Settings {
     /// Address and port to listen on (port 0 picks a free port; stdout says which).
     #[arg(
@@ -65,7 +77,7 @@ pub struct Settings {
     /// `/<table>/resume-secret` (random, per run) and `/<table>/turn-secret` (with
     /// `--turn-secret`). Without it the function is given the parameters' names (they must
     /// exist) and no expiry queue.
-    #[arg(long, env = "MESHCALL_GATEWAY_CREATE_TABLE")]
+    #[arg(long, env = "MESHCALL_GATEWAY_CREATE_TABLE", value_parser = switch())]
     pub create_table: bool,
 
     /// How long a message the function took from the expiry queue stays invisible (the
@@ -76,7 +88,7 @@ pub struct Settings {
 
     /// How often the expiry queue is polled (short polls: the emulator serves one request
     /// at a time, so no long polls).
-    #[arg(long, env = "MESHCALL_GATEWAY_EXPIRY_POLL_INTERVAL", default_value = "200ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MESHCALL_GATEWAY_EXPIRY_POLL_INTERVAL", default_value = "200ms", value_parser = duration)]
     pub expiry_poll_interval: Duration,
 
     /// The API stage: WebSocket connections are also accepted at `/<stage>`, and
@@ -87,7 +99,7 @@ pub struct Settings {
 
     /// How often the function gets an EventBridge scheduled event (the sweep; the
     /// template's `rate(1 minute)`); 0 turns it off.
-    #[arg(long, env = "MESHCALL_GATEWAY_SWEEP_EVERY", default_value = "1m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MESHCALL_GATEWAY_SWEEP_EVERY", default_value = "1m", value_parser = duration)]
     pub sweep_every: Duration,
 
     /// The fraction (0 to 1) of closed connections whose `$disconnect` is never invoked,
@@ -115,23 +127,19 @@ pub struct Settings {
     )]
     pub api_frame_limit: usize,
 
-    /// Close a connection that sends nothing (not even a WebSocket ping) for this long
-    /// (API Gateway: 10 minutes).
-    #[arg(long, env = "MESHCALL_GATEWAY_IDLE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
-    pub idle_timeout: Duration,
-
-    /// Close every connection this long after it opened (API Gateway: 2 hours); 0 never.
-    #[arg(long, env = "MESHCALL_GATEWAY_MAX_CONNECTION_DURATION", default_value = "2h", value_parser = humantime::parse_duration)]
-    pub max_connection_duration: Duration,
+    /// `--idle-timeout` (API Gateway: 10 minutes), `--max-connection-age` (API Gateway: 2
+    /// hours; once `--max-connection-duration`, still accepted).
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 
     /// How long an invocation may take before it counts as failed (the function's timeout;
     /// the template's `Timeout: 10`).
-    #[arg(long, env = "MESHCALL_GATEWAY_FUNCTION_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MESHCALL_GATEWAY_FUNCTION_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub function_timeout: Duration,
 
     /// On Ctrl-C or SIGTERM, wait this long for connections to close (and their
     /// `$disconnect` to run) before stopping the bootstrap processes.
-    #[arg(long, env = "MESHCALL_GATEWAY_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MESHCALL_GATEWAY_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub shutdown_timeout: Duration,
 
     /// The function's signalling settings, which every runtime shares (room size, message
@@ -140,32 +148,20 @@ pub struct Settings {
     #[command(flatten)]
     pub signalling: SignallingArgs,
 
-    /// The TURN server's shared secret (`MESHCALL_TURN_SECRET`). The function reads it from
-    /// the SSM parameter `--create-table` writes, never from its environment.
-    #[arg(long, env = "MESHCALL_TURN_SECRET", hide_env_values = true)]
-    pub turn_secret: Option<String>,
-
-    /// Put `iceTransportPolicy: "relay"` in `/config.json`. Needs `--turn`.
-    #[arg(long, env = "MESHCALL_FORCE_RELAY", requires = "turn")]
-    pub force_relay: bool,
+    /// `--turn-secret` (the function reads it from the SSM parameter `--create-table`
+    /// writes, never from its environment) and `--force-relay` (`iceTransportPolicy:
+    /// "relay"` in `/config.json`).
+    #[command(flatten)]
+    pub turn_args: TurnArgs,
 
     /// How often the sweep asks `@connections` whether a room member's socket still exists
     /// (the function's `MESHCALL_CHECK_EVERY`; its default is 5 minutes).
     #[arg(long, env = "MESHCALL_CHECK_EVERY", value_parser = duration_text)]
     pub check_every: Option<String>,
 
-    /// Accepted for compatibility with `meshcall` and ignored: API Gateway has no
-    /// per-connection rate limit (stage throttling instead).
-    #[arg(long, env = "MESHCALL_RATE_PER_SECOND")]
-    pub rate_per_second: Option<u32>,
-
-    /// Accepted for compatibility with `meshcall` and ignored (see `--rate-per-second`).
-    #[arg(long, env = "MESHCALL_RATE_BURST")]
-    pub rate_burst: Option<u32>,
-
-    /// Log format on stderr (`RUST_LOG` sets the level, default info).
-    #[arg(long, env = "MESHCALL_GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// `--log-format` (`MESHCALL_GATEWAY_LOG_FORMAT`).
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 /// Route paths the gateway serves itself, which a stage may not shadow.
@@ -198,7 +194,7 @@ fn fraction(s: &str) -> Result<f64, String> {
 
 /// A whole number of seconds from 0 to 12 hours (SQS's `VisibilityTimeout`).
 fn whole_seconds(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
+    let d = duration(s)?;
     if d.subsec_nanos() != 0 || d > Duration::from_hours(12) {
         return Err(format!("{s:?} is not whole seconds from 0 to 12h"));
     }
@@ -207,9 +203,7 @@ fn whole_seconds(s: &str) -> Result<Duration, String> {
 
 /// A duration (`30s`, `24h`), checked here and handed on as written.
 fn duration_text(s: &str) -> Result<String, String> {
-    humantime::parse_duration(s)
-        .map(|_| s.to_owned())
-        .map_err(|e| format!("{s:?}: {e}"))
+    duration(s).map(|_| s.trim().to_owned())
 }
 
 impl Default for Settings {
@@ -219,6 +213,17 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The settings from this process's command line and variables, an empty variable
+    /// counting as not set; on a mistake, prints it and exits.
+    pub fn from_env() -> Self {
+        meshcall_core::settings::parse()
+    }
+
+    /// The TURN secret (`--turn-secret`).
+    pub fn turn_secret(&self) -> Option<&str> {
+        self.turn_args.turn_secret.as_deref()
+    }
+
     /// The function's settings as environment variables: every shared one
     /// ([`SignallingArgs::env`], so the function reads what this command line says, defaults
     /// included), and `MESHCALL_CHECK_EVERY` if given (the function has its own default).
@@ -229,18 +234,6 @@ impl Settings {
             env.push(("MESHCALL_CHECK_EVERY", every.clone()));
         }
         env
-    }
-
-    /// Warnings for flags that are accepted but have no effect here.
-    pub fn ignored(&self) -> Vec<&'static str> {
-        let mut ignored = Vec::new();
-        if self.rate_per_second.is_some() {
-            ignored.push("--rate-per-second");
-        }
-        if self.rate_burst.is_some() {
-            ignored.push("--rate-burst");
-        }
-        ignored
     }
 }
 
@@ -261,8 +254,8 @@ mod tests {
         assert_eq!(s.stage, "local");
         assert_eq!(s.sweep_every, Duration::from_mins(1));
         assert_eq!(s.signalling.max_message_bytes, 128 * 1024);
-        assert_eq!(s.idle_timeout, Duration::from_mins(10));
-        assert_eq!(s.max_connection_duration, Duration::from_hours(2));
+        assert_eq!(s.connection.idle_timeout, Duration::from_mins(10));
+        assert_eq!(s.connection.max_connection_age, Duration::from_hours(2));
         assert_eq!(s.function_timeout, Duration::from_secs(10));
         // The function gets every shared setting, defaults included.
         assert_eq!(s.function_env(), SignallingArgs::default().env());
@@ -270,7 +263,6 @@ mod tests {
         assert_eq!(env["MESHCALL_MAX_MESSAGE_BYTES"], "131072");
         assert_eq!(env["MESHCALL_MAX_ROOM_SIZE"], "8");
         assert_eq!(env["MESHCALL_RESUME_GRACE"], "30s");
-        assert!(s.ignored().is_empty());
     }
 
     #[test]
@@ -295,8 +287,6 @@ mod tests {
             "5s",
             "--max-message-bytes",
             "1000",
-            "--rate-burst",
-            "9",
             "--force-relay",
         ])
         .unwrap();
@@ -308,15 +298,14 @@ mod tests {
             !env.contains_key("MESHCALL_TURN_SECRET"),
             "secrets go through SSM"
         );
-        assert_eq!(s.turn_secret.as_deref(), Some("s3cret"));
+        assert_eq!(s.turn_secret(), Some("s3cret"));
         assert_eq!(env["MESHCALL_TURN_TTL"], "1h");
         assert_eq!(env["MESHCALL_ALLOWED_ORIGINS"], "http://a,http://b");
         assert_eq!(env["MESHCALL_RESUME_GRACE"], "5s");
         assert_eq!(env["MESHCALL_MAX_MESSAGE_BYTES"], "1000");
         assert_eq!(env["MESHCALL_FANOUT_CONCURRENCY"], "16");
         assert_eq!(env.len(), 8);
-        assert_eq!(s.ignored(), ["--rate-burst"]);
-        assert!(s.force_relay);
+        assert!(s.turn_args.force_relay);
     }
 
     #[test]
@@ -334,6 +323,12 @@ mod tests {
             &["--lose-disconnects", "-0.1"],
             &["--max-instances", "0"],
             &["--expiry-visibility-timeout", "1500ms"],
+            // API Gateway has no per-connection rate limit: the flags are not accepted.
+            &["--rate-burst", "9"],
+            &["--rate-per-second", "9"],
+            &["--stun", "bogus"],
+            &["--turn", "bogus", "--turn-secret", "s"],
+            &["--turn", "turn:t:3478", "--turn-secret", ""],
         ] {
             let argv = std::iter::once("meshcall-gateway").chain(args.iter().copied());
             assert!(Settings::try_parse_from(argv).is_err(), "{args:?}");
@@ -353,6 +348,12 @@ mod tests {
         ])
         .unwrap();
         assert!((s.lose_disconnects - 0.25).abs() < f64::EPSILON);
+        let old = Settings::try_parse_from(["meshcall-gateway", "--max-connection-duration", "1h"]);
+        assert_eq!(
+            old.unwrap().connection.max_connection_age,
+            Duration::from_hours(1),
+            "the flag's old name"
+        );
         assert_eq!(s.expiry_visibility_timeout, Duration::from_secs(2));
     }
 }

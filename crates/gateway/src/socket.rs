@@ -34,8 +34,9 @@ use tracing::Instrument as _;
 
 use crate::{
     app::AppState,
+    clock::now_ms,
     connections::{Connection, TOO_SLOW},
-    event::{self, now_ms},
+    event,
     peer::Peer,
     runtime::InvokeError,
 };
@@ -60,7 +61,7 @@ pub async fn upgrade(
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
     let conn = Arc::new(Connection::new(
-        meshcall::socket::new_connection_id().to_string(),
+        meshcall_web::new_connection_id().to_string(),
         peer.addr.ip().to_string(),
         text(header::USER_AGENT),
         text(header::HOST).unwrap_or_else(|| state.callback_addr.to_string()),
@@ -235,11 +236,11 @@ async fn serve(
     mut frames: mpsc::Receiver<Message>,
 ) {
     let settings = state.settings.clone();
-    let idle = tokio::time::sleep(settings.idle_timeout);
+    let idle = tokio::time::sleep(settings.connection.idle_timeout);
     tokio::pin!(idle);
     // Polled only when limited.
-    let limited = !settings.max_connection_duration.is_zero();
-    let lifetime = tokio::time::sleep(settings.max_connection_duration);
+    let limited = !settings.connection.max_connection_age.is_zero();
+    let lifetime = tokio::time::sleep(settings.connection.max_connection_age);
     tokio::pin!(lifetime);
     let stats = state.invoker.stats();
 
@@ -264,7 +265,7 @@ async fn serve(
                     Ok(message) => message,
                     Err(e) => break read_failed(&e),
                 };
-                idle.as_mut().reset(tokio::time::Instant::now() + settings.idle_timeout);
+                idle.as_mut().reset(tokio::time::Instant::now() + settings.connection.idle_timeout);
                 conn.touch();
                 match message {
                     Message::Text(text) => {

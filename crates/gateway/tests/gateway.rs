@@ -269,7 +269,7 @@ async fn one_connections_messages_are_invoked_concurrently() {
     };
     assert_eq!(header("lambda-runtime-aws-request-id"), first.request_id);
     let deadline: i64 = header("lambda-runtime-deadline-ms").parse().unwrap();
-    let now = meshcall_gateway::event::now_ms();
+    let now = meshcall_gateway::clock::now_ms();
     assert!(
         (now + 5_000..=now + 10_000).contains(&deadline),
         "{deadline}"
@@ -702,7 +702,7 @@ async fn idle_connections_close_with_1001() {
 
 #[tokio::test]
 async fn connections_end_at_the_maximum_duration() {
-    let gw = Gateway::start(&["--max-connection-duration", "300ms"]).await;
+    let gw = Gateway::start(&["--max-connection-age", "300ms"]).await;
     let mut f = Function::ok(gw.runtime());
     let (mut ws, id) = connected(&gw, &mut f).await;
     assert_eq!(read_close(&mut ws).await.0, 1001);
@@ -795,7 +795,7 @@ async fn the_web_app_is_served_with_this_gateways_ws_url() {
     gw.stop().await;
 
     for (limit, age) in [("8s", json!(6_000)), ("0s", Value::Null)] {
-        let gw = Gateway::start(&["--max-connection-duration", limit]).await;
+        let gw = Gateway::start(&["--max-connection-age", limit]).await;
         let r = http(gw.addr, "GET", "/config.json", &[], b"").await;
         assert_eq!(r.json()["socketMaxAgeMs"], age, "limit {limit}");
         gw.stop().await;

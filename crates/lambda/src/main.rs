@@ -15,7 +15,7 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let settings = Settings::from_env()?;
-    init_tracing(settings.log_format);
+    init_tracing(settings.log.log_format);
     let sdk = aws_config::load_from_env().await;
     let secrets = secrets::read(&aws_sdk_ssm::Client::new(&sdk), &settings).await?;
     let config = settings.core_config(&secrets)?;

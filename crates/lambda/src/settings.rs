@@ -12,23 +12,16 @@
 use std::time::Duration;
 
 use clap::Parser;
+pub use meshcall_core::settings::LogFormat;
 use meshcall_core::{
     Config, ResumeKey,
     settings::{self, SignallingArgs},
 };
 
-/// How log lines are written (CloudWatch Logs keeps each line).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line (the default: CloudWatch Logs Insights reads the fields).
-    Json,
-}
-
 /// The function's settings.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "bootstrap", version, about = "meshcall's AWS Lambda function")]
+#[command(mut_arg("log_format", |a| a.default_value("json")))]
 pub struct Settings {
     /// The DynamoDB table (the template's `Table`).
     #[arg(long, env = "MESHCALL_TABLE")]
@@ -64,9 +57,9 @@ pub struct Settings {
     #[arg(long, env = "MESHCALL_CHECK_EVERY", default_value = "5m", value_parser = settings::duration)]
     pub check_every: Duration,
 
-    /// Log format.
-    #[arg(long, env = "MESHCALL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
-    pub log_format: LogFormat,
+    /// Log format (the default here is JSON: CloudWatch Logs Insights reads the fields).
+    #[command(flatten)]
+    pub log: settings::LogArgs,
 }
 
 /// The secrets, as read at init from the parameters the settings name.
@@ -104,12 +97,13 @@ pub enum SettingsError {
 }
 
 impl Settings {
-    /// Settings from the environment alone.
+    /// Settings from the environment alone; an empty variable is not set (as a template
+    /// parameter left empty).
     ///
     /// # Errors
     /// [`clap::Error`] for a missing or malformed variable.
     pub fn from_env() -> Result<Self, clap::Error> {
-        Self::try_parse_from(["bootstrap"])
+        settings::try_parse_from(["bootstrap"])
     }
 
     /// The core's configuration, with the `secrets` read at init: the shared settings'
@@ -173,6 +167,13 @@ mod tests {
             .core_config(&Secrets::default())
             .unwrap();
         assert!(off.resume.is_none());
+    }
+
+    #[test]
+    fn logs_are_json_unless_asked() {
+        assert_eq!(settings(&[]).log.log_format, LogFormat::Json);
+        let text = settings(&["--log-format", "text"]);
+        assert_eq!(text.log.log_format, LogFormat::Text);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use axum::{
     Router,
-    extract::{ConnectInfo, FromRequestParts, Request, State},
+    extract::{ConnectInfo, FromRef, FromRequestParts, Request, State},
     http::{HeaderMap, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
     routing::get,
@@ -38,6 +38,15 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Which optional security headers to send (HSTS: see [`AppState::with_hsts`]).
     pub security: security::Security,
+    /// The app's settings, as the page and `/config.json` carry them.
+    pub app_config: meshcall_web::AppConfig,
+}
+
+/// The web app's handlers take only the app's settings.
+impl FromRef<AppState> for meshcall_web::AppConfig {
+    fn from_ref(state: &AppState) -> Self {
+        state.app_config.clone()
+    }
 }
 
 impl AppState {
@@ -59,6 +68,7 @@ impl AppState {
             tracker,
             limits,
             security: security::Security::default(),
+            app_config: settings.app_config(),
         }
     }
 

@@ -15,9 +15,9 @@
 //! - [`metrics`]: the Prometheus registry behind `/metrics`.
 //! - [`limits`]: the abuse limits (connections, joins per address, connection age), the
 //!   client address (`--trust-proxy`), and the default STUN server.
-//! - [`security`]: the security headers (CSP, HSTS, ...) on every response.
-//! - [`web`]: the web app, embedded in the binary.
-//! - [`process`]: logging and the Ctrl-C/SIGTERM token, for `main` (and the gateway's).
+//! - [`security`], [`web`], [`process`]: re-exported from `meshcall-web` (the security
+//!   headers, the embedded web app and its settings, logging and the Ctrl-C/SIGTERM token),
+//!   which `meshcall-gateway` shares without linking this crate.
 //! - [`tls`]: HTTPS on the same port (self-signed, certificate files reloaded on SIGHUP,
 //!   or ACME), and the optional plain-HTTP redirect.
 //!
@@ -29,13 +29,10 @@ pub mod app;
 pub mod limits;
 pub mod listen;
 pub mod metrics;
-pub mod process;
 pub mod pusher;
-pub mod security;
 pub mod settings;
 pub mod socket;
 pub mod tls;
-pub mod web;
 
 use std::{sync::Arc, time::Duration};
 
@@ -43,6 +40,9 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+/// The web app, its settings, the security headers and `main`'s logging and signals live in
+/// `meshcall-web`, which the gateway shares; they keep their paths here.
+pub use meshcall_web::{process, security, web};
 pub use settings::Settings;
 
 /// Serves meshcall on `listener` until `shutdown` is cancelled, then closes every WebSocket

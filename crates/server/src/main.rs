@@ -1,11 +1,13 @@
 //! The `meshcall` binary: parse settings, install logging, bind, serve until Ctrl-C or
-//! SIGTERM.
+//! SIGTERM; or, with `app-config`, print the app's settings as JSON.
+
+use std::io::Write as _;
 
 use anyhow::Context as _;
-use clap::Parser as _;
 use meshcall::{
     Settings,
     process::{init_tracing, stop_on_signal},
+    settings::Command,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -20,8 +22,13 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = Settings::parse();
-    init_tracing(settings.log_format);
+    let settings = Settings::from_env();
+    if let Some(Command::AppConfig(args)) = &settings.command {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{}", args.config().to_json()).context("writing to stdout")?;
+        return stdout.flush().context("writing to stdout");
+    }
+    init_tracing(settings.log.log_format);
     if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
         tracing::warn!(error = %e, "jemalloc's background purging is off: freed memory returns later");
     }

@@ -1,28 +1,37 @@
 //! [`Settings`]: the server's flags. Every flag is also an environment variable named
-//! `MESHCALL_<FLAG>`; `meshcall --help` lists them all. The signalling settings every
-//! runtime shares are [`SignallingArgs`], flattened in (and reachable as fields of
-//! [`Settings`] through `Deref`); the rest are the server's own.
+//! `MESHCALL_<FLAG>` (an empty one is not set; on/off ones take 1/0, yes/no, true/false,
+//! on/off); `meshcall --help` lists them all. The signalling settings every runtime shares
+//! are [`SignallingArgs`], flattened in (and reachable as fields of [`Settings`] through
+//! `Deref`); the TURN secret, relay and log format are declared once in `meshcall-core`
+//! ([`TurnArgs`], [`LogArgs`]) and flattened here as in the gateway; the rest are the
+//! server's own. Read them with [`Settings::from_env`].
+//!
+//! `meshcall app-config` ([`Command::AppConfig`]) prints the app's settings as JSON for a
+//! static host (the AWS deploy script).
 
 use std::{net::SocketAddr, ops::Deref, time::Duration};
 
-use clap::{Parser, ValueEnum};
-pub use meshcall_core::settings::positive;
-use meshcall_core::{Config, RateLimit, ResumeKey, settings::SignallingArgs};
+use clap::{Parser, Subcommand};
+pub use meshcall_core::settings::{LogFormat, positive};
+use meshcall_core::{
+    Config, RateLimit, ResumeKey,
+    settings::{LogArgs, SignallingArgs, TurnArgs, duration},
+};
 use meshcall_protocol::limits;
+use meshcall_web::AppConfigArgs;
 
-/// How log lines are written to stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
+/// What `meshcall` does besides serving.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Print the app's settings (`/config.json`, the page's `meshcall-config` meta) as JSON
+    /// for a static host, and exit: `meshcall app-config --ws-url wss://… [--force-relay]`.
+    AppConfig(AppConfigArgs),
 }
 
 /// meshcall: peer-to-peer video calls. Serves the web app and the WebSocket signalling on
 /// one port, in memory.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "meshcall", version)]
+#[command(name = "meshcall", version, args_conflicts_with_subcommands = true)]
 #[command(mut_arg("turn", |a| a.requires("turn_secret")))]
 #[command(mut_arg("stun", |a| a.default_value(meshcall_core::settings::DEFAULT_STUN)
     .help("STUN server URL handed to browsers in `joined` (repeat, or separate with commas); `none` for none")))]
@@ -37,7 +46,7 @@ pub struct Settings {
     pub signalling: SignallingArgs,
 
     /// Close a connection that sends nothing (not even a WebSocket ping) for this long.
-    #[arg(long, env = "MESHCALL_IDLE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MESHCALL_IDLE_TIMEOUT", default_value = "10m", value_parser = duration)]
     pub idle_timeout: Duration,
 
     /// Messages per second a connection may send, sustained.
@@ -48,16 +57,9 @@ pub struct Settings {
     #[arg(long, env = "MESHCALL_RATE_BURST", default_value_t = limits::RATE_BURST)]
     pub rate_burst: u32,
 
-    /// The TURN server's shared secret (coturn `static-auth-secret` with `use-auth-secret`),
-    /// which `--turn` needs.
-    #[arg(long, env = "MESHCALL_TURN_SECRET", hide_env_values = true,
-          value_parser = clap::builder::NonEmptyStringValueParser::new())]
-    pub turn_secret: Option<String>,
-
-    /// Send all media through the TURN servers (the app sets `iceTransportPolicy: "relay"`),
-    /// so peers never see each other's addresses. Needs `--turn`.
-    #[arg(long, env = "MESHCALL_FORCE_RELAY", requires = "turn")]
-    pub force_relay: bool,
+    /// `--turn-secret`, `--force-relay`: shared with the gateway.
+    #[command(flatten)]
+    pub turn_args: TurnArgs,
 
     /// Frames queued for one connection before it counts as too slow and is dropped.
     #[arg(long, env = "MESHCALL_QUEUE_CAPACITY", default_value_t = 256,
@@ -70,16 +72,16 @@ pub struct Settings {
     pub read_buffer_bytes: usize,
 
     /// Drop a connection whose socket accepts nothing for this long.
-    #[arg(long, env = "MESHCALL_SEND_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MESHCALL_SEND_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub send_timeout: Duration,
 
     /// On Ctrl-C or SIGTERM, wait this long for sockets to close.
-    #[arg(long, env = "MESHCALL_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "MESHCALL_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub shutdown_timeout: Duration,
 
-    /// Log format on stderr (`RUST_LOG` sets the level, default info).
-    #[arg(long, env = "MESHCALL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// `--log-format`: shared with the gateway and the function.
+    #[command(flatten)]
+    pub log: LogArgs,
 
     /// HTTPS: `--tls-self-signed`, `--tls-cert`/`--tls-key`, `--acme-*`, `--redirect-http`.
     #[command(flatten)]
@@ -89,6 +91,10 @@ pub struct Settings {
     /// `--max-connection-age`, `--trust-proxy`.
     #[command(flatten)]
     pub limits: crate::limits::LimitArgs,
+
+    /// A subcommand instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
 }
 
 impl Default for Settings {
@@ -107,6 +113,24 @@ impl Deref for Settings {
 }
 
 impl Settings {
+    /// The settings from this process's command line and `MESHCALL_*` variables, an empty
+    /// variable counting as not set; on a mistake, prints it and exits.
+    pub fn from_env() -> Self {
+        meshcall_core::settings::parse()
+    }
+
+    /// The TURN secret (`--turn-secret`).
+    pub fn turn_secret(&self) -> Option<&str> {
+        self.turn_args.turn_secret.as_deref()
+    }
+
+    /// The app's settings as this server serves them (`/config.json`, the page's meta):
+    /// no `wsUrl` (the app signals at `/ws` on its own origin), `socketMaxAgeMs` before
+    /// `--max-connection-age`, `iceTransportPolicy: "relay"` with `--force-relay`.
+    pub fn app_config(&self) -> meshcall_web::AppConfig {
+        meshcall_web::AppConfig::new(self.limits.max_connection_age, self.turn_args.force_relay)
+    }
+
     /// The core's configuration from these settings; `resume_key` signs resume tokens.
     ///
     /// # Panics
@@ -115,7 +139,7 @@ impl Settings {
     pub fn core_config(&self, resume_key: ResumeKey) -> Config {
         let shared = self
             .signalling
-            .config(self.turn_secret.as_deref(), Some(resume_key))
+            .config(self.turn_secret(), Some(resume_key))
             .unwrap_or_else(|e| panic!("settings clap refuses: {e}"));
         Config {
             idle_timeout: self.idle_timeout,

@@ -59,7 +59,8 @@ pub struct TlsArgs {
     /// Serve HTTPS with a self-signed certificate for localhost, this host's name, every
     /// local IP address and each `--tls-hostname`, kept in `--state-dir` and reused while it
     /// covers them (for phones and laptops on a LAN).
-    #[arg(long, env = "MESHCALL_TLS_SELF_SIGNED", conflicts_with_all = ["tls_cert", "acme_domain"])]
+    #[arg(long, env = "MESHCALL_TLS_SELF_SIGNED", conflicts_with_all = ["tls_cert", "acme_domain"],
+          value_parser = meshcall_core::settings::switch())]
     pub tls_self_signed: bool,
 
     /// An extra name or IP address for the self-signed certificate (repeat, or separate with
@@ -88,7 +89,7 @@ pub struct TlsArgs {
 
     /// How often `--tls-cert` and `--tls-key` are checked for new contents.
     #[arg(long, env = "MESHCALL_TLS_WATCH_INTERVAL", default_value = "5s",
-          value_parser = humantime::parse_duration)]
+          value_parser = meshcall_core::settings::duration)]
     pub tls_watch_interval: Duration,
 
     /// Obtain and renew a certificate for this domain from an ACME CA, answering its

@@ -183,3 +183,122 @@ fn help_lists_every_setting_with_its_variable() {
         "--help shows the TURN secret"
     );
 }
+
+/// `meshcall` with `args` and `vars` run to its end: exit code, stdout, stderr.
+fn run(args: &[&str], vars: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_meshcall"))
+        .args(args)
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (
+        out.status.code().unwrap(),
+        text(out.stdout),
+        text(out.stderr),
+    )
+}
+
+#[tokio::test]
+async fn an_empty_variable_is_not_set() {
+    // Once: MESHCALL_ACME_DOMAIN= asked an ACME CA for the domain "" forever, and
+    // MESHCALL_REDIRECT_HTTP= was refused as no address. Now both are not set: plain HTTP.
+    let (mut child, addr, _lines) = start_with_env(
+        &["--listen", "127.0.0.1:0"],
+        &[
+            ("MESHCALL_ACME_DOMAIN", ""),
+            ("MESHCALL_REDIRECT_HTTP", ""),
+            ("MESHCALL_TLS_SELF_SIGNED", ""),
+            ("MESHCALL_STUN", ""),
+            ("MESHCALL_MAX_CONNECTIONS_PER_IP", ""),
+            ("MESHCALL_IDLE_TIMEOUT", ""),
+        ],
+    );
+    // Plain HTTP answers: no TLS mode was started.
+    let (status, _, body) = support::http_get(addr, "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || wait_exit(&mut child))
+        .await
+        .unwrap();
+    assert!(status.success());
+    // Together with an on/off variable set, they would conflict if they were set.
+    let (code, _, stderr) = run(
+        &["app-config"],
+        &[
+            ("MESHCALL_TLS_SELF_SIGNED", "1"),
+            ("MESHCALL_ACME_DOMAIN", ""),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn on_off_variables_take_every_usual_spelling() {
+    for on in ["1", "yes", "true", "on", "TRUE"] {
+        // On, it conflicts with a certificate file: proof that it was read as on.
+        let (code, _, stderr) = run(
+            &["app-config"],
+            &[
+                ("MESHCALL_TLS_SELF_SIGNED", on),
+                ("MESHCALL_TLS_CERT", "c.pem"),
+                ("MESHCALL_TLS_KEY", "k.pem"),
+            ],
+        );
+        assert_eq!(code, 2, "{on}: {stderr}");
+        assert!(stderr.contains("cannot be used with"), "{on}: {stderr}");
+    }
+    for off in ["0", "no", "false", "off"] {
+        let (code, _, stderr) = run(
+            &["app-config"],
+            &[
+                ("MESHCALL_TLS_SELF_SIGNED", off),
+                ("MESHCALL_TLS_CERT", "c.pem"),
+                ("MESHCALL_TLS_KEY", "k.pem"),
+            ],
+        );
+        assert_eq!(code, 0, "{off}: {stderr}");
+    }
+    let (code, _, stderr) = run(&["app-config"], &[("MESHCALL_TLS_SELF_SIGNED", "maybe")]);
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
+fn ice_server_urls_are_checked_at_start() {
+    for (flag, value) in [
+        ("--stun", "bogus"),
+        ("--turn", "bogus"),
+        ("--stun", "turn:t:3478"),
+    ] {
+        let (code, _, stderr) = run(&[flag, value, "--turn-secret", "s"], &[]);
+        assert_eq!(code, 2, "{flag} {value}: {stderr}");
+        assert!(stderr.contains("is not an ICE server URL"), "{stderr}");
+    }
+    let (code, _, stderr) = run(&["app-config"], &[("MESHCALL_STUN", "bogus")]);
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
+fn app_config_prints_the_app_s_settings() {
+    let (code, stdout, stderr) = run(
+        &[
+            "app-config",
+            "--ws-url",
+            "wss://api.example/prod",
+            "--force-relay=true",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "wsUrl": "wss://api.example/prod",
+            "socketMaxAgeMs": 6_900_000,
+            "iceTransportPolicy": "relay",
+        })
+    );
+    let (_, stdout, _) = run(&["app-config", "--max-connection-age", "0"], &[]);
+    assert_eq!(stdout, "{}\n");
+}

@@ -67,6 +67,12 @@ class Scripts(unittest.TestCase):
                         FAKE_STATE=self.state, FAKE_PYTHON=sys.executable,
                         TMPDIR=os.path.join(self.tmp, "tmpdir"))
         os.mkdir(self.env["TMPDIR"])
+        # deploy/aws/deploy writes config.json with `meshcall app-config`: the real one.
+        binary = meshcall_binary()
+        if binary is None:
+            self.skipTest("no target/debug/meshcall (deploy runs `meshcall app-config`): "
+                          "build it with cargo build -p meshcall, or run scripts/test-aws-deploy")
+        self.env["MESHCALL_BIN"] = binary
 
     # -------------------------------------------------------------------- helpers
 

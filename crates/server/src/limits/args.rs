@@ -4,6 +4,15 @@ use std::time::Duration;
 
 use super::Proxy;
 
+/// Default `--max-connections-per-ip`: a class of 40 behind one school NAT with every
+/// socket doubled while it moves or a dropped one awaits its idle timeout (80), three such
+/// classes at once, and room to spare; 2.5 % of the default `--max-connections`.
+pub const MAX_CONNECTIONS_PER_IP: usize = 256;
+
+/// Default `--max-joins-per-minute-per-ip`: a class of 40 joining at the bell, each pupil
+/// joining six times in that minute (reloads, room changes), or six classes at once.
+pub const MAX_JOINS_PER_MINUTE_PER_IP: u32 = 240;
+
 /// The abuse limits' flags (0 turns a limit off).
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct LimitArgs {
@@ -12,8 +21,9 @@ pub struct LimitArgs {
     pub max_connections: usize,
 
     /// Most open WebSocket connections from one client address (an IPv6 /64); more are
-    /// refused with 429 (0: no limit).
-    #[arg(long, env = "MESHCALL_MAX_CONNECTIONS_PER_IP", default_value_t = 32)]
+    /// refused with 429 (0: no limit). The default fits a school or office behind one NAT
+    /// (docs/operations.md says how it was chosen).
+    #[arg(long, env = "MESHCALL_MAX_CONNECTIONS_PER_IP", default_value_t = MAX_CONNECTIONS_PER_IP)]
     pub max_connections_per_ip: usize,
 
     /// Most `joinRoom`s per minute from one client address (an IPv6 /64), in a burst or
@@ -21,7 +31,7 @@ pub struct LimitArgs {
     #[arg(
         long,
         env = "MESHCALL_MAX_JOINS_PER_MINUTE_PER_IP",
-        default_value_t = 60
+        default_value_t = MAX_JOINS_PER_MINUTE_PER_IP
     )]
     pub max_joins_per_minute_per_ip: u32,
 
@@ -34,7 +44,7 @@ pub struct LimitArgs {
     /// Close a connection this old with 1001; the app moves to a fresh socket before (0:
     /// no limit).
     #[arg(long, env = "MESHCALL_MAX_CONNECTION_AGE", default_value = "24h",
-          value_parser = humantime::parse_duration)]
+          value_parser = meshcall_core::settings::duration)]
     pub max_connection_age: Duration,
 
     /// A reverse proxy (address or CIDR block) whose `X-Forwarded-For` names the client
@@ -51,8 +61,8 @@ impl Default for LimitArgs {
     fn default() -> Self {
         Self {
             max_connections: 10_000,
-            max_connections_per_ip: 32,
-            max_joins_per_minute_per_ip: 60,
+            max_connections_per_ip: MAX_CONNECTIONS_PER_IP,
+            max_joins_per_minute_per_ip: MAX_JOINS_PER_MINUTE_PER_IP,
             max_handshakes_per_ip: 256,
             max_connection_age: Duration::from_hours(24),
             trust_proxy: Vec::new(),
@@ -60,12 +70,24 @@ impl Default for LimitArgs {
     }
 }
 
-/// When the app should move to a fresh socket, for a connection limit of `limit`: 5
-/// minutes or a quarter of the limit before it, whichever is less; `None` without a limit.
-/// `meshcall-gateway` and the AWS deploy script use the same rule.
-pub fn socket_max_age(limit: Duration) -> Option<Duration> {
-    if limit.is_zero() {
-        return None;
+/// The rule by which the app moves to a fresh socket before the age limit, written once in
+/// `meshcall-core` for every runtime.
+pub use meshcall_core::settings::socket_max_age;
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use crate::Settings;
+
+    #[test]
+    fn defaults_fit_a_class_of_40_behind_one_address() {
+        let s = Settings::parse_from(["meshcall"]);
+        assert_eq!(s.limits, super::LimitArgs::default());
+        // Every pupil with a socket moving (two at once), and each joining six times.
+        assert!(s.limits.max_connections_per_ip >= 2 * 40);
+        assert!(s.limits.max_joins_per_minute_per_ip >= 6 * 40);
+        // One address still holds a small share of the server.
+        assert!(s.limits.max_connections_per_ip * 20 <= s.limits.max_connections);
     }
-    Some(limit.saturating_sub((limit / 4).min(Duration::from_mins(5))))
 }

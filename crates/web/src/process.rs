@@ -6,7 +6,7 @@ use std::io::IsTerminal as _;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::{EnvFilter, fmt};
 
-use crate::settings::LogFormat;
+use meshcall_core::settings::LogFormat;
 
 /// Installs the global subscriber: stderr, `RUST_LOG` (default `info`), colours only on a
 /// terminal.

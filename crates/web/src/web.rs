@@ -8,7 +8,8 @@
 //! `<script data-inline="js/boot.js"></script>` placeholder as a classic inline script
 //! ([`classic_script`]: every line's leading `export ` dropped, the whole wrapped in an arrow
 //! function called at once), which the Content-Security-Policy allows by its SHA-256.
-//! `deploy/aws/deploy` builds the page for static hosting the same way.
+//! `deploy/aws/deploy` builds the page for static hosting the same way. The settings written
+//! into the page are an [`AppConfig`], the state these handlers take.
 //!
 //! Debug builds read `web/` from disk at run time (edit and reload; a change to
 //! `js/boot.js` needs a restart, for its hash in the CSP); release builds carry their own
@@ -27,7 +28,7 @@ use memchr::memmem;
 use rust_embed::RustEmbed;
 use sha2::{Digest as _, Sha256};
 
-use crate::{app::AppState, limits::socket_max_age};
+use crate::config::AppConfig;
 
 #[derive(RustEmbed)]
 #[folder = "../../web/"]
@@ -110,12 +111,14 @@ fn script_hashes(html: &[u8]) -> Vec<String> {
 const CONFIG_META: &[u8] = br#"<meta name="meshcall-config" content="">"#;
 
 /// `GET /` and `GET /r/<room>`: the app's page, with the app's settings (as `/config.json`
-/// has them) written into its `meshcall-config` meta.
-pub async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// has them) written into its `meshcall-config` meta. The router's state gives the
+/// settings (`AppConfig: FromRef<S>`).
+#[allow(clippy::unused_async, reason = "an axum handler")]
+pub async fn index(State(config): State<AppConfig>, headers: HeaderMap) -> Response {
     let Some(file) = app_page() else {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     };
-    let page = with_config(&file, &settings_json(&state).to_string());
+    let page = with_config(&file, &config.to_json());
     let hash: [u8; 32] = Sha256::digest(&page).into();
     respond(page, &hash, "text/html", &headers)
 }
@@ -132,30 +135,18 @@ pub async fn page(headers: HeaderMap) -> Response {
 
 /// `GET /config.json`: the app's settings, for pages that do not carry them (the boot
 /// script reads them from the page this server serves).
-pub async fn config(State(state): State<AppState>) -> Response {
-    (
-        [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
-        Json(settings_json(&state)),
-    )
-        .into_response()
+#[allow(clippy::unused_async, reason = "an axum handler")]
+pub async fn config(State(config): State<AppConfig>) -> Response {
+    json_config(&config)
 }
 
-/// The app's settings. `wsUrl` is never set here, so the app signals at `/ws` on its own
-/// origin (static hosting on AWS puts the API Gateway URL there); `socketMaxAgeMs` tells the
-/// app to move to a fresh socket before `--max-connection-age` closes this one;
-/// `iceTransportPolicy: "relay"` appears when the server forces media through TURN.
-fn settings_json(state: &AppState) -> serde_json::Value {
-    let mut config = serde_json::Map::new();
-    if let Some(age) = socket_max_age(state.settings.limits.max_connection_age) {
-        config.insert(
-            "socketMaxAgeMs".into(),
-            u64::try_from(age.as_millis()).unwrap_or(u64::MAX).into(),
-        );
-    }
-    if state.settings.force_relay {
-        config.insert("iceTransportPolicy".into(), "relay".into());
-    }
-    config.into()
+/// `config` as `/config.json`'s response: JSON, never cached.
+pub fn json_config(config: &AppConfig) -> Response {
+    (
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
+        Json(config),
+    )
+        .into_response()
 }
 
 /// `page` with `json` as the content of its `meshcall-config` meta (escaped for a quoted
@@ -181,6 +172,7 @@ fn with_config(page: &[u8], json: &str) -> Vec<u8> {
 }
 
 /// Any other path: the embedded file of that name, or 404.
+#[allow(clippy::unused_async, reason = "an axum handler")]
 pub async fn asset(request: Request) -> Response {
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();

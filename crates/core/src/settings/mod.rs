@@ -7,9 +7,21 @@
 //! every runtime. Secrets are not here: each runtime has its own way to them (the server's
 //! flags, the function's SSM parameters) and hands them to [`SignallingArgs::config`].
 //!
+//! The runtimes that hold sockets share more ([`runtime`]: connection age and idle timeout,
+//! the TURN secret and relay policy, the log format); every value is read by the parsers in
+//! [`values`], and a runtime reads its command line with [`parse`], for which an empty
+//! variable is not set.
+//!
 //! Only with the `clap` feature.
 
+pub mod runtime;
+pub mod values;
+
 use std::time::Duration;
+
+pub use runtime::{ConnectionArgs, LogArgs, LogFormat, TurnArgs, socket_max_age};
+pub use values::{duration, parse, positive, switch, try_parse_from};
+use values::{duration_text, stun_url, turn_url};
 
 use meshcall_protocol::{IceServer, limits};
 
@@ -36,13 +48,13 @@ pub struct SignallingArgs {
 
     /// STUN server URL handed to browsers in `joined` (repeat, or separate with commas);
     /// `none` for none.
-    #[arg(long = "stun", env = "MESHCALL_STUN", value_delimiter = ',')]
+    #[arg(long = "stun", env = "MESHCALL_STUN", value_delimiter = ',', value_parser = stun_url)]
     pub stun: Vec<String>,
 
     /// TURN server URL (`turn:host:3478?transport=udp`, `turns:…`) for `joined`, with
     /// credentials minted per join from the TURN server's shared secret (repeat, or separate
     /// with commas).
-    #[arg(long = "turn", env = "MESHCALL_TURN", value_delimiter = ',')]
+    #[arg(long = "turn", env = "MESHCALL_TURN", value_delimiter = ',', value_parser = turn_url)]
     pub turn: Vec<String>,
 
     /// How long minted TURN credentials stay valid.
@@ -220,34 +232,6 @@ impl SignallingArgs {
     }
 }
 
-/// Parses a whole number of at least 1 (a clap value parser).
-///
-/// # Errors
-/// A message naming the text, for anything else.
-pub fn positive(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("{s:?} is not a whole number of at least 1")),
-    }
-}
-
-/// Parses a duration with units (`300ms`, `30s`, `10m`, `24h`; a bare `0` is zero).
-///
-/// # Errors
-/// A message naming the text, for anything else.
-pub fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?} is not a duration: {e}"))
-}
-
-/// A duration as [`duration`] reads it back.
-fn duration_text(d: Duration) -> String {
-    if d.is_zero() {
-        "0s".to_owned()
-    } else {
-        humantime::format_duration(d).to_string()
-    }
-}
-
 /// A list setting without its empty entries, each trimmed.
 fn non_empty(values: &[String]) -> Vec<String> {
     values
@@ -306,6 +290,10 @@ mod tests {
             &["--fanout-concurrency", "0"],
             &["--turn-ttl", "soon"],
             &["--resume-grace", "30"],
+            &["--stun", "bogus"],
+            &["--stun", "stun:a:3478,bogus"],
+            &["--turn", "bogus"],
+            &["--turn", "stun:a:3478"],
         ] {
             assert!(parse(args).is_err(), "{args:?}");
         }
