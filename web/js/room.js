@@ -31,7 +31,7 @@ import { QualityMeter } from './quality.js';
 /** @typedef {import('./signaling.js').Signaling} Signaling */
 /** @typedef {import('./media.js').Media} Media */
 /** @typedef {import('./peerstats.js').PeerSummary} PeerSummary */
-/** @typedef {import('./early.js').Prelude} Prelude */
+/** @typedef {import('./boot.js').Prelude} Prelude */
 
 const STATS_EVERY_MS = 5_000;
 /**
@@ -263,7 +263,7 @@ export class Room extends Emitter {
 
   /**
    * @param {string} id @param {boolean} initiator
-   * @param {import('./early.js').EarlyPeer} [early]  the prelude's connection to adopt
+   * @param {import('./boot.js').EarlyPeer} [early]  the prelude's connection to adopt
    */
   addPeer(id, initiator, early) {
     const selfId = /** @type {string} */ (this.selfId);
