@@ -146,7 +146,7 @@ test('3-person call through meshcall-gateway, the Lambda bootstrap and DynamoDB 
 // it resumes on the new socket, the function closes the old one, and the call never
 // notices. Here the limit is 8 s, so the app moves every 6 s.
 test('sockets are replaced before the connection limit without the call noticing', { timeout: 120_000 }, async () => {
-  const limited = await startGateway(moto, { args: ['--max-connection-duration', '8s'] });
+  const limited = await startGateway(moto, { args: ['--max-connection-age', '8s'] });
   try {
     const config = await (await fetch(`${limited.origin}/config.json`)).json();
     assert.equal(config.socketMaxAgeMs, 6000, JSON.stringify(config));

@@ -59,7 +59,11 @@ impl AppState {
             // Tokens die with the process, as does the membership they point to.
             settings.core_config(ResumeKey::new(rand::random())),
         );
-        let limits = Arc::new(Limits::new(settings.limits.clone(), metrics.clone()));
+        let limits = Arc::new(Limits::new(
+            settings.limits.clone(),
+            settings.connection.max_connection_age,
+            metrics.clone(),
+        ));
         Self {
             core: Arc::new(core),
             metrics,

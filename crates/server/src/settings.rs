@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 pub use meshcall_core::settings::{LogFormat, positive};
 use meshcall_core::{
     Config, RateLimit, ResumeKey,
-    settings::{LogArgs, SignallingArgs, TurnArgs, duration},
+    settings::{ConnectionArgs, LogArgs, SignallingArgs, TurnArgs, duration},
 };
 use meshcall_protocol::limits;
 use meshcall_web::AppConfigArgs;
@@ -45,9 +45,9 @@ pub struct Settings {
     #[command(flatten)]
     pub signalling: SignallingArgs,
 
-    /// Close a connection that sends nothing (not even a WebSocket ping) for this long.
-    #[arg(long, env = "MESHCALL_IDLE_TIMEOUT", default_value = "10m", value_parser = duration)]
-    pub idle_timeout: Duration,
+    /// `--idle-timeout`, `--max-connection-age`: shared with the gateway.
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 
     /// Messages per second a connection may send, sustained.
     #[arg(long, env = "MESHCALL_RATE_PER_SECOND", default_value_t = limits::RATE_PER_SECOND)]
@@ -128,7 +128,10 @@ impl Settings {
     /// no `wsUrl` (the app signals at `/ws` on its own origin), `socketMaxAgeMs` before
     /// `--max-connection-age`, `iceTransportPolicy: "relay"` with `--force-relay`.
     pub fn app_config(&self) -> meshcall_web::AppConfig {
-        meshcall_web::AppConfig::new(self.limits.max_connection_age, self.turn_args.force_relay)
+        meshcall_web::AppConfig::new(
+            self.connection.max_connection_age,
+            self.turn_args.force_relay,
+        )
     }
 
     /// The core's configuration from these settings; `resume_key` signs resume tokens.
@@ -142,7 +145,7 @@ impl Settings {
             .config(self.turn_secret(), Some(resume_key))
             .unwrap_or_else(|e| panic!("settings clap refuses: {e}"));
         Config {
-            idle_timeout: self.idle_timeout,
+            idle_timeout: self.connection.idle_timeout,
             rate: RateLimit {
                 per_second: self.rate_per_second,
                 burst: self.rate_burst,
@@ -160,7 +163,7 @@ mod tests {
     fn defaults_match_api_gateway() {
         let s = Settings::default();
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(s.idle_timeout, Duration::from_mins(10));
+        assert_eq!(s.connection.idle_timeout, Duration::from_mins(10));
         assert_eq!(s.max_message_bytes, 128 * 1024);
         assert_eq!(s.max_room_size, 8);
         let config = s.core_config(ResumeKey::new([0; 32]));
@@ -194,7 +197,7 @@ mod tests {
             "--max-room-size",
             "2",
         ]);
-        assert_eq!(s.idle_timeout, Duration::from_millis(1500));
+        assert_eq!(s.connection.idle_timeout, Duration::from_millis(1500));
         assert_eq!(
             s.core_config(ResumeKey::new([0; 32])).ice_servers[0]
                 .urls

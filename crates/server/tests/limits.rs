@@ -444,7 +444,7 @@ async fn a_crowd_at_the_door_each_gets_joined_or_room_full() {
     const CROWD: usize = 64;
     const CAP: usize = 8;
     // The whole crowd comes from 127.0.0.1: past the self-hosted server's per-address
-    // limits (32 connections, 60 joins a minute), which tests/abuse.rs covers.
+    // limits (256 connections, 240 joins a minute), which tests/abuse.rs covers.
     let mut flags = vec!["--max-room-size", "8"];
     if !support::on_gateway() {
         flags.extend([

@@ -169,7 +169,7 @@ impl Programs {
         let s = |x: &str| x.to_owned();
         match kind {
             // The abuse limits are lifted: every benchmark connection comes from 127.0.0.1,
-            // which the per-address limits would refuse after 32 sockets or 60 joins a
+            // which the per-address limits would refuse after 256 sockets or 240 joins a
             // minute, and the saturated case sends far above 50 messages a second per
             // connection. `--stun none`: no STUN URL in each `joined`.
             Kind::Meshcall => (

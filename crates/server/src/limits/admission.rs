@@ -199,7 +199,7 @@ impl Admission {
 
     /// The longest this connection may live, if limited.
     pub fn max_age(&self) -> Option<Duration> {
-        let age = self.limits.args.max_connection_age;
+        let age = self.limits.max_connection_age;
         (!age.is_zero()).then_some(age)
     }
 }

@@ -1,6 +1,4 @@
-//! The limits' flags, and the connection-age hint derived from them.
-
-use std::time::Duration;
+//! The limits' flags (the connection age is the shared `ConnectionArgs`'s).
 
 use super::Proxy;
 
@@ -41,12 +39,6 @@ pub struct LimitArgs {
     #[arg(long, env = "MESHCALL_MAX_HANDSHAKES_PER_IP", default_value_t = 256)]
     pub max_handshakes_per_ip: usize,
 
-    /// Close a connection this old with 1001; the app moves to a fresh socket before (0:
-    /// no limit).
-    #[arg(long, env = "MESHCALL_MAX_CONNECTION_AGE", default_value = "24h",
-          value_parser = meshcall_core::settings::duration)]
-    pub max_connection_age: Duration,
-
     /// A reverse proxy (address or CIDR block) whose `X-Forwarded-For` names the client
     /// (repeat, or separate with commas). From anyone else the header is ignored.
     #[arg(
@@ -64,7 +56,6 @@ impl Default for LimitArgs {
             max_connections_per_ip: MAX_CONNECTIONS_PER_IP,
             max_joins_per_minute_per_ip: MAX_JOINS_PER_MINUTE_PER_IP,
             max_handshakes_per_ip: 256,
-            max_connection_age: Duration::from_hours(24),
             trust_proxy: Vec::new(),
         }
     }

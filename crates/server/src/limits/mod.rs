@@ -56,6 +56,8 @@ use crate::metrics::Metrics;
 #[derive(Debug)]
 pub struct Limits {
     args: LimitArgs,
+    /// `--max-connection-age` (0: none).
+    max_connection_age: std::time::Duration,
     metrics: Arc<Metrics>,
     start: Instant,
     open: AtomicUsize,
@@ -67,9 +69,14 @@ pub struct Limits {
 
 impl Limits {
     /// Fresh limits: nothing open, every bucket full.
-    pub fn new(args: LimitArgs, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        args: LimitArgs,
+        max_connection_age: std::time::Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             args,
+            max_connection_age,
             metrics,
             start: Instant::now(),
             open: AtomicUsize::new(0),

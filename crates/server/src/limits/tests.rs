@@ -96,7 +96,11 @@ fn ipv6_clients_count_by_their_64() {
 }
 
 fn limits(args: LimitArgs) -> Arc<Limits> {
-    Arc::new(Limits::new(args, Arc::new(Metrics::new())))
+    Arc::new(Limits::new(
+        args,
+        Duration::from_hours(24),
+        Arc::new(Metrics::new()),
+    ))
 }
 
 #[test]
@@ -178,16 +182,10 @@ fn the_default_is_what_no_flags_give() {
     }
     let parsed = <Cli as clap::Parser>::try_parse_from(["meshcall"]).unwrap();
     assert_eq!(parsed.limits, LimitArgs::default());
-    let flags = <Cli as clap::Parser>::try_parse_from([
-        "meshcall",
-        "--trust-proxy",
-        "10.0.0.1,fd00::/8",
-        "--max-connection-age",
-        "2h",
-    ])
-    .unwrap();
+    let flags =
+        <Cli as clap::Parser>::try_parse_from(["meshcall", "--trust-proxy", "10.0.0.1,fd00::/8"])
+            .unwrap();
     assert_eq!(flags.limits.trust_proxy.len(), 2);
-    assert_eq!(flags.limits.max_connection_age, Duration::from_hours(2));
     assert!(<Cli as clap::Parser>::try_parse_from(["meshcall", "--trust-proxy", "proxy"]).is_err());
 }
 

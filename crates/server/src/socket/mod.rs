@@ -31,10 +31,8 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use base64::{Engine as _, engine::general_purpose::STANDARD};
 use meshcall_core::{Route, TokenBucket};
 use meshcall_protocol::{ClientMessage, ConnectionId, ErrorCode, ServerMessage};
-use rand::RngExt as _;
 use tokio::net::TcpStream;
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
@@ -60,16 +58,6 @@ pub mod close_code {
     pub const ERROR: u16 = 1011;
     /// Try again later: dropped as too slow, or replaced by a resume.
     pub const AGAIN: u16 = 1013;
-}
-
-/// A fresh, unguessable connection id: 96 random bits, 16 base64 characters, the shape of
-/// API Gateway's ids.
-///
-/// # Panics
-/// Never: base64 is printable ASCII, always a valid id.
-pub fn new_connection_id() -> ConnectionId {
-    let bytes: [u8; 12] = rand::rng().random();
-    ConnectionId::parse(&STANDARD.encode(bytes)).expect("base64 is printable ASCII")
 }
 
 /// An upgraded connection, before its task starts.
@@ -138,7 +126,7 @@ async fn serve(state: AppState, connection: Connection, mut reader: Reader, admi
     // Events name the connection in a field rather than in a span: tracing's registry
     // keeps a slot for every span ever open at once, so a span per connection would keep
     // memory for the most connections ever held (3 MB after 10 000 had left).
-    let conn = new_connection_id();
+    let conn = meshcall_web::new_connection_id();
     let link = Arc::new(Link::new(connection, state.settings.queue_capacity));
     let core = &state.core;
     core.pusher().register(conn.clone(), link.clone());
@@ -162,7 +150,7 @@ async fn run(
     admission: &Admission,
 ) -> End {
     let settings = &state.settings;
-    let idle_timeout = settings.idle_timeout;
+    let idle_timeout = settings.connection.idle_timeout;
     let start = Instant::now();
     let mut bucket = TokenBucket::new(state.core.config().rate, start);
     // One timer for both the idle timeout and the age limit, set to the earlier.
