@@ -55,7 +55,7 @@ CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
 OUTPUTS = {"WebSocketUrl", "AppUrl", "SiteBucket", "DistributionId", "TableName", "FunctionName"}
 # The STUN default is written once in Rust (meshcall-core's settings); the template's must
 # be the same server.
-with open(os.path.join(HERE, "..", "..", "..", "crates", "core", "src", "settings.rs")) as f:
+with open(os.path.join(HERE, "..", "..", "..", "crates", "core", "src", "settings", "mod.rs")) as f:
     DEFAULT_STUN = re.search(r'pub const DEFAULT_STUN: &str = "([^"]+)";', f.read()).group(1)
 PARAMETER_DEFAULTS = {
     "StageName": "prod", "Architecture": "x86_64", "MemorySize": 128, "LogRetentionInDays": 14,
