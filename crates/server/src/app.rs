@@ -38,14 +38,15 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Which optional security headers to send (HSTS: see [`AppState::with_hsts`]).
     pub security: security::Security,
-    /// The app's settings, as the page and `/config.json` carry them.
-    pub app_config: meshcall_web::AppConfig,
+    /// The app's settings, as the page and `/config.json` carry them (shared: every
+    /// connection's task holds a clone of this state, and its size is per connection).
+    pub app_config: Arc<meshcall_web::AppConfig>,
 }
 
 /// The web app's handlers take only the app's settings.
 impl FromRef<AppState> for meshcall_web::AppConfig {
     fn from_ref(state: &AppState) -> Self {
-        state.app_config.clone()
+        (*state.app_config).clone()
     }
 }
 
@@ -72,7 +73,7 @@ impl AppState {
             tracker,
             limits,
             security: security::Security::default(),
-            app_config: settings.app_config(),
+            app_config: Arc::new(settings.app_config()),
         }
     }
 

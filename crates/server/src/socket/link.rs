@@ -36,7 +36,7 @@ use crate::tls::session::Session;
 const FRAMES_PER_WRITE: usize = 32;
 
 /// Plaintext sealed at once over TLS, at most (a frame larger than this is sealed alone).
-const SEAL_AT_ONCE: usize = 64 * 1024;
+const SEAL_AT_ONCE: usize = 60 * 1024;
 
 tokio::task_local! {
     /// Links that frames were pushed to during the current pass ([`holding`]).
@@ -421,7 +421,9 @@ impl Link {
     }
 
     fn read_sealed(&self, raw: &mut Vec<u8>, reader: &mut Reader) -> io::Result<usize> {
-        raw.reserve(LENT);
+        // Up to the lent buffer's size in all (a record kept from the last read is at most
+        // about 17 KB), so the buffer never grows past it.
+        raw.reserve(LENT.saturating_sub(raw.len()));
         let room = raw.capacity() - raw.len();
         // As for plain reads (frame::Reader::read_from): a short read tells tokio the socket
         // is drained.

@@ -49,9 +49,10 @@ impl Scratch {
         }
     }
 
-    /// Takes a lent buffer back; one grown far past its size is freed instead.
+    /// Takes a lent buffer back; one grown past its size (a large frame) is freed
+    /// instead, so that what a thread keeps stays at [`LENT`] a buffer.
     pub(crate) fn give_back(self, mut buf: Vec<u8>) {
-        if buf.capacity() <= 4 * LENT {
+        if buf.capacity() <= LENT {
             buf.clear();
             self.key().set(buf);
         }
