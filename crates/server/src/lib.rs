@@ -89,7 +89,7 @@ pub async fn run(
         router,
         tls: tls.map(Arc::new),
         limits: state_limits,
-        port: addr.port(),
+        redirect: tls::redirect::router(addr.port()),
     };
     listen::serve(listener, listen, &shutdown).await;
     if let Some(redirect) = redirect {

@@ -30,7 +30,7 @@ use tower::ServiceExt as _;
 
 use crate::{
     limits::Limits,
-    tls::{FirstBytes, Tls, redirect},
+    tls::{FirstBytes, Tls},
 };
 
 /// The first byte and the TLS handshake must come within this.
@@ -45,8 +45,8 @@ pub struct Listen {
     pub tls: Option<Arc<Tls>>,
     /// Where handshakes take their places.
     pub limits: Arc<Limits>,
-    /// The HTTPS port (for redirects of plain requests to it).
-    pub port: u16,
+    /// What a plain request on the HTTPS port gets: a redirect to it (made once, at start).
+    pub redirect: Router,
 }
 
 /// Serves `listener` until `shutdown`, then lets each connection finish its request in
@@ -90,8 +90,7 @@ pub async fn serve(listener: TcpListener, listen: Listen, shutdown: &Cancellatio
                             http(*stream, peer, listen.router, shutdown).await;
                         }
                         Ok(Ok(Opened::Plain(tcp))) => {
-                            let redirect = redirect::router(listen.port);
-                            http(tcp, peer, redirect, shutdown).await;
+                            http(tcp, peer, listen.redirect, shutdown).await;
                         }
                         Ok(Ok(Opened::Done)) => {}
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),

@@ -188,16 +188,3 @@ fn the_default_is_what_no_flags_give() {
     assert_eq!(flags.limits.trust_proxy.len(), 2);
     assert!(<Cli as clap::Parser>::try_parse_from(["meshcall", "--trust-proxy", "proxy"]).is_err());
 }
-
-#[test]
-fn the_age_hint_leaves_a_margin() {
-    assert_eq!(socket_max_age(Duration::ZERO), None);
-    assert_eq!(
-        socket_max_age(Duration::from_hours(2)),
-        Some(Duration::from_mins(115))
-    );
-    assert_eq!(
-        socket_max_age(Duration::from_secs(8)),
-        Some(Duration::from_secs(6))
-    );
-}

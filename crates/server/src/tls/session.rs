@@ -238,10 +238,46 @@ enum Step {
     Done,
 }
 
-/// Appends what `write` produces to `outgoing`, growing it to the size rustls asks for.
+/// Appends what `write` (a sealed record) produces to `outgoing`.
 fn encrypt(
     guess: usize,
-    mut write: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
+    write: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
+    outgoing: &mut Vec<u8>,
+) -> io::Result<()> {
+    fill(
+        guess,
+        write,
+        |e| match e {
+            EncryptError::InsufficientSize(s) => Some(s.required_size),
+            EncryptError::EncryptExhausted => None,
+        },
+        outgoing,
+    )
+}
+
+/// Appends what `write` (a message of the session's own) produces to `outgoing`.
+fn encode(
+    write: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
+    outgoing: &mut Vec<u8>,
+) -> io::Result<()> {
+    fill(
+        256,
+        write,
+        |e| match e {
+            EncodeError::InsufficientSize(s) => Some(s.required_size),
+            EncodeError::AlreadyEncoded => None,
+        },
+        outgoing,
+    )
+}
+
+/// Appends what `write` produces to `outgoing`, starting from `guess` bytes of room and
+/// growing to the size rustls asks for (`required`); on any other error `outgoing` is
+/// left as it was.
+fn fill<E: std::fmt::Display>(
+    guess: usize,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, E>,
+    required: impl Fn(&E) -> Option<usize>,
     outgoing: &mut Vec<u8>,
 ) -> io::Result<()> {
     let start = outgoing.len();
@@ -253,37 +289,13 @@ fn encrypt(
                 outgoing.truncate(start + n);
                 return Ok(());
             }
-            Err(EncryptError::InsufficientSize(s)) if s.required_size > want => {
-                want = s.required_size;
-            }
-            Err(e) => {
-                outgoing.truncate(start);
-                return Err(io::Error::other(e.to_string()));
-            }
-        }
-    }
-}
-
-fn encode(
-    mut write: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
-    outgoing: &mut Vec<u8>,
-) -> io::Result<()> {
-    let start = outgoing.len();
-    let mut want = 256;
-    loop {
-        outgoing.resize(start + want, 0);
-        match write(&mut outgoing[start..]) {
-            Ok(n) => {
-                outgoing.truncate(start + n);
-                return Ok(());
-            }
-            Err(EncodeError::InsufficientSize(s)) if s.required_size > want => {
-                want = s.required_size;
-            }
-            Err(e) => {
-                outgoing.truncate(start);
-                return Err(io::Error::other(e.to_string()));
-            }
+            Err(e) => match required(&e) {
+                Some(size) if size > want => want = size,
+                _ => {
+                    outgoing.truncate(start);
+                    return Err(io::Error::other(e.to_string()));
+                }
+            },
         }
     }
 }
